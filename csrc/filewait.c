@@ -1,0 +1,123 @@
+/* Wait for a file to appear: inotify armed before the existence check,
+ * with a stat backoff fallback, optionally guarded by a process. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "ocirt.h"
+
+#define BACKOFF_START_US 100
+#define BACKOFF_MAX_US 10000
+
+/* Drain pending inotify events; 1 if one of them names `name`. */
+static int drain_events(int ifd, const char *name)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int seen = 0;
+	ssize_t len;
+
+	while ((len = read(ifd, buf, sizeof buf)) > 0) {
+		for (char *p = buf; p < buf + len;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->len && strcmp(ev->name, name) == 0)
+				seen = 1;
+			if (ev->mask & IN_Q_OVERFLOW)
+				seen = 1; /* events were lost: look for ourselves */
+			p += sizeof *ev + ev->len;
+		}
+	}
+	return seen;
+}
+
+static int guard_alive(pid_t pid)
+{
+	return !(kill(pid, 0) < 0 && errno == ESRCH);
+}
+
+int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
+		    pid_t guard_pid, int flags)
+{
+	long long deadline = ocirt_deadline(timeout_ms);
+	char path[PATH_MAX];
+	struct pollfd pfds[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+	int delay = BACKOFF_START_US;
+	int ret = -1, err = 0;
+
+	if (!name[0] || strchr(name, '/')) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
+		pfds[0].fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (pfds[0].fd < 0)
+			return -1;
+		if (inotify_add_watch(pfds[0].fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+			err = errno;
+			goto out;
+		}
+	}
+	if (guard_pid > 0 && !(flags & OCIRT_WAIT_NO_PIDFD)) {
+		pfds[1].fd = ocirt_pidfd_open(guard_pid);
+		if (pfds[1].fd < 0 && errno != ENOSYS && errno != ESRCH) {
+			err = errno;
+			goto out;
+		}
+	}
+	/* Polling (not sleeping on events) is needed where a source lacks an fd. */
+	int periodic = pfds[0].fd < 0 || (guard_pid > 0 && pfds[1].fd < 0);
+
+	for (int check = 1;;) {
+		if (check && access(path, F_OK) == 0) {
+			ret = 0;
+			goto out;
+		}
+		int guard_gone = 0;
+		if (guard_pid > 0)
+			guard_gone = pfds[1].fd >= 0 ? pfds[1].revents != 0 : !guard_alive(guard_pid);
+		if (guard_gone) {
+			/* The guard may have written the file just before exiting. */
+			if (access(path, F_OK) == 0) {
+				ret = 0;
+				goto out;
+			}
+			err = ESRCH;
+			goto out;
+		}
+		int left = ocirt_ms_left(deadline);
+		if (left == 0) {
+			err = ETIMEDOUT;
+			goto out;
+		}
+		int wait_ms = left;
+		if (periodic) {
+			wait_ms = ocirt_min_timeout(left, (delay + 999) / 1000);
+			delay = delay * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : delay * 2;
+		}
+		pfds[0].revents = pfds[1].revents = 0;
+		int r = poll(pfds, 2, wait_ms);
+		if (r < 0 && errno != EINTR) {
+			err = errno;
+			goto out;
+		}
+		check = pfds[0].fd < 0 || (pfds[0].revents && drain_events(pfds[0].fd, name));
+	}
+out:
+	if (pfds[0].fd >= 0)
+		close(pfds[0].fd);
+	if (pfds[1].fd >= 0)
+		close(pfds[1].fd);
+	if (ret < 0)
+		errno = err;
+	return ret;
+}

@@ -1,0 +1,68 @@
+/*
+ * ocirt native helpers: plain C, no Python.h.
+ *
+ * Every function returns -1 and sets errno on failure. Blocking functions
+ * take a timeout in milliseconds (-1 waits forever) and are safe to call
+ * without the GIL.
+ */
+#ifndef OCIRT_H
+#define OCIRT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ocirt_spawn flags */
+#define OCIRT_SPAWN_SETSID 1  /* child calls setsid() */
+#define OCIRT_SPAWN_SETPGID 2 /* child becomes its own process group leader */
+
+/* wait flags: force the fallback paths (also used by tests) */
+#define OCIRT_WAIT_NO_PIDFD 1   /* kill(pid, 0) with adaptive sleeps */
+#define OCIRT_WAIT_NO_INOTIFY 2 /* stat() with backoff */
+
+/* At most this many (source -> target) pairs per spawn. */
+#define OCIRT_SPAWN_MAX_FDS 64
+
+/*
+ * Fork and exec `path` with `argv` and `envp`. `fdmap` holds `nfds` pairs
+ * (fdmap[2i] = source fd in the parent, fdmap[2i+1] = target fd in the
+ * child); every pair is placed exactly, whatever the overlap between
+ * sources and targets, and every fd that is not a target is closed in the
+ * child. Signal dispositions and the signal mask are reset in the child.
+ * Returns the child's pid, or -1 with errno set, including the errno of a
+ * failed chdir/exec in the child (which is then already reaped).
+ */
+pid_t ocirt_spawn(const char *path, char *const argv[], char *const envp[],
+                  const int *fdmap, size_t nfds, const char *cwd, int flags);
+
+/* socketpair(AF_UNIX, type | SOCK_CLOEXEC). */
+int ocirt_socketpair(int type, int fds[2]);
+
+/* pidfd_open(pid, 0); ENOSYS where the kernel lacks it. */
+int ocirt_pidfd_open(pid_t pid);
+
+/* pidfd_send_signal(pidfd, sig, NULL, 0). */
+int ocirt_pidfd_send_signal(int pidfd, int sig);
+
+/* prctl(PR_SET_CHILD_SUBREAPER, on). */
+int ocirt_set_subreaper(int on);
+
+/*
+ * Wait until every pid in `pids` has exited (a zombie counts as exited with
+ * pidfds; the kill(pid, 0) fallback sees a zombie as alive, so reap your own
+ * children). Returns 0 when all are gone, -1 with ETIMEDOUT on timeout.
+ * On return, `alive` (when not NULL) holds 1 for each pid still running.
+ */
+int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,
+                    unsigned char *alive);
+
+/*
+ * Wait until `dir`/`name` exists. The inotify watch (IN_CREATE, IN_MOVED_TO,
+ * IN_CLOSE_WRITE) is armed before the first existence check, so an
+ * appearance between the two is never missed. If `guard_pid` > 0 and that
+ * process exits while the file is still missing, fails with ESRCH. Returns
+ * 0 when the file exists, -1 with ETIMEDOUT on timeout.
+ */
+int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
+                    pid_t guard_pid, int flags);
+
+#endif

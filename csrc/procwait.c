@@ -1,0 +1,140 @@
+/* Process exit waits and signals: pidfds, with a kill(pid, 0) fallback. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "ocirt.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+/* The fallback's sleeps: start short so a quick exit is seen quickly. */
+#define BACKOFF_START_US 50
+#define BACKOFF_MAX_US 5000
+
+int ocirt_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int ocirt_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int ocirt_set_subreaper(int on)
+{
+	return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0);
+}
+
+static int wait_pids_kill(const pid_t *pids, size_t n, long long deadline,
+			  unsigned char *alive)
+{
+	int delay = BACKOFF_START_US;
+
+	for (;;) {
+		size_t running = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!alive[i])
+				continue;
+			if (kill(pids[i], 0) < 0 && errno == ESRCH)
+				alive[i] = 0;
+			else
+				running++;
+		}
+		if (running == 0)
+			return 0;
+		int left = ocirt_ms_left(deadline);
+		if (left == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (left > 0 && delay > left * 1000)
+			delay = left * 1000;
+		ocirt_backoff(&delay, BACKOFF_MAX_US);
+	}
+}
+
+static int wait_pidfds(struct pollfd *pfds, size_t n, long long deadline,
+		       unsigned char *alive)
+{
+	for (;;) {
+		size_t running = 0;
+		for (size_t i = 0; i < n; i++)
+			running += alive[i];
+		if (running == 0)
+			return 0;
+		int left = ocirt_ms_left(deadline);
+		int r = poll(pfds, n, left);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (r == 0 && left == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		for (size_t i = 0; r > 0 && i < n; i++) {
+			if (pfds[i].fd >= 0 && pfds[i].revents) {
+				close(pfds[i].fd);
+				pfds[i].fd = -1;
+				alive[i] = 0;
+			}
+		}
+	}
+}
+
+int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,
+		    unsigned char *alive_out)
+{
+	long long deadline = ocirt_deadline(timeout_ms);
+	unsigned char *alive = calloc(n ? n : 1, 1);
+	struct pollfd *pfds = calloc(n ? n : 1, sizeof *pfds);
+	int use_pidfd = !(flags & OCIRT_WAIT_NO_PIDFD);
+	int ret = -1, err;
+
+	if (!alive || !pfds) {
+		err = ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		alive[i] = 1;
+		pfds[i].fd = -1;
+		pfds[i].events = POLLIN;
+		if (!use_pidfd)
+			continue;
+		pfds[i].fd = ocirt_pidfd_open(pids[i]);
+		if (pfds[i].fd >= 0)
+			continue;
+		if (errno == ESRCH) {
+			alive[i] = 0;
+		} else if (errno == ENOSYS) {
+			use_pidfd = 0;
+		} else {
+			err = errno;
+			goto out;
+		}
+	}
+	ret = use_pidfd ? wait_pidfds(pfds, n, deadline, alive)
+			: wait_pids_kill(pids, n, deadline, alive);
+	err = errno;
+out:
+	for (size_t i = 0; pfds && i < n; i++)
+		if (pfds[i].fd >= 0)
+			close(pfds[i].fd);
+	if (alive_out && alive)
+		for (size_t i = 0; i < n; i++)
+			alive_out[i] = alive[i];
+	free(alive);
+	free(pfds);
+	errno = err;
+	return ret;
+}

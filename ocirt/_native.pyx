@@ -1,0 +1,196 @@
+# cython: language_level=3
+"""Cython binding of csrc/: the hot paths of spawning and waiting.
+
+Every function raises the built-in OSError subclass for the C errno
+(FileNotFoundError, ProcessLookupError, ...). Blocking calls release the GIL.
+Timeouts are in seconds; None waits forever.
+
+The fallback paths can be forced for the whole process with the environment
+switches OCIRT_NO_PIDFD=1 and OCIRT_NO_INOTIFY=1 (read at import), or per
+call with the `use_pidfd` / `use_inotify` arguments.
+"""
+
+import os
+
+from libc.errno cimport errno, ETIMEDOUT
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+cdef extern from "ocirt.h" nogil:
+    int OCIRT_SPAWN_SETSID
+    int OCIRT_SPAWN_SETPGID
+    int OCIRT_WAIT_NO_PIDFD
+    int OCIRT_WAIT_NO_INOTIFY
+    int OCIRT_SPAWN_MAX_FDS
+    int ocirt_spawn(const char *path, char **argv, char **envp,
+                    const int *fdmap, size_t nfds, const char *cwd, int flags)
+    int ocirt_socketpair(int type, int *fds)
+    int ocirt_pidfd_open(int pid)
+    int ocirt_pidfd_send_signal(int pidfd, int sig)
+    int ocirt_set_subreaper(int on)
+    int ocirt_wait_pids(const int *pids, size_t n, int timeout_ms, int flags,
+                        unsigned char *alive)
+    int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
+                        int guard_pid, int flags)
+
+SPAWN_MAX_FDS = OCIRT_SPAWN_MAX_FDS
+PIDFD_DEFAULT = os.environ.get("OCIRT_NO_PIDFD", "") in ("", "0")
+INOTIFY_DEFAULT = os.environ.get("OCIRT_NO_INOTIFY", "") in ("", "0")
+
+
+cdef raise_errno(int err, object filename=None):
+    if filename is None:
+        raise OSError(err, os.strerror(err))
+    raise OSError(err, os.strerror(err), filename)
+
+
+cdef int timeout_ms(object timeout) except? -2:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+    # Round up: a 0.1 ms timeout must still wait, not return at once.
+    return min(<long long>(timeout * 1000 + 0.999), 2**31 - 1)
+
+
+cdef int wait_flags(object use_pidfd, object use_inotify):
+    cdef int flags = 0
+    if not (PIDFD_DEFAULT if use_pidfd is None else use_pidfd):
+        flags |= OCIRT_WAIT_NO_PIDFD
+    if not (INOTIFY_DEFAULT if use_inotify is None else use_inotify):
+        flags |= OCIRT_WAIT_NO_INOTIFY
+    return flags
+
+
+cdef char **string_array(list items) except NULL:
+    cdef char **arr = <char **>malloc((len(items) + 1) * sizeof(char *))
+    if arr == NULL:
+        raise MemoryError()
+    for i, item in enumerate(items):
+        arr[i] = <char *>item
+    arr[len(items)] = NULL
+    return arr
+
+
+def spawn(path, argv, env=None, fds=(), cwd=None, *, setsid=False, setpgid=False):
+    """Fork and exec `path` with `argv`; return the child's pid.
+
+    `env` is a mapping (None: this process's environment). `fds` is a
+    sequence of (source fd, target fd) pairs: each source lands exactly on
+    its target in the child, whatever the overlap; every other fd is closed
+    there. The child's signal mask and dispositions are reset. A failed exec
+    or chdir raises its OSError here (FileNotFoundError for a missing
+    binary), with the child already reaped.
+    """
+    cdef bytes bpath = os.fsencode(path)
+    cdef list bargv = [os.fsencode(a) for a in argv]
+    if not bargv:
+        raise ValueError("argv must not be empty")
+    if env is None:
+        env = os.environ
+    cdef list benv = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    cdef bytes bcwd = os.fsencode(cwd) if cwd is not None else None
+    cdef const char *ccwd = NULL if bcwd is None else <const char *>bcwd
+    cdef list pairs = [(int(s), int(t)) for s, t in fds]
+    if len(pairs) > OCIRT_SPAWN_MAX_FDS:
+        raise ValueError(f"at most {OCIRT_SPAWN_MAX_FDS} fds can be passed, not {len(pairs)}")
+    cdef int flags = (OCIRT_SPAWN_SETSID if setsid else 0) | (OCIRT_SPAWN_SETPGID if setpgid else 0)
+    cdef int fdmap[128]
+    for i, (s, t) in enumerate(pairs):
+        fdmap[2 * i] = s
+        fdmap[2 * i + 1] = t
+    cdef char **cargv = string_array(bargv)
+    cdef char **cenv = NULL
+    cdef const char *cpath = bpath
+    cdef size_t nfds = len(pairs)
+    cdef int pid
+    try:
+        cenv = string_array(benv)
+        with nogil:
+            pid = ocirt_spawn(cpath, cargv, cenv, fdmap, nfds, ccwd, flags)
+        if pid < 0:
+            raise_errno(errno, path)
+        return pid
+    finally:
+        free(cargv)
+        free(cenv)
+
+
+def socketpair(int type=1):
+    """A close-on-exec AF_UNIX socketpair (default SOCK_STREAM) as two fds."""
+    cdef int fds[2]
+    if ocirt_socketpair(type, fds) < 0:
+        raise_errno(errno)
+    return fds[0], fds[1]
+
+
+def pidfd_open(int pid):
+    """A pidfd for `pid` (close-on-exec); ProcessLookupError if it is gone."""
+    cdef int fd = ocirt_pidfd_open(pid)
+    if fd < 0:
+        raise_errno(errno)
+    return fd
+
+
+def pidfd_send_signal(int pidfd, int sig):
+    """Signal the process behind `pidfd`: never a process that reused its pid."""
+    if ocirt_pidfd_send_signal(pidfd, sig) < 0:
+        raise_errno(errno)
+
+
+def set_subreaper(bint on=True):
+    """Make this process the reaper of its orphaned descendants (or stop)."""
+    if ocirt_set_subreaper(on) < 0:
+        raise_errno(errno)
+
+
+def wait_pids(pids, timeout=None, *, use_pidfd=None):
+    """Wait until every pid in `pids` has exited.
+
+    Returns the list of pids still running: empty when all exited, the
+    stragglers when `timeout` (seconds) ran out. Does not reap children.
+    """
+    cdef list plist = [int(p) for p in pids]
+    cdef size_t n = len(plist)
+    cdef int tmo = timeout_ms(timeout)
+    cdef int flags = wait_flags(use_pidfd, None)
+    cdef int *cpids = <int *>malloc((n + 1) * sizeof(int))
+    cdef unsigned char *alive = <unsigned char *>malloc(n + 1)
+    cdef int ret
+    try:
+        if cpids == NULL or alive == NULL:
+            raise MemoryError()
+        memset(alive, 0, n + 1)
+        for i, p in enumerate(plist):
+            cpids[i] = p
+        with nogil:
+            ret = ocirt_wait_pids(cpids, n, tmo, flags, alive)
+        if ret < 0 and errno != ETIMEDOUT:
+            raise_errno(errno)
+        return [plist[i] for i in range(n) if alive[i]]
+    finally:
+        free(cpids)
+        free(alive)
+
+
+def wait_file(directory, name, timeout=None, *, guard_pid=0, use_inotify=None, use_pidfd=None):
+    """Wait until `directory`/`name` exists; True if it does, False on timeout.
+
+    With `guard_pid`, raises ProcessLookupError when that process exits while
+    the file is still missing (it wrote nothing and never will).
+    """
+    cdef bytes bdir = os.fsencode(directory)
+    cdef bytes bname = os.fsencode(name)
+    cdef const char *cdir = bdir
+    cdef const char *cname = bname
+    cdef int tmo = timeout_ms(timeout)
+    cdef int flags = wait_flags(use_pidfd, use_inotify)
+    cdef int guard = guard_pid
+    cdef int ret
+    with nogil:
+        ret = ocirt_wait_file(cdir, cname, tmo, guard, flags)
+    if ret == 0:
+        return True
+    if errno == ETIMEDOUT:
+        return False
+    raise_errno(errno, os.path.join(directory, name))

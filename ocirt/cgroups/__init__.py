@@ -1,0 +1,46 @@
+"""cgroup managers: where conmon runs.
+
+`manager(name, parent)` returns the manager for `cgroup_manager` =
+"cgroupfs" (direct writes to the cgroup filesystem, v1, v2 or hybrid) or
+"systemd" (transient scopes through systemd's D-Bus API). Both expose:
+
+- `check()`: raise CgroupError if the manager cannot work on this host;
+  called before anything is created.
+- `create(name) -> Cgroup`: a new cgroup for one conmon.
+
+A `Cgroup` has `add(pid)` and `remove()`; `remove()` deletes the cgroup
+and everything below it once no process is left in it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from .cgroupfs import Cgroupfs, CgroupfsGroup, Hierarchy, hierarchies
+from .systemd import Systemd
+
+MANAGERS = ("cgroupfs", "systemd")
+
+
+class Cgroup(Protocol):
+    def add(self, pid: int) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+class Manager(Protocol):
+    def check(self) -> None: ...
+
+    def create(self, name: str) -> Cgroup: ...
+
+
+def manager(name: str, parent: Optional[str] = None) -> Manager:
+    """The manager called `name` (one of MANAGERS), nesting under `parent`."""
+    if name == "cgroupfs":
+        return Cgroupfs(parent)
+    if name == "systemd":
+        return Systemd(parent)
+    raise ValueError(f"unknown cgroup manager {name!r}; valid are {', '.join(MANAGERS)}")
+
+
+__all__ = ["MANAGERS", "Cgroup", "Cgroupfs", "CgroupfsGroup", "Hierarchy", "Manager", "Systemd", "hierarchies", "manager"]

@@ -1,0 +1,213 @@
+"""cgroupfs: cgroups made by writing to the cgroup filesystem directly.
+
+Works on cgroup v1, v2 and the hybrid layout (v1 controllers plus a
+cgroup2 mount), as found in /proc/self/mountinfo. A relative parent (the
+default) nests under this process's own cgroup in every hierarchy, exactly
+as runc does for a relative cgroupsPath; only an absolute parent given by
+the caller reaches outside that subtree.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional
+
+from ..errors import CgroupError, InvalidArgument
+
+MOUNTINFO = "/proc/self/mountinfo"
+OWN_CGROUP = "/proc/self/cgroup"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy and this process's place in it."""
+
+    mountpoint: str
+    version: int  # 1 or 2
+    controllers: FrozenSet[str]  # v1: e.g. {"cpu", "cpuacct"} or {"name=systemd"}
+    own_path: str  # this process's cgroup, relative to the mount
+
+    @property
+    def own_dir(self) -> str:
+        return os.path.join(self.mountpoint, self.own_path.lstrip("/"))
+
+
+def hierarchies(mountinfo: str = MOUNTINFO, own_cgroup: str = OWN_CGROUP) -> List[Hierarchy]:
+    """Every mounted cgroup hierarchy, each once, with this process's cgroup."""
+    own: Dict[FrozenSet[str], str] = {}
+    with open(own_cgroup) as f:
+        for line in f:
+            _, names, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(filter(None, names.split(",")))] = path
+    found: List[Hierarchy] = []
+    seen = set()
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, superopts = fields[sep + 1], fields[sep + 3].split(",")
+            root, mountpoint = fields[3], _unescape(fields[4])
+            if fstype == "cgroup2":
+                key: FrozenSet[str] = frozenset()
+                version = 2
+            elif fstype == "cgroup":
+                key = next((k for k in own if k and k <= set(superopts)), frozenset())
+                version = 1
+                if not key:
+                    continue
+            else:
+                continue
+            if key in seen or key not in own:
+                continue
+            seen.add(key)
+            path = own[key]
+            # Inside a cgroup namespace or a bind mount, the mount shows a subtree.
+            if root != "/" and (path == root or path.startswith(root + "/")):
+                path = path[len(root):] or "/"
+            found.append(Hierarchy(mountpoint, version, key, path))
+    return found
+
+
+def _unescape(path: str) -> str:
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def _check_relative(path: str, what: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise InvalidArgument(f"{what} {path!r} must not contain '.' or '..'")
+    return "/".join(parts)
+
+
+class Cgroupfs:
+    """The cgroupfs manager: one directory per hierarchy for each cgroup."""
+
+    def __init__(self, parent: Optional[str] = None) -> None:
+        self.parent = parent or ""
+        self.absolute = self.parent.startswith("/")
+        self._relparent = _check_relative(self.parent, "cgroup parent")
+        self._hierarchies: Optional[List[Hierarchy]] = None
+
+    def check(self) -> None:
+        if not self.hierarchies():
+            raise CgroupError("no cgroup hierarchy is mounted (see /proc/self/mountinfo)")
+
+    def hierarchies(self) -> List[Hierarchy]:
+        if self._hierarchies is None:
+            self._hierarchies = hierarchies()
+        return self._hierarchies
+
+    def parent_dir(self, h: Hierarchy) -> str:
+        base = h.mountpoint if self.absolute else h.own_dir
+        return os.path.join(base, self._relparent) if self._relparent else base
+
+    def create(self, name: str) -> "CgroupfsGroup":
+        name = _check_relative(name, "cgroup name")
+        if not name or "/" in name:
+            raise InvalidArgument(f"cgroup name {name!r} must be one path component")
+        group = CgroupfsGroup([])
+        try:
+            for h in self.hierarchies():
+                group.dirs.append(_make(self.parent_dir(h), name, h, group.created_parents))
+        except OSError as e:
+            group.remove()
+            raise CgroupError(f"cannot create cgroup {name!r}: {e}") from e
+        return group
+
+
+def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
+    """mkdir parent (as needed) and parent/name; cpuset levels get cpus/mems."""
+    for attempt in range(3):
+        try:
+            _makedirs(parent, h, created_parents)
+            path = os.path.join(parent, name)
+            os.mkdir(path)
+            if "cpuset" in h.controllers:
+                _inherit_cpuset(path)
+            return path
+        except FileNotFoundError:
+            # A concurrent remove() took a shared parent away; make it again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
+    if os.path.isdir(path):
+        return
+    _makedirs(os.path.dirname(path), h, created)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    created.append(path)
+    if "cpuset" in h.controllers:
+        _inherit_cpuset(path)
+
+
+def _inherit_cpuset(path: str) -> None:
+    """A v1 cpuset cgroup takes no task until cpus and mems are set."""
+    parent = os.path.dirname(path)
+    for knob in ("cpuset.cpus", "cpuset.mems"):
+        with open(os.path.join(path, knob)) as f:
+            if f.read().strip():
+                continue
+        with open(os.path.join(parent, knob)) as f:
+            value = f.read().strip()
+        with open(os.path.join(path, knob), "w") as f:
+            f.write(value)
+
+
+class CgroupfsGroup:
+    """A cgroup made by Cgroupfs: its directories, one per hierarchy."""
+
+    def __init__(self, dirs: List[str]) -> None:
+        self.dirs = dirs
+        self.created_parents: List[str] = []
+
+    def add(self, pid: int) -> None:
+        """Move `pid` (a whole process) into this cgroup in every hierarchy."""
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError as e:
+                raise CgroupError(f"cannot move process {pid} into cgroup {d}: {e}") from e
+
+    def remove(self) -> None:
+        """Remove every directory of this cgroup, with all cgroups below it.
+
+        Parents that were made for it go too when nothing else uses them.
+        Raises CgroupError if a process still runs inside.
+        """
+        failed = []
+        for d in self.dirs:
+            try:
+                _rmtree_cgroup(d)
+            except OSError as e:
+                failed.append(f"{d}: {e.strerror}")
+        for p in reversed(self.created_parents):
+            try:
+                os.rmdir(p)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+                    failed.append(f"{p}: {e.strerror}")
+        self.dirs, self.created_parents = [], []
+        if failed:
+            raise CgroupError("cannot remove cgroup: " + "; ".join(failed))
+
+
+def _rmtree_cgroup(top: str) -> None:
+    """rmdir a cgroup and its descendants, deepest first (cgroupfs needs no unlink)."""
+    for root, dirs, _ in os.walk(top, topdown=False):
+        for d in dirs:
+            try:
+                os.rmdir(os.path.join(root, d))
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(top)
+    except FileNotFoundError:
+        pass

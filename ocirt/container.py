@@ -1,0 +1,519 @@
+"""Containers and exec sessions: the lifecycle verbs on one container.
+
+Waits never poll at a fixed interval: a container's exit is the appearance
+of conmon's exit file (an inotify watch guarded by conmon's pidfd), an exec
+session's exit is conmon's last message on its sync socket. Signals go
+through pidfds opened while the process was known to be alive, so they can
+never reach a process that reused the pid.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+from . import _native, conmon, spec as specs
+from .errors import (
+    ConmonError,
+    ContainerNotFound,
+    InvalidArgument,
+    InvalidState,
+    OcirtError,
+    RuntimeCommandError,
+    Timeout,
+)
+from .layout import ContainerDir, ExecDir
+from .logs import LogRecord, read_log
+from .oci import is_not_found
+from .validate import SignalLike, check_id, check_timeout, parse_signal
+
+if TYPE_CHECKING:
+    from .cgroups import Cgroup
+    from .runtime import Runtime
+
+KILL_GRACE = 5.0  # seconds to wait after SIGKILL before giving up
+CONMON_EXIT_GRACE = 5.0  # seconds conmon gets to exit once its container has
+
+
+class ContainerStatus(str, Enum):
+    CONFIGURED = "configured"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass
+class ContainerState:
+    """What ocirt knows about a container; `update_status()` refreshes it."""
+
+    status: ContainerStatus
+    pid: Optional[int] = None
+    exit_code: Optional[int] = None
+    oom_killed: bool = False
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    exec_sessions: Dict[str, "ExecSession"] = field(default_factory=dict)
+
+
+class Container:
+    """One container created by `Runtime.create`. Thread-safe."""
+
+    def __init__(
+        self,
+        runtime: "Runtime",
+        cid: str,
+        bundle: str,
+        spec: specs.Spec,
+        files: ContainerDir,
+        cgroup: Optional["Cgroup"],
+    ) -> None:
+        self.id = cid
+        self.bundle = bundle
+        self.spec = spec
+        self.state = ContainerState(ContainerStatus.CONFIGURED)
+        self._runtime = runtime
+        self._files = files
+        self._cgroup = cgroup
+        self._conmon_pid: Optional[int] = None
+        self._pidfd: Optional[int] = None
+        self._deleted = False
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<Container {self.id} {self.state.status.value}>"
+
+    @property
+    def conmon_pid(self) -> Optional[int]:
+        return self._conmon_pid
+
+    @property
+    def log_path(self) -> str:
+        return self._files.log
+
+    # called by Runtime.create once conmon reported the container's pid
+    def _created(self, launched: conmon.Launched) -> None:
+        self._conmon_pid = launched.conmon_pid
+        self.state.pid = launched.pid
+        self.state.status = ContainerStatus.CREATED
+        # The init is blocked in the runtime until start: alive, so this
+        # pidfd names exactly it.
+        try:
+            self._pidfd = _native.pidfd_open(launched.pid)
+        except OSError as e:
+            if e.errno not in (errno.ENOSYS, errno.ESRCH):
+                raise
+
+    # -- verbs -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start a created container; InvalidState in any other state."""
+        with self._lock:
+            self._require(ContainerStatus.CREATED, verb="start")
+            started = _now()  # before: a quick process may finish before start returns
+            self._runtime.oci.start(self.id)
+            self.state.status = ContainerStatus.RUNNING
+            self.state.started_at = started
+
+    def kill(self, sig: SignalLike = signal.SIGKILL) -> None:
+        """Send `sig` to the container's init process.
+
+        InvalidArgument for an unknown or out-of-range signal; InvalidState if
+        the container is not created, running or paused, or has exited.
+        """
+        signum = parse_signal(sig)
+        with self._lock:
+            self._require(ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, verb="kill")
+            if not self._signal(signum):
+                self._record_exit(timeout=KILL_GRACE)
+                raise InvalidState(f"container {self.id} has exited (code {self.state.exit_code})")
+
+    def stop(self, timeout: Optional[float] = 10) -> None:
+        """Stop the container and record its exit.
+
+        Sends the spec's stop signal (annotation org.opencontainers.image.stopSignal,
+        else SIGTERM), resuming a paused container first so the signal lands;
+        after `timeout` seconds SIGKILLs all its processes and waits up to 5 s
+        more (then Timeout). Stopping a stopped container does nothing.
+        """
+        grace = check_timeout(timeout)
+        with self._lock:
+            self._require_exists()
+            if self.state.status is ContainerStatus.STOPPED:
+                return
+            self._require(ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, verb="stop")
+            if self.state.status is ContainerStatus.PAUSED:
+                self.resume()
+            if self._signal(specs.stop_signal(self.spec)) and grace != 0 and self._wait_exit(grace):
+                self._record_exit()
+                return
+            self._kill_all()
+            if not self._wait_exit(KILL_GRACE):
+                raise Timeout(f"container {self.id} did not exit {KILL_GRACE:g}s after SIGKILL")
+            self._record_exit()
+
+    def pause(self) -> None:
+        """Freeze every process of a running container."""
+        with self._lock:
+            self._require(ContainerStatus.RUNNING, verb="pause")
+            self._runtime.oci.pause(self.id)
+            self.state.status = ContainerStatus.PAUSED
+
+    def resume(self) -> None:
+        """Thaw a paused container."""
+        with self._lock:
+            self._require(ContainerStatus.PAUSED, verb="resume")
+            self._runtime.oci.resume(self.id)
+            self.state.status = ContainerStatus.RUNNING
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the container exits and return its exit code.
+
+        128+N for a death by signal N. Timeout after `timeout` seconds; a
+        conmon that dies without an exit file records exit code -1 and
+        raises ConmonError.
+        """
+        limit = check_timeout(timeout)
+        self._require_exists()
+        if self.state.status is not ContainerStatus.STOPPED:
+            # No lock while blocking: another thread may stop or kill meanwhile.
+            if not self._wait_exit(limit):
+                raise Timeout(f"container {self.id} still running after {limit:g}s")
+            with self._lock:
+                self._record_exit()
+        if self.state.exit_code == -1:
+            raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
+        assert self.state.exit_code is not None
+        return self.state.exit_code
+
+    def update_status(self) -> ContainerState:
+        """Ask the runtime for the container's status and update `state`.
+
+        On the transition to stopped, reads the exit code, the finish time
+        (the exit file's ctime) and the OOM flag. An unknown status is an
+        OcirtError.
+        """
+        with self._lock:
+            self._require_exists()
+            if self.state.status is ContainerStatus.STOPPED:
+                return self.state
+            try:
+                raw = self._runtime.oci.state(self.id)["status"]
+            except ContainerNotFound:
+                if not os.path.exists(self._files.exit_file):
+                    raise
+                raw = ContainerStatus.STOPPED.value
+            try:
+                status = ContainerStatus(raw)
+            except ValueError:
+                raise OcirtError(f"runtime reported unknown status {raw!r} for container {self.id}") from None
+            if status is ContainerStatus.STOPPED:
+                self._record_exit(timeout=CONMON_EXIT_GRACE)
+            else:
+                self.state.status = status
+            return self.state
+
+    def delete(self, force: bool = False) -> None:
+        """Remove the container from the runtime and every trace of it.
+
+        A running or paused container needs `force` (it is killed first).
+        Afterwards conmon has exited, its cgroup is gone, and every verb
+        raises ContainerNotFound.
+        """
+        with self._lock:
+            self._require_exists()
+            status = self.state.status
+            if status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and not force:
+                raise InvalidState(f"container {self.id} is {status.value}; stop it or delete with force=True")
+            try:
+                self._runtime.oci.delete(self.id, force=force or status is ContainerStatus.CREATED)
+            except RuntimeCommandError as e:
+                if not is_not_found(e):
+                    raise
+            self._release()
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        user: Union[str, int, None] = None,
+        cwd: Optional[str] = None,
+        tty: bool = False,
+        cap_add: Sequence[str] = (),
+        no_new_privs: Optional[bool] = None,
+        session_id: Optional[str] = None,
+        timeout: Optional[float] = 240,
+    ) -> "ExecSession":
+        """Run `cmd` in the running container under its own conmon.
+
+        Its output goes to the session's log (`ExecSession.logs()`).
+        InvalidArgument for an empty or malformed `cmd`, user or env.
+        """
+        if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):
+            raise InvalidArgument("exec needs a command: a non-empty list of strings")
+        sid = check_id(session_id, "exec session id") if session_id is not None else secrets.token_hex(16)
+        limit = check_timeout(timeout)
+        with self._lock:
+            self._require(ContainerStatus.RUNNING, verb="exec in")
+            process = specs.exec_process(
+                self.spec,
+                list(cmd),
+                env=dict(env) if env else None,
+                user=user,
+                cwd=cwd,
+                tty=tty,
+                cap_add=tuple(cap_add),
+                no_new_privs=no_new_privs,
+                rootfs=self._rootfs(),
+            )
+            files = self._files.exec_session(sid)
+            try:
+                os.makedirs(os.path.dirname(files.root), exist_ok=True)
+                os.mkdir(files.root)
+            except FileExistsError:
+                raise InvalidArgument(f"exec session {sid!r} already exists in container {self.id}") from None
+            try:
+                os.mkdir(files.exit_dir)
+                with open(files.process, "w") as f:
+                    json.dump(process, f)
+                launched = self._runtime._launch_exec(self, sid, files, tty=tty, timeout=limit)
+            except BaseException:
+                shutil.rmtree(files.root, ignore_errors=True)
+                raise
+            session = ExecSession(self, sid, files, launched)
+            self.state.exec_sessions[sid] = session
+            return session
+
+    def exec_stop(self, timeout: Optional[float] = 10) -> None:
+        """Stop every exec session: SIGTERM, wait `timeout`, SIGKILL, wait 5 s."""
+        grace = check_timeout(timeout)
+        with self._lock:
+            self._require_exists()
+            sessions = [s for s in self.state.exec_sessions.values() if s.exit_code is None]
+        pids = [s.pid for s in sessions if s._signal(signal.SIGTERM)]
+        if grace != 0 and pids:
+            pids = _native.wait_pids(pids, grace)
+        if pids:
+            for s in sessions:
+                s._signal(signal.SIGKILL)
+            pids = _native.wait_pids([s.pid for s in sessions], KILL_GRACE)
+            if pids:
+                raise Timeout(f"exec processes {pids} did not exit {KILL_GRACE:g}s after SIGKILL")
+        for s in sessions:
+            s.wait(KILL_GRACE)
+
+    def logs(self) -> Iterator[LogRecord]:
+        """The container's output so far, as LogRecord(time, stream, text)."""
+        self._require_exists()
+        return read_log(self._files.log)
+
+    # -- internals ---------------------------------------------------------
+
+    def _require_exists(self) -> None:
+        if self._deleted:
+            raise ContainerNotFound(f"container {self.id} was deleted")
+
+    def _require(self, *allowed: ContainerStatus, verb: str) -> None:
+        self._require_exists()
+        if self.state.status not in allowed:
+            raise InvalidState(f"cannot {verb} container {self.id}: it is {self.state.status.value}")
+
+    def _rootfs(self) -> str:
+        return os.path.join(self.bundle, self.spec["root"]["path"])
+
+    def _signal(self, signum: int) -> bool:
+        """Signal the init process; False if it is already gone."""
+        if self._pidfd is None:
+            try:
+                self._runtime.oci.kill(self.id, signum)
+            except RuntimeCommandError as e:
+                if "not running" in e.stderr or is_not_found(e):
+                    return False
+                raise
+            return True
+        try:
+            _native.pidfd_send_signal(self._pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _kill_all(self) -> None:
+        """SIGKILL every process of the container."""
+        if specs.has_own_pid_namespace(self.spec):
+            self._signal(signal.SIGKILL)  # the kernel takes the rest of the namespace
+            return
+        try:
+            self._runtime.oci.kill(self.id, signal.SIGKILL, all_processes=True)
+        except RuntimeCommandError:
+            self._signal(signal.SIGKILL)
+
+    def _wait_exit(self, timeout: Optional[float]) -> bool:
+        """Wait for conmon's exit file; True once it is there.
+
+        A conmon that dies without one counts as an exit (code -1).
+        """
+        try:
+            return _native.wait_file(
+                self._files.exit_dir, self.id, timeout, guard_pid=self._conmon_pid or 0
+            )
+        except ProcessLookupError:
+            return True
+
+    def _record_exit(self, timeout: Optional[float] = 0) -> None:
+        """Read the exit file into `state`; exit code -1 if conmon is gone without one."""
+        if self.state.status is ContainerStatus.STOPPED:
+            return
+        path = self._files.exit_file
+        if not self._wait_exit(timeout):
+            raise Timeout(f"no exit file from conmon for container {self.id} after {timeout:g}s")
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            finished = os.stat(path).st_ctime
+        except FileNotFoundError:
+            text, finished = "-1", time.time()
+        try:
+            code = int(text)
+        except ValueError:
+            raise ConmonError(f"conmon's exit file {path} holds {text[:50]!r}, not an exit code") from None
+        self.state.exit_code = code
+        self.state.finished_at = datetime.fromtimestamp(finished, timezone.utc)
+        self.state.oom_killed = os.path.exists(self._files.oom)
+        self.state.status = ContainerStatus.STOPPED
+        self._close_pidfd()
+
+    def _release(self) -> None:
+        """After the runtime deleted the container: conmon, cgroup, files, fds."""
+        self._deleted = True
+        self._close_pidfd()
+        pids = [s.conmon_pid for s in self.state.exec_sessions.values()]
+        if self._conmon_pid:
+            pids.append(self._conmon_pid)
+        for pid in pids:
+            conmon.stop_daemon(pid, CONMON_EXIT_GRACE)
+        for session in self.state.exec_sessions.values():
+            session._close()
+        errors: List[str] = []
+        if self._cgroup is not None:
+            try:
+                self._cgroup.remove()
+            except OcirtError as e:
+                errors.append(str(e))
+        for path in (self._files.exit_file, self._files.socket_link):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(self._files.root, ignore_errors=True)
+        self._runtime._forget(self)
+        if errors:
+            raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_pidfd", None)
+        if fd is not None:
+            os.close(fd)
+
+
+class ExecSession:
+    """A process started by `Container.exec`, monitored by its own conmon."""
+
+    def __init__(self, container: Container, session_id: str, files: ExecDir, launched: conmon.Launched) -> None:
+        self.id = session_id
+        self.container = container
+        self.pid = launched.pid
+        self.conmon_pid = launched.conmon_pid
+        self.exit_code: Optional[int] = None
+        self._files = files
+        self._sync_fd: Optional[int] = launched.sync_fd
+        self._lock = threading.Lock()
+        try:
+            self._pidfd: Optional[int] = _native.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self._pidfd = None  # already exited; its code is on the sync socket
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+            self._pidfd = None
+
+    def __repr__(self) -> str:
+        return f"<ExecSession {self.id} pid={self.pid} exit_code={self.exit_code}>"
+
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when the session ends (for event loops)."""
+        if self._sync_fd is None:
+            raise InvalidState(f"exec session {self.id} has ended")
+        return self._sync_fd
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the process exits; its exit code (128+N for signal N)."""
+        limit = check_timeout(timeout)
+        with self._lock:
+            if self.exit_code is not None:
+                return self.exit_code
+            if self._sync_fd is None:
+                raise ContainerNotFound(f"container {self.container.id} was deleted")
+            deadline = None if limit is None else time.monotonic() + limit
+            message = conmon.read_sync(self._sync_fd, deadline)
+            if message is None:
+                code = self._exit_file_code()
+                if code is None:
+                    self._close()
+                    raise ConmonError(f"conmon of exec session {self.id} died without reporting an exit code")
+            else:
+                code = conmon.sync_value(message)
+            self.exit_code = code
+            conmon.stop_daemon(self.conmon_pid, CONMON_EXIT_GRACE)
+            self._close()
+            return code
+
+    def logs(self) -> Iterator[LogRecord]:
+        """The session's output so far."""
+        return read_log(self._files.log)
+
+    def _exit_file_code(self) -> Optional[int]:
+        try:
+            with open(os.path.join(self._files.exit_dir, self.container.id)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _signal(self, signum: int) -> bool:
+        if self._pidfd is None or self.exit_code is not None:
+            return False
+        try:
+            _native.pidfd_send_signal(self._pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _close(self) -> None:
+        for name in ("_sync_fd", "_pidfd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_pidfd"):
+            self._close()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,61 @@
+"""ocirt's one exception hierarchy.
+
+Every error ocirt raises is an OcirtError. Errors that come from a lower
+layer (an OSError from the native helpers, a failed runtime command) are
+chained from their cause with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class OcirtError(Exception):
+    """Base of every error raised by ocirt."""
+
+
+class InvalidArgument(OcirtError, ValueError):
+    """An argument is malformed; nothing was created or changed."""
+
+
+class BinaryNotFound(OcirtError, FileNotFoundError):
+    """The OCI runtime or conmon binary does not exist or is not executable."""
+
+
+class ContainerNotFound(OcirtError, LookupError):
+    """No container with that id exists (or it was deleted)."""
+
+
+class ContainerExists(OcirtError):
+    """A container with that id already exists; it was left untouched."""
+
+
+class InvalidState(OcirtError):
+    """The verb is not allowed in the container's current state."""
+
+
+class RuntimeCommandError(OcirtError):
+    """The OCI runtime exited with an error.
+
+    Carries the full ``argv``, the exit ``status`` and the runtime's ``stderr``.
+    """
+
+    def __init__(self, argv: Sequence[str], status: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.stderr = stderr
+        verb = next((a for a in self.argv[1:] if not a.startswith("-")), self.argv[0])
+        detail = stderr.strip() or "no output"
+        super().__init__(f"runtime {verb} failed with status {status}: {detail}")
+
+
+class ConmonError(OcirtError):
+    """conmon failed: it crashed, reported an error or spoke garbage."""
+
+
+class CgroupError(OcirtError):
+    """A cgroup could not be created, joined or removed."""
+
+
+class Timeout(OcirtError, TimeoutError):
+    """An operation did not finish within its timeout."""

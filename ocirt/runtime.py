@@ -1,0 +1,219 @@
+"""Runtime: the entry point that creates containers with conmon and runc."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from typing import Dict, Mapping, Optional
+
+from . import cgroups, conmon
+from . import spec as specs
+from .container import Container
+from .errors import (
+    BinaryNotFound,
+    ConmonError,
+    ContainerExists,
+    InvalidArgument,
+    OcirtError,
+    RuntimeCommandError,
+)
+from .layout import ExecDir, RuntimeDirs
+from .oci import OCIRuntime, is_not_found
+from .validate import check_id, check_timeout
+
+
+class Runtime:
+    """Creates containers under `tmp_dir` by driving conmon and an OCI runtime.
+
+    `runtime_path` and `conmon_path` default to `runc` and `conmon` on PATH.
+    `conmon_env` is conmon's environment (default: a standard PATH).
+    `cgroup_manager` is "cgroupfs" (default) or "systemd"; `cgroup_parent`
+    is where conmon's cgroup goes: relative (default: directly) under this
+    process's own cgroup, or absolute. `log_size_max` caps each log file in
+    bytes (-1: no cap); `no_pivot` asks the runtime not to use pivot_root.
+    """
+
+    def __init__(
+        self,
+        tmp_dir: str | os.PathLike[str],
+        runtime_path: Optional[str] = None,
+        conmon_path: Optional[str] = None,
+        conmon_env: Optional[Mapping[str, str]] = None,
+        cgroup_manager: str = "cgroupfs",
+        cgroup_parent: Optional[str] = None,
+        log_size_max: int = -1,
+        no_pivot: bool = False,
+    ) -> None:
+        if cgroup_manager not in cgroups.MANAGERS:
+            raise InvalidArgument(
+                f"unknown cgroup manager {cgroup_manager!r}; valid are {', '.join(map(repr, cgroups.MANAGERS))}"
+            )
+        if isinstance(log_size_max, bool) or not isinstance(log_size_max, int) or log_size_max < -1:
+            raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes, not {log_size_max!r}")
+        self.runtime_path = _find_binary(runtime_path, "runc", "OCI runtime")
+        self.conmon_path = _find_binary(conmon_path, "conmon", "conmon")
+        self.conmon_env = dict(conmon_env) if conmon_env is not None else None
+        self.cgroup_manager = cgroup_manager
+        self.cgroup_parent = cgroup_parent
+        self.log_size_max = log_size_max
+        self.no_pivot = no_pivot
+        self.oci = OCIRuntime(self.runtime_path, systemd_cgroup=cgroup_manager == "systemd")
+        self._cgroups = cgroups.manager(cgroup_manager, cgroup_parent)
+        self.dirs = RuntimeDirs(os.fspath(tmp_dir))
+        self.dirs.make()
+        self._containers: Dict[str, Container] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def tmp_dir(self) -> str:
+        return self.dirs.tmp_dir
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.runtime_path} tmp_dir={self.tmp_dir}>"
+
+    def create(
+        self,
+        container_id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        stdin: bool = False,
+        terminal: bool = False,
+        timeout: Optional[float] = 240,
+    ) -> Container:
+        """Create (not start) a container from the OCI bundle `bundle`.
+
+        Every input is checked before anything is made. On any failure the
+        container is deleted from the runtime, conmon is gone and no file or
+        cgroup is left; the error says what went wrong (the runtime's own
+        message for a runtime failure). A taken id raises ContainerExists and
+        leaves the existing container untouched.
+        """
+        cid = check_id(container_id)
+        limit = check_timeout(timeout)
+        bundle_path, spec = specs.load_bundle(bundle)
+        self._cgroups.check()
+        files = self.dirs.container(cid)
+        if os.path.exists(os.path.join(_runtime_state_root(self.runtime_path), cid)):
+            raise ContainerExists(f"the runtime already has a container {cid!r}")
+        try:
+            os.mkdir(files.root)
+        except FileExistsError:
+            raise ContainerExists(f"container {cid!r} already exists") from None
+
+        container = Container(self, cid, bundle_path, spec, files, None)
+        runtime_made = False
+        try:
+            for stale in (files.exit_file, files.socket_link):
+                if os.path.lexists(stale):
+                    os.unlink(stale)
+            with open(files.config, "w") as f:
+                json.dump(specs.runtime_spec(bundle_path, spec), f)
+            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
+            args = self._conmon_args(
+                cid=cid,
+                cuuid=cid,
+                bundle=files.root,
+                pidfile=files.pidfile,
+                conmon_pidfile=files.conmon_pidfile,
+                log_path=files.log,
+                exit_dir=files.exit_dir,
+                terminal=terminal,
+                stdin=stdin,
+            )
+            env, listen_fds = conmon.conmon_env(self.conmon_env, dict(os.environ))
+            runtime_made = True
+            launched = conmon.launch(
+                args, env, container._cgroup, cwd=files.root, timeout=limit, listen_fds=listen_fds
+            )
+            os.close(launched.sync_fd)
+            container._created(launched)
+        except BaseException as e:
+            already_exists = isinstance(e, ConmonError) and "exists" in str(e)
+            self._undo_create(container, delete_from_runtime=runtime_made and not already_exists)
+            if already_exists:
+                raise ContainerExists(f"the runtime already has a container {cid!r}") from e
+            raise
+        with self._lock:
+            self._containers[cid] = container
+        return container
+
+    def _conmon_args(self, **kw: object) -> conmon.ConmonArgs:
+        return conmon.ConmonArgs(
+            conmon_path=self.conmon_path,
+            runtime_path=self.runtime_path,
+            socket_dir=self.dirs.sockets,
+            systemd_cgroup=self.cgroup_manager == "systemd",
+            log_size_max=self.log_size_max,
+            no_pivot=self.no_pivot,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _launch_exec(
+        self, container: Container, session_id: str, files: ExecDir, *, tty: bool, timeout: Optional[float]
+    ) -> conmon.Launched:
+        args = self._conmon_args(
+            cid=container.id,
+            cuuid=session_id,
+            bundle=files.root,
+            pidfile=files.pidfile,
+            conmon_pidfile=files.conmon_pidfile,
+            log_path=files.log,
+            exit_dir=files.exit_dir,
+            terminal=tty,
+            exec_spec=files.process,
+        )
+        env, _ = conmon.conmon_env(self.conmon_env, {})
+        try:
+            return conmon.launch(args, env, container._cgroup, cwd=files.root, timeout=timeout)
+        finally:
+            link = os.path.join(self.dirs.sockets, session_id)
+            if os.path.islink(link) and not os.path.exists(os.path.join(files.root, "attach")):
+                os.unlink(link)
+
+    def _undo_create(self, container: Container, *, delete_from_runtime: bool) -> None:
+        """Remove whatever a failed create made, in reverse order."""
+        files = container._files
+        if delete_from_runtime:
+            try:
+                self.oci.delete(container.id, force=True)
+            except RuntimeCommandError as e:
+                if not is_not_found(e):
+                    raise OcirtError(f"cannot delete half-created container {container.id}: {e}") from e
+        pid = conmon.read_pid(files.conmon_pidfile)
+        if pid:
+            conmon.stop_daemon(pid, 5.0)
+        if container._cgroup is not None:
+            container._cgroup.remove()
+        for path in (files.exit_file, files.socket_link):
+            if os.path.lexists(path):
+                os.unlink(path)
+        shutil.rmtree(files.root, ignore_errors=True)
+
+    def _forget(self, container: Container) -> None:
+        with self._lock:
+            if self._containers.get(container.id) is container:
+                del self._containers[container.id]
+
+    def containers(self) -> Dict[str, Container]:
+        """The containers this Runtime created and has not deleted, by id."""
+        with self._lock:
+            return dict(self._containers)
+
+
+def _find_binary(path: Optional[str], default: str, what: str) -> str:
+    if path is None:
+        found = shutil.which(default)
+        if found is None:
+            raise BinaryNotFound(f"{what} binary {default!r} not found on PATH")
+        return os.path.abspath(found)
+    full = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(full) or not os.access(full, os.X_OK):
+        raise BinaryNotFound(f"{what} binary {full} does not exist or is not executable")
+    return full
+
+
+def _runtime_state_root(runtime_path: str) -> str:
+    """Where a runc-like runtime keeps its state as root: /run/<name>."""
+    return os.path.join("/run", os.path.basename(runtime_path))

@@ -1,0 +1,176 @@
+"""OCI bundles: reading a caller's config.json and deriving what ocirt needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as _signal
+from typing import Any, Dict, Optional
+
+from .errors import InvalidArgument
+from .validate import parse_signal
+
+Spec = Dict[str, Any]
+
+STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
+
+
+def load_bundle(bundle: str | os.PathLike[str]) -> tuple[str, Spec]:
+    """Return (absolute bundle path, parsed config.json), or raise InvalidArgument.
+
+    Checks what runc would otherwise reject later and less clearly: the
+    bundle and its config.json exist, the JSON is an object with a
+    `process.args` list and a `root.path`.
+    """
+    path = os.path.abspath(os.fspath(bundle))
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"bundle {path} does not exist or is not a directory")
+    config = os.path.join(path, "config.json")
+    try:
+        with open(config, "rb") as f:
+            spec = json.load(f)
+    except FileNotFoundError:
+        raise InvalidArgument(f"bundle {path} has no config.json") from None
+    except (OSError, ValueError) as e:
+        raise InvalidArgument(f"cannot read {config}: {e}") from e
+    if not isinstance(spec, dict):
+        raise InvalidArgument(f"{config} is not a JSON object")
+    process = spec.get("process")
+    if not isinstance(process, dict) or not isinstance(process.get("args"), list) or not process["args"]:
+        raise InvalidArgument(f"{config} has no process.args")
+    root = spec.get("root")
+    if not isinstance(root, dict) or not isinstance(root.get("path"), str):
+        raise InvalidArgument(f"{config} has no root.path")
+    rootfs = os.path.join(path, root["path"])
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"root filesystem {rootfs} of bundle {path} does not exist")
+    return path, spec
+
+
+def runtime_spec(bundle: str, spec: Spec) -> Spec:
+    """A copy of `spec` that works from another directory than `bundle`.
+
+    ocirt hands the runtime its own per-container bundle directory, so the
+    caller's bundle is never written to and can back many containers. The
+    paths the OCI spec resolves against the bundle (root.path and relative
+    bind mount sources) are made absolute here.
+    """
+    out = dict(spec)
+    out["root"] = dict(spec["root"], path=os.path.join(bundle, spec["root"]["path"]))
+    mounts = spec.get("mounts")
+    if isinstance(mounts, list):
+        fixed = []
+        for m in mounts:
+            src = m.get("source") if isinstance(m, dict) else None
+            if isinstance(src, str) and src and not os.path.isabs(src) and _is_bind(m):
+                m = dict(m, source=os.path.join(bundle, src))
+            fixed.append(m)
+        out["mounts"] = fixed
+    return out
+
+
+def _is_bind(mount: dict) -> bool:
+    options = mount.get("options") or []
+    return mount.get("type") == "bind" or "bind" in options or "rbind" in options
+
+
+def stop_signal(spec: Spec) -> int:
+    """The signal that asks this container to stop: the image's, else SIGTERM."""
+    value: Optional[str] = (spec.get("annotations") or {}).get(STOP_SIGNAL_ANNOTATION)
+    if not value:
+        return int(_signal.SIGTERM)
+    return parse_signal(value)
+
+
+def has_own_pid_namespace(spec: Spec) -> bool:
+    """True when killing the container's init kills all its processes."""
+    namespaces = (spec.get("linux") or {}).get("namespaces") or []
+    return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
+
+
+def exec_process(
+    spec: Spec,
+    args: list[str],
+    *,
+    env: Optional[Dict[str, str]] = None,
+    user: Optional[str | int] = None,
+    cwd: Optional[str] = None,
+    tty: bool = False,
+    cap_add: tuple[str, ...] | list[str] = (),
+    no_new_privs: Optional[bool] = None,
+    rootfs: Optional[str] = None,
+) -> Spec:
+    """The OCI process for an exec: the container's process with overrides.
+
+    `env` entries are added to (and override) the container's environment;
+    `user` is "uid", "uid:gid" or a user name looked up in the rootfs's
+    /etc/passwd; `cap_add` names are added to every capability set.
+    """
+    base = dict(spec["process"])
+    process: Spec = {
+        "args": list(args),
+        "env": _merge_env(base.get("env") or [], env or {}),
+        "cwd": cwd if cwd is not None else base.get("cwd", "/"),
+        "terminal": bool(tty),
+        "user": parse_user(user, rootfs) if user is not None else base.get("user", {"uid": 0, "gid": 0}),
+    }
+    if tty:
+        process["consoleSize"] = {"height": 24, "width": 80}
+    for key in ("apparmorProfile", "selinuxLabel", "oomScoreAdj"):
+        if key in base:
+            process[key] = base[key]
+    caps = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
+    for cap in cap_add:
+        name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
+        for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            values = caps.setdefault(key, [])
+            if name not in values:
+                values.append(name)
+    if caps:
+        process["capabilities"] = caps
+    nnp = base.get("noNewPrivileges", False) if no_new_privs is None else no_new_privs
+    process["noNewPrivileges"] = bool(nnp)
+    if not process["cwd"].startswith("/"):
+        raise InvalidArgument(f"exec working directory must be absolute, not {process['cwd']!r}")
+    return process
+
+
+def _merge_env(base: list[str], extra: Dict[str, str]) -> list[str]:
+    merged: Dict[str, str] = {}
+    for item in base:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    for key, value in extra.items():
+        if not key or "=" in key:
+            raise InvalidArgument(f"invalid environment variable name {key!r}")
+        merged[key] = str(value)
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def parse_user(user: str | int, rootfs: Optional[str]) -> Spec:
+    """{"uid", "gid"} from an int, "uid", "uid:gid", "name" or "name:group"."""
+    text = str(user)
+    name, _, group = text.partition(":")
+    if not name:
+        raise InvalidArgument(f"invalid user {user!r}")
+    uid, gid = _lookup(name, rootfs, "etc/passwd", user)
+    if group:
+        gid = _lookup(group, rootfs, "etc/group", user)[0]
+    return {"uid": uid, "gid": gid}
+
+
+def _lookup(name: str, rootfs: Optional[str], table: str, user: object) -> tuple[int, int]:
+    """(id, primary gid) for a number or a name in the rootfs's passwd/group file."""
+    if name.isdigit():
+        return int(name), (int(name) if table == "etc/group" else 0)
+    path = os.path.join(rootfs or "/nonexistent", table)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 3 and fields[0] == name:
+                    gid = int(fields[3]) if table == "etc/passwd" and len(fields) > 3 else int(fields[2])
+                    return int(fields[2]), gid
+    except (OSError, ValueError):
+        pass
+    raise InvalidArgument(f"user {user!r}: no {name!r} in the container's /{table}")

@@ -1,0 +1,64 @@
+"""Checks of caller input, done before anything is created."""
+
+from __future__ import annotations
+
+import re
+import signal as _signal
+from typing import Union
+
+from .errors import InvalidArgument
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ID_MAX_LENGTH = 128
+SIGNAL_MAX = _signal.SIGRTMAX
+
+SignalLike = Union[int, str, _signal.Signals]
+
+
+def check_id(value: object, what: str = "container id") -> str:
+    """Return `value` if it is a valid id, else raise InvalidArgument.
+
+    Valid: 1 to 128 characters from [A-Za-z0-9_.-], starting with a letter
+    or digit (so never empty, '.', '..' or containing '/').
+    """
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidArgument(f"{what} must not be empty")
+    if len(value) > ID_MAX_LENGTH:
+        raise InvalidArgument(f"{what} is {len(value)} characters long; at most {ID_MAX_LENGTH} are allowed")
+    if not ID_PATTERN.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )
+    return value
+
+
+def parse_signal(value: SignalLike) -> int:
+    """A signal number from an int, a Signals member or a name like 'TERM' or 'SIGTERM'."""
+    if isinstance(value, bool):
+        raise InvalidArgument(f"invalid signal {value!r}")
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if name.isdigit():
+            return parse_signal(int(name))
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return int(_signal.Signals[name])
+        except KeyError:
+            raise InvalidArgument(f"unknown signal {value!r}") from None
+    if isinstance(value, int):
+        if not 1 <= value <= SIGNAL_MAX:
+            raise InvalidArgument(f"signal {int(value)} is out of range 1-{SIGNAL_MAX}")
+        return int(value)
+    raise InvalidArgument(f"invalid signal {value!r}")
+
+
+def check_timeout(value: object, what: str = "timeout") -> float | None:
+    """A non-negative number of seconds, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        raise InvalidArgument(f"{what} must be a non-negative number of seconds or None, not {value!r}")
+    return float(value)
