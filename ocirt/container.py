@@ -388,7 +388,12 @@ class Container:
         except ValueError:
             raise ConmonError(f"conmon's exit file {path} holds {text[:50]!r}, not an exit code") from None
         self.state.exit_code = code
-        self.state.finished_at = datetime.fromtimestamp(finished, timezone.utc)
+        finished_at = datetime.fromtimestamp(finished, timezone.utc)
+        # ctime comes from the kernel's coarse clock (a tick behind): never
+        # let a quick container finish before it started.
+        if self.state.started_at is not None and finished_at < self.state.started_at:
+            finished_at = self.state.started_at
+        self.state.finished_at = finished_at
         self.state.oom_killed = os.path.exists(self._files.oom)
         self.state.status = ContainerStatus.STOPPED
         self._close_pidfd()

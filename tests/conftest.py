@@ -1,0 +1,81 @@
+"""Leak checks around every test and the whole session, and container cleanup."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, List
+
+import pytest
+
+import ocirt
+
+from .leaks import Snapshot
+
+_session_start: List[Snapshot] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session_start.append(Snapshot.take())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _session_start:
+        return
+    leaks = Snapshot.take().leaks_since(_session_start[0])
+    leaks = [line for line in leaks if not line.startswith("fds:")]  # pytest's own files
+    if leaks:
+        print("\nLEAKED by the test session:\n  " + "\n  ".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves a container, conmon, cgroup or fd behind."""
+    before = Snapshot.take()
+    yield
+    # Teardown of the test's own fixtures (cleanup of containers) ran already:
+    # this fixture is set up first, so it is torn down last.
+    leaks = Snapshot.take().leaks_since(before)
+    if leaks:
+        pytest.fail("left behind:\n  " + "\n  ".join(leaks), pytrace=False)
+
+
+@pytest.fixture
+def containers(runtime: ocirt.Runtime) -> Iterator[List[ocirt.Container]]:
+    """A list to append containers to; whatever a test did not delete is force-deleted."""
+    made: List[ocirt.Container] = []
+    yield made
+    for c in list(runtime.containers().values()):
+        try:
+            c.delete(force=True)
+        except ocirt.ContainerNotFound:
+            pass
+
+
+@pytest.fixture
+def create(runtime: ocirt.Runtime, containers: List[ocirt.Container], new_id: Callable[[], str]) -> Callable[..., ocirt.Container]:
+    """create(bundle, **kw) -> a created container with a fresh test id."""
+
+    def make(bundle: str, cid: str = "", **kw: Any) -> ocirt.Container:
+        c = runtime.create(cid or new_id(), bundle, **kw)
+        containers.append(c)
+        return c
+
+    return make
+
+
+@pytest.fixture
+def run(create: Callable[..., ocirt.Container], make_bundle: Callable[..., str]) -> Callable[..., ocirt.Container]:
+    """run(*args, **bundle_opts) -> a started container running `args`."""
+
+    def make(*args: str, **opts: Any) -> ocirt.Container:
+        c = create(make_bundle(*args, **opts))
+        c.start()
+        return c
+
+    return make
+
+
+@pytest.fixture
+def fakes_dir() -> str:
+    return os.path.join(os.path.dirname(__file__), "fakes")

@@ -1,0 +1,68 @@
+"""What a test may leave behind, as snapshots to compare before and after."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import FrozenSet
+
+import psutil
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+RUNC_ROOT = "/run/runc"
+
+
+def _cgroup_dirs() -> FrozenSet[str]:
+    found = set()
+    for top in os.listdir(CGROUP_ROOT):
+        for root, dirs, _ in os.walk(os.path.join(CGROUP_ROOT, top)):
+            found.update(os.path.join(root, d) for d in dirs if "ocirt" in d)
+    return frozenset(found)
+
+
+def _runc_containers() -> FrozenSet[str]:
+    try:
+        return frozenset(os.listdir(RUNC_ROOT))
+    except FileNotFoundError:
+        return frozenset()
+
+
+def _conmons() -> FrozenSet[str]:
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name() == "conmon":
+                out.add(f"{p.pid} ({p.status()})")
+        except psutil.NoSuchProcess:
+            pass
+    return frozenset(out)
+
+
+def _fds() -> FrozenSet[str]:
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except FileNotFoundError:
+            pass  # the fd listdir itself used
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cgroups: FrozenSet[str]
+    runc: FrozenSet[str]
+    conmons: FrozenSet[str]
+    fds: FrozenSet[str]
+
+    @classmethod
+    def take(cls) -> "Snapshot":
+        return cls(_cgroup_dirs(), _runc_containers(), _conmons(), _fds())
+
+    def leaks_since(self, before: "Snapshot") -> list[str]:
+        """Human-readable lines for everything new since `before`."""
+        lines = []
+        for name in ("cgroups", "runc", "conmons", "fds"):
+            new = getattr(self, name) - getattr(before, name)
+            lines += [f"{name}: {item}" for item in sorted(new)]
+        return lines
