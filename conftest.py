@@ -32,6 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A read-only-use root filesystem: static busybox, its applets, passwd/group."""
     root = tmp_path_factory.mktemp("rootfs")
+    root.chmod(0o755)  # it becomes / in the container: other users must get through
     for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root"):
         (root / d).mkdir()
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")

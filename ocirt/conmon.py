@@ -141,22 +141,28 @@ def launch(
         try:
             pid = _native.spawn(args.conmon_path, args.argv(), env, fds, cwd)
         except OSError as e:
+            os.close(start_parent)
             raise ConmonError(f"cannot run conmon {args.conmon_path}: {e.strerror}") from e
         finally:
             for fd in (sync_child, start_child, err_w, devnull):
                 os.close(fd)
+        early: Optional[BaseException] = None
         try:
             if cgroup is not None:
                 cgroup.add(pid)
             os.write(start_parent, b"0")
-        except (OSError, CgroupError):
+        except (OSError, CgroupError) as e:
+            # Either conmon died already (its status says why) or we failed.
+            early = e
             os.kill(pid, signal.SIGKILL)  # still our unreaped child: its pid is ours
-            raise
         finally:
             os.close(start_parent)
-            status = _reap(pid)
+        status = _reap(pid)
+        said = _drain(err_r) if status != 0 else ""
+        if early is not None and not said:
+            raise early
         if status != 0:
-            raise ConmonError(f"conmon exited with status {status}: {_drain(err_r) or 'no message'}")
+            raise ConmonError(f"conmon exited with status {status}: {said or 'no message'}") from early
         message = read_sync(sync_parent, deadline)
         conmon_pid = read_pid(args.conmon_pidfile)
         if message is None:

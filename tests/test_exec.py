@@ -1,0 +1,110 @@
+"""exec sessions in real containers."""
+
+from __future__ import annotations
+
+import pytest
+
+import ocirt
+
+
+@pytest.fixture
+def sleeper(run):
+    c = run("sleep", "1000")
+    yield c
+    c.delete(force=True)
+
+
+def texts(session):
+    return [r.text for r in session.logs()]
+
+
+def test_exec_env_user_cwd_and_exit_code(sleeper):
+    s = sleeper.exec(["sh", "-c", 'echo "$FOO"; id -u; id -g; pwd; exit 4'], env={"FOO": "bar"}, user="nobody", cwd="/tmp")
+    assert s.wait(30) == 4
+    assert texts(s) == ["bar", "65534", "65534", "/tmp"]
+    assert sleeper.state.exec_sessions[s.id] is s
+    assert s.wait() == 4  # idempotent
+
+
+def test_exec_numeric_user_and_group(sleeper):
+    s = sleeper.exec(["id"], user="123:456")
+    assert s.wait(30) == 0
+    assert texts(s)[0].startswith("uid=123 gid=456")
+
+
+def test_exec_inherits_container_env(run):
+    c = run("sleep", "1000", env=["FROM_SPEC=yes"])
+    s = c.exec(["sh", "-c", 'echo "$FROM_SPEC"'])
+    assert s.wait(30) == 0
+    assert texts(s) == ["yes"]
+    c.delete(force=True)
+
+
+def test_exec_stderr_and_stream(sleeper):
+    s = sleeper.exec(["sh", "-c", "echo oops >&2"])
+    assert s.wait(30) == 0
+    assert [(r.stream, r.text) for r in s.logs()] == [("stderr", "oops")]
+
+
+def test_exec_stop_terminates_all_sessions(sleeper):
+    sessions = [sleeper.exec(["sleep", "1000"]) for _ in range(2)]
+    sleeper.exec_stop(timeout=30)
+    assert [s.exit_code for s in sessions] == [143, 143]
+
+
+def test_exec_stop_escalates_to_sigkill(sleeper):
+    s = sleeper.exec(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
+    while texts(s) != ["ready"]:  # the trap is set once "ready" is logged
+        with pytest.raises(ocirt.Timeout):
+            s.wait(0.01)
+    sleeper.exec_stop(timeout=0.2)
+    assert s.exit_code == 137
+
+
+def test_exec_of_missing_binary_reports_runtime_error(sleeper):
+    with pytest.raises(ocirt.OcirtError, match="no-such-binary"):
+        sleeper.exec(["no-such-binary"])
+    assert sleeper.state.exec_sessions == {}
+
+
+def test_exec_cap_add_and_no_new_privs(sleeper):
+    s = sleeper.exec(["sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"], cap_add=["SYS_ADMIN"], no_new_privs=True)
+    assert s.wait(30) == 0
+    fields = dict(t.split(":\t") for t in texts(s))
+    assert int(fields["CapEff"], 16) & (1 << 21)  # CAP_SYS_ADMIN
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_exec_session_id_must_be_unique(sleeper):
+    s = sleeper.exec(["true"], session_id="one")
+    assert s.id == "one" and s.wait(30) == 0
+    with pytest.raises(ocirt.InvalidArgument, match="already exists"):
+        sleeper.exec(["true"], session_id="one")
+
+
+@pytest.mark.parametrize("cmd", [[], "ls", [1], None])
+def test_exec_bad_command(sleeper, cmd):
+    with pytest.raises(ocirt.InvalidArgument):
+        sleeper.exec(cmd)
+
+
+def test_exec_bad_user_and_cwd(sleeper):
+    with pytest.raises(ocirt.InvalidArgument, match="nosuchuser"):
+        sleeper.exec(["true"], user="nosuchuser")
+    with pytest.raises(ocirt.InvalidArgument, match="absolute"):
+        sleeper.exec(["true"], cwd="relative")
+
+
+def test_exec_needs_a_running_container(create, make_bundle):
+    c = create(make_bundle("sleep", "1000"))
+    with pytest.raises(ocirt.InvalidState):
+        c.exec(["true"])
+    c.delete()
+
+
+def test_delete_ends_exec_sessions(run):
+    c = run("sleep", "1000")
+    s = c.exec(["sleep", "1000"])
+    c.delete(force=True)
+    with pytest.raises(ocirt.ContainerNotFound):
+        s.wait(1)
