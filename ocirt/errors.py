@@ -7,6 +7,7 @@ chained from their cause with ``raise ... from``.
 
 from __future__ import annotations
 
+import shlex
 from typing import Sequence
 
 
@@ -44,9 +45,8 @@ class RuntimeCommandError(OcirtError):
         self.argv = list(argv)
         self.status = status
         self.stderr = stderr
-        verb = next((a for a in self.argv[1:] if not a.startswith("-")), self.argv[0])
         detail = stderr.strip() or "no output"
-        super().__init__(f"runtime {verb} failed with status {status}: {detail}")
+        super().__init__(f"`{shlex.join(self.argv)}` failed with status {status}: {detail}")
 
 
 class ConmonError(OcirtError):

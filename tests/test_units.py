@@ -1,0 +1,191 @@
+"""Pure functions: argv builders, parsers and spec helpers (no processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, timezone
+
+import pytest
+
+import ocirt
+from ocirt import spec as specs
+from ocirt.conmon import ConmonArgs, conmon_env, sync_value
+from ocirt.logs import parse_time, read_log
+from ocirt.oci import OCIRuntime
+from ocirt.validate import check_id, parse_signal
+
+BASE = dict(
+    conmon_path="/usr/bin/conmon",
+    runtime_path="/usr/sbin/runc",
+    cid="c1",
+    cuuid="c1",
+    bundle="/b",
+    pidfile="/b/pidfile",
+    conmon_pidfile="/b/conmon.pid",
+    log_path="/b/ctr.log",
+    exit_dir="/t/exits",
+    socket_dir="/t/socket",
+)
+
+
+def test_conmon_argv_for_a_container():
+    assert ConmonArgs(**BASE).argv() == [
+        "/usr/bin/conmon", "-c", "c1", "-u", "c1", "-r", "/usr/sbin/runc", "-b", "/b",
+        "-p", "/b/pidfile", "-P", "/b/conmon.pid", "-l", "/b/ctr.log",
+        "--exit-dir", "/t/exits", "--socket-dir-path", "/t/socket",
+    ]  # fmt: skip
+
+
+def test_conmon_argv_options():
+    argv = ConmonArgs(**BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True).argv()
+    assert argv[19:] == ["-s", "-t", "-i", "--log-size-max", "4096", "--no-pivot"]
+    exec_argv = ConmonArgs(**BASE, exec_spec="/b/process.json").argv()
+    assert exec_argv[19:] == ["-e", "--exec-process-spec", "/b/process.json", "--api-version"]
+
+
+def test_conmon_env_passes_pipes_notify_socket_and_listen_fds():
+    env, listen = conmon_env(None, {"NOTIFY_SOCKET": "/run/n", "LISTEN_FDS": "2", "HOME": "/root"})
+    assert env["_OCI_SYNCPIPE"] == "3" and env["_OCI_STARTPIPE"] == "4"
+    assert env["NOTIFY_SOCKET"] == "/run/n" and env["LISTEN_FDS"] == "2" and listen == 2
+    assert "HOME" not in env and "PATH" in env
+    env, listen = conmon_env({"A": "b"}, {"LISTEN_FDS": "2", "LISTEN_PID": "1"})  # not ours
+    assert env == {"A": "b", "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"} and listen == 0
+
+
+def test_sync_values():
+    assert sync_value({"pid": 42}) == 42
+    assert sync_value({"data": -1, "message": "x"}) == -1
+    with pytest.raises(ocirt.ConmonError, match="without a pid"):
+        sync_value({"pid": "42"})
+
+
+def test_runtime_argv_builders():
+    rt = OCIRuntime("/usr/sbin/runc", root="/run/r", systemd_cgroup=True)
+    g = ["/usr/sbin/runc", "--root", "/run/r", "--systemd-cgroup"]
+    assert rt.start_args("c") == g + ["start", "c"]
+    assert rt.kill_args("c", 9, all_processes=True) == g + ["kill", "--all", "c", "9"]
+    assert rt.delete_args("c", force=True) == g + ["delete", "--force", "c"]
+    assert OCIRuntime("runc").state_args("c") == ["runc", "state", "c"]
+    assert OCIRuntime("runc").pause_args("c") == ["runc", "pause", "c"]
+    assert OCIRuntime("runc").resume_args("c") == ["runc", "resume", "c"]
+
+
+def test_runtime_command_error_message():
+    err = ocirt.RuntimeCommandError(["runc", "--root", "/r", "start", "c"], 1, "boom\n")
+    assert str(err) == "`runc --root /r start c` failed with status 1: boom"
+    assert err.argv[-1] == "c" and err.status == 1 and err.stderr == "boom\n"
+
+
+@pytest.mark.parametrize(
+    "value, number",
+    [(9, 9), ("KILL", 9), ("sigterm", 15), ("15", 15), (signal.SIGUSR1, signal.SIGUSR1), (64, 64)],
+)
+def test_parse_signal(value, number):
+    assert parse_signal(value) == number
+
+
+@pytest.mark.parametrize("value", ["a", "a.b-c_d", "0", "A" * 128])
+def test_good_ids(value):
+    assert check_id(value) == value
+
+
+def test_parse_time_keeps_microseconds_of_nanoseconds():
+    assert parse_time("2026-11-28T15:31:00.856411123+00:00") == datetime(2026, 11, 28, 15, 31, 0, 856411, timezone.utc)
+    assert parse_time("2026-11-28T15:31:00Z") == datetime(2026, 11, 28, 15, 31, 0, tzinfo=timezone.utc)
+    assert parse_time("2026-11-28T15:31:00.5+01:00").microsecond == 500000
+
+
+def test_read_log_joins_partials_per_stream_and_skips_a_torn_line(tmp_path):
+    log = tmp_path / "ctr.log"
+    t = "2026-11-28T15:31:00.000000001+00:00"
+    log.write_text(
+        f"{t} stdout P hel\n"
+        f"{t} stderr F err\n"
+        f"{t} stdout F lo\n"
+        f"{t} stdout F \n"
+        f"{t} stdout F with spaces  inside\n"
+        f"{t} stdout F torn"
+    )
+    assert [(r.stream, r.text) for r in read_log(str(log))] == [
+        ("stderr", "err"),
+        ("stdout", "hello"),
+        ("stdout", ""),
+        ("stdout", "with spaces  inside"),
+    ]
+    assert list(read_log(str(tmp_path / "missing"))) == []
+
+
+def test_runtime_spec_makes_bundle_paths_absolute():
+    spec = {
+        "root": {"path": "rootfs", "readonly": True},
+        "process": {"args": ["true"]},
+        "mounts": [
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind"]},
+            {"destination": "/opt", "source": "opt", "options": ["bind"]},
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/abs", "type": "bind", "source": "/srv"},
+        ],
+    }
+    out = specs.runtime_spec("/bundle", spec)
+    assert out["root"] == {"path": "/bundle/rootfs", "readonly": True}
+    assert [m["source"] for m in out["mounts"]] == ["/bundle/data", "/bundle/opt", "proc", "/srv"]
+    assert spec["root"]["path"] == "rootfs"  # the caller's spec is not changed
+
+
+def test_stop_signal_and_pid_namespace():
+    assert specs.stop_signal({}) == signal.SIGTERM
+    assert specs.stop_signal({"annotations": {specs.STOP_SIGNAL_ANNOTATION: "SIGQUIT"}}) == signal.SIGQUIT
+    assert specs.has_own_pid_namespace({"linux": {"namespaces": [{"type": "pid"}]}})
+    assert not specs.has_own_pid_namespace({"linux": {"namespaces": [{"type": "pid", "path": "/proc/1/ns/pid"}]}})
+    assert not specs.has_own_pid_namespace({})
+
+
+def test_exec_process_overrides(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("app:x:1000:1001::/:/bin/sh\n")
+    (tmp_path / "etc" / "group").write_text("staff:x:50:\n")
+    spec = {
+        "process": {
+            "args": ["sleep"],
+            "env": ["PATH=/bin", "A=1"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
+        }
+    }
+    p = specs.exec_process(spec, ["ls"], env={"A": "2", "B": "3"}, user="app:staff", cwd="/tmp", cap_add=["net_admin"], rootfs=str(tmp_path))
+    assert p["args"] == ["ls"] and p["cwd"] == "/tmp" and p["terminal"] is False
+    assert p["env"] == ["PATH=/bin", "A=2", "B=3"]
+    assert p["user"] == {"uid": 1000, "gid": 50}
+    assert p["capabilities"]["bounding"] == ["CAP_KILL", "CAP_NET_ADMIN"]
+    assert p["noNewPrivileges"] is False
+    assert specs.exec_process(spec, ["ls"], user="app", rootfs=str(tmp_path))["user"] == {"uid": 1000, "gid": 1001}
+    assert spec["process"]["capabilities"]["bounding"] == ["CAP_KILL"]
+    with pytest.raises(ocirt.InvalidArgument, match="environment variable"):
+        specs.exec_process(spec, ["ls"], env={"A=B": "x"})
+
+
+def test_every_error_is_an_ocirt_error():
+    for name in ocirt.__all__:
+        obj = getattr(ocirt, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, ocirt.OcirtError)
+    assert issubclass(ocirt.InvalidArgument, ValueError)
+    assert issubclass(ocirt.Timeout, TimeoutError)
+
+
+def test_native_extension_is_required(tmp_path):
+    # a source tree without the compiled module says how to build it
+    import subprocess
+    import sys
+
+    src = os.path.dirname(os.path.dirname(ocirt.__file__))
+    tree = tmp_path / "tree"
+    (tree / "ocirt").mkdir(parents=True)
+    for name in os.listdir(os.path.join(src, "ocirt")):
+        if name.endswith(".py"):
+            (tree / "ocirt" / name).write_text(open(os.path.join(src, "ocirt", name)).read())
+    # -S: no site-packages, so no installed (or editable) ocirt can answer instead
+    proc = subprocess.run([sys.executable, "-S", "-c", "import ocirt"], cwd=tree, capture_output=True, text=True)
+    assert proc.returncode != 0 and "pip install -e ." in proc.stderr
