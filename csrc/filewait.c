@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,56 @@
 
 #define BACKOFF_START_US 100
 #define BACKOFF_MAX_US 10000
+
+/*
+ * Closing an inotify instance waits for an SRCU grace period in the kernel
+ * (fsnotify_wait_marks_destroyed), about 10-15 ms: more than a whole
+ * container start. So instances are kept in a small pool and reused:
+ * removing a watch does not wait, and its leftover events are drained.
+ */
+#define POOL_MAX 8
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pool[POOL_MAX];
+static int pool_len;
+
+static int inotify_get(void)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&pool_lock);
+	if (pool_len > 0)
+		fd = pool[--pool_len];
+	pthread_mutex_unlock(&pool_lock);
+	return fd >= 0 ? fd : inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+}
+
+static void inotify_put(int fd, int wd)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	if (wd >= 0 && inotify_rm_watch(fd, wd) < 0) {
+		close(fd);
+		return;
+	}
+	while (read(fd, buf, sizeof buf) > 0)
+		; /* the old watch's events, and its IN_IGNORED */
+	pthread_mutex_lock(&pool_lock);
+	if (pool_len < POOL_MAX) {
+		pool[pool_len++] = fd;
+		fd = -1;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+int ocirt_inotify_pool_size(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	int n = pool_len;
+	pthread_mutex_unlock(&pool_lock);
+	return n;
+}
 
 /* Drain pending inotify events; 1 if one of them names `name`. */
 static int drain_events(int ifd, const char *name)
@@ -48,7 +99,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 	char path[PATH_MAX];
 	struct pollfd pfds[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
 	int delay = BACKOFF_START_US;
-	int ret = -1, err = 0;
+	int ret = -1, err = 0, wd = -1;
 
 	if (!name[0] || strchr(name, '/')) {
 		errno = EINVAL;
@@ -59,12 +110,16 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		return -1;
 	}
 	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
-		pfds[0].fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (pfds[0].fd < 0)
+		/* Out of inotify instances (a per-user limit): stat instead. */
+		pfds[0].fd = inotify_get();
+		if (pfds[0].fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOMEM)
 			return -1;
-		if (inotify_add_watch(pfds[0].fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
-			err = errno;
-			goto out;
+		if (pfds[0].fd >= 0) {
+			wd = inotify_add_watch(pfds[0].fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
+			if (wd < 0) {
+				err = errno;
+				goto out;
+			}
 		}
 	}
 	if (guard_pid > 0 && !(flags & OCIRT_WAIT_NO_PIDFD)) {
@@ -114,7 +169,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 	}
 out:
 	if (pfds[0].fd >= 0)
-		close(pfds[0].fd);
+		inotify_put(pfds[0].fd, wd);
 	if (pfds[1].fd >= 0)
 		close(pfds[1].fd);
 	if (ret < 0)

@@ -65,4 +65,7 @@ int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
                     pid_t guard_pid, int flags);
 
+/* Idle inotify instances kept for reuse by ocirt_wait_file (at most 8). */
+int ocirt_inotify_pool_size(void);
+
 #endif

@@ -32,6 +32,7 @@ cdef extern from "ocirt.h" nogil:
                         unsigned char *alive)
     int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
                         int guard_pid, int flags)
+    int ocirt_inotify_pool_size()
 
 SPAWN_MAX_FDS = OCIRT_SPAWN_MAX_FDS
 PIDFD_DEFAULT = os.environ.get("OCIRT_NO_PIDFD", "") in ("", "0")
@@ -194,3 +195,12 @@ def wait_file(directory, name, timeout=None, *, guard_pid=0, use_inotify=None, u
     if errno == ETIMEDOUT:
         return False
     raise_errno(errno, os.path.join(directory, name))
+
+
+def inotify_pool_size():
+    """How many idle inotify instances wait_file keeps open for reuse (at most 8).
+
+    Closing an inotify instance costs the kernel a grace period (10+ ms), so
+    wait_file reuses them instead.
+    """
+    return ocirt_inotify_pool_size()

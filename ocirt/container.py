@@ -375,7 +375,7 @@ class Container:
         if self.state.status is ContainerStatus.STOPPED:
             return
         path = self._files.exit_file
-        if not self._wait_exit(timeout):
+        if not os.path.exists(path) and not self._wait_exit(timeout):
             raise Timeout(f"no exit file from conmon for container {self.id} after {timeout:g}s")
         try:
             with open(path) as f:

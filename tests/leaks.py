@@ -8,6 +8,8 @@ from typing import FrozenSet
 
 import psutil
 
+from ocirt import _native
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 RUNC_ROOT = "/run/runc"
 
@@ -39,13 +41,16 @@ def _conmons() -> FrozenSet[str]:
 
 
 def _fds() -> FrozenSet[str]:
+    """Open fds, less the idle inotify instances ocirt keeps for reuse (bounded)."""
     out = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             out.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
         except FileNotFoundError:
             pass  # the fd listdir itself used
-    return frozenset(out)
+    inotify = {f for f in out if f.endswith("anon_inode:inotify")}
+    assert len(inotify) <= _native.inotify_pool_size() <= 8, "inotify instances leaked"
+    return frozenset(out - inotify)
 
 
 @dataclass(frozen=True)
