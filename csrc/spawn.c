@@ -40,7 +40,7 @@ static int is_target(const int *fdmap, size_t nfds, int fd)
 	return 0;
 }
 
-/* Runs in the child after fork: only async-signal-safe calls from here. */
+/* Runs in the vfork child: raw syscalls only, no return, no heap. */
 static void child(const char *path, char *const argv[], char *const envp[],
 		  const int *fdmap, size_t nfds, const char *cwd, int flags,
 		  int errfd)
@@ -126,7 +126,10 @@ pid_t ocirt_spawn(const char *path, char *const argv[], char *const envp[],
 	 * before dispositions are reset there. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = fork();
+	/* vfork: no copy of the caller's page tables (a large Python process
+	 * takes over a millisecond to fork). The child only makes syscalls
+	 * and never returns from child(); the parent resumes at its exec. */
+	pid = vfork();
 	if (pid == 0)
 		child(path, argv, envp, fdmap, nfds, cwd, flags, errpipe[1]);
 	err = errno;

@@ -21,10 +21,9 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _native
-from .cgroups import Cgroup
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3
@@ -116,13 +115,16 @@ class Launched:
 def launch(
     args: ConmonArgs,
     env: Dict[str, str],
-    cgroup: Optional[Cgroup],
+    join_cgroup: Optional[Callable[[int], None]],
     *,
     cwd: str,
     timeout: Optional[float],
     listen_fds: int = 0,
 ) -> Launched:
     """Run conmon and wait for its first sync message.
+
+    `join_cgroup(pid)` puts conmon into its cgroup; it runs after the spawn,
+    while conmon initialises, and before the start byte lets conmon fork.
 
     On success the caller owns `Launched.sync_fd`. On failure raises
     ConmonError (carrying conmon's or the runtime's message), CgroupError or
@@ -148,8 +150,8 @@ def launch(
                 os.close(fd)
         early: Optional[BaseException] = None
         try:
-            if cgroup is not None:
-                cgroup.add(pid)
+            if join_cgroup is not None:
+                join_cgroup(pid)
             os.write(start_parent, b"0")
         except (OSError, CgroupError) as e:
             # Either conmon died already (its status says why) or we failed.

@@ -110,7 +110,6 @@ class Runtime:
                     os.unlink(stale)
             with open(files.config, "w") as f:
                 json.dump(specs.runtime_spec(bundle_path, spec), f)
-            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
             args = self._conmon_args(
                 cid=cid,
                 cuuid=cid,
@@ -124,9 +123,12 @@ class Runtime:
             )
             env, listen_fds = conmon.conmon_env(self.conmon_env, dict(os.environ))
             runtime_made = True
-            launched = conmon.launch(
-                args, env, container._cgroup, cwd=files.root, timeout=limit, listen_fds=listen_fds
-            )
+
+            def join_cgroup(pid: int) -> None:
+                container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
+                container._cgroup.add(pid)
+
+            launched = conmon.launch(args, env, join_cgroup, cwd=files.root, timeout=limit, listen_fds=listen_fds)
             os.close(launched.sync_fd)
             container._created(launched)
         except BaseException as e:
@@ -166,7 +168,8 @@ class Runtime:
         )
         env, _ = conmon.conmon_env(self.conmon_env, {})
         try:
-            return conmon.launch(args, env, container._cgroup, cwd=files.root, timeout=timeout)
+            join = container._cgroup.add if container._cgroup is not None else None
+            return conmon.launch(args, env, join, cwd=files.root, timeout=timeout)
         finally:
             link = os.path.join(self.dirs.sockets, session_id)
             if os.path.islink(link) and not os.path.exists(os.path.join(files.root, "attach")):
