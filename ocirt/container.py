@@ -17,6 +17,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -35,6 +36,7 @@ from .errors import (
 from .layout import ContainerDir, ExecDir
 from .logs import LogRecord, read_log
 from .oci import is_not_found
+from .store import Record
 from .validate import SignalLike, check_id, check_timeout, parse_signal
 
 if TYPE_CHECKING:
@@ -77,8 +79,10 @@ class Container:
         spec: specs.Spec,
         files: ContainerDir,
         cgroup: Optional["Cgroup"],
+        name: Optional[str] = None,
     ) -> None:
         self.id = cid
+        self.name = name or cid
         self.bundle = bundle
         self.spec = spec
         self.state = ContainerState(ContainerStatus.CONFIGURED)
@@ -89,9 +93,158 @@ class Container:
         self._pidfd: Optional[int] = None
         self._deleted = False
         self._lock = threading.RLock()
+        self._depth = 0
+        self._conmon_start: Optional[int] = None
+        self.created_at = _now()
+        self.owned_bundle = False
+        self.auto_remove = False
+        self.note = ""  # why the status is what it is, when that is not obvious
 
     def __repr__(self) -> str:
         return f"<Container {self.id} {self.state.status.value}>"
+
+    # -- persistence (a no-op without a store) ------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive use of this container: threads here, processes via the store."""
+        with self._lock:
+            store = self._runtime.store
+            if store is None or self._depth:  # nested verbs (stop -> resume) hold it already
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with store.lock(self.id):
+                self._depth += 1
+                try:
+                    record = store.get(self.id)
+                    if record is None:
+                        self._mark_deleted()
+                    else:
+                        self._apply(record)
+                        self._reconcile()
+                    yield
+                finally:
+                    self._depth -= 1
+                    self._save()
+
+    def _save(self) -> None:
+        if self._runtime.store is not None and not self._deleted:
+            self._runtime.store.save(self.to_record())
+
+    def to_record(self) -> Record:
+        st = self.state
+        dirs = getattr(self._cgroup, "dirs", [])
+        parents = getattr(self._cgroup, "created_parents", [])
+        return Record(
+            id=self.id,
+            name=self.name,
+            bundle=self.bundle,
+            status=st.status.value,
+            pid=st.pid,
+            conmon_pid=self._conmon_pid,
+            conmon_start_time=self._conmon_start,
+            exit_code=st.exit_code,
+            oom_killed=st.oom_killed,
+            created_at=self.created_at.timestamp(),
+            started_at=st.started_at.timestamp() if st.started_at else None,
+            finished_at=st.finished_at.timestamp() if st.finished_at else None,
+            cgroup_dirs=list(dirs),
+            cgroup_parents=list(parents),
+            owned_bundle=self.owned_bundle,
+            auto_remove=self.auto_remove,
+            note=self.note,
+        )
+
+    def _apply(self, record: Record) -> None:
+        """Take over what another process recorded."""
+        st = self.state
+        st.status = ContainerStatus(record.status)
+        st.pid = record.pid
+        st.exit_code = record.exit_code
+        st.oom_killed = record.oom_killed
+        st.started_at = _from_ts(record.started_at)
+        st.finished_at = _from_ts(record.finished_at)
+        self._conmon_pid = record.conmon_pid
+        self._conmon_start = record.conmon_start_time
+        self.created_at = _from_ts(record.created_at) or self.created_at
+        self.owned_bundle = record.owned_bundle
+        self.auto_remove = record.auto_remove
+        self.note = record.note
+        if st.status is ContainerStatus.STOPPED:
+            self._close_pidfd()
+
+    def refresh(self, blocking: bool = True) -> ContainerState:
+        """Reload the container's record from the store and reconcile it.
+
+        Without a store there is nothing to reload. With `blocking=False` a
+        container another process is working on is reloaded as it stands.
+        """
+        store = self._runtime.store
+        if store is None:
+            return self.state
+        with self._lock, store.lock(self.id, blocking=blocking) as got:
+            record = store.get(self.id)
+            if record is None:
+                self._mark_deleted()
+                return self.state
+            self._apply(record)
+            if got:
+                self._reconcile()
+                self._save()
+        return self.state
+
+    def _reopen_pidfd(self) -> None:
+        """A pidfd for the init of a container loaded from the store.
+
+        Only if the pid is still a child of the container's own (live) conmon:
+        a reused pid gets no pidfd, and signals then go through the runtime.
+        """
+        pid = self.state.pid
+        if self._pidfd is not None or not pid or self.state.status is ContainerStatus.STOPPED:
+            return
+        if not self._conmon_alive():
+            return
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            fd = _native.pidfd_open(pid)
+        except (OSError, ValueError):
+            return
+        if ppid == self._conmon_pid:
+            self._pidfd = fd
+        else:
+            os.close(fd)
+
+    def _reconcile(self) -> None:
+        """Bring a record another (maybe dead) process left up to date.
+
+        Never guesses an exit code: it comes from conmon's exit file, or is
+        -1 with a note when conmon died without writing one.
+        """
+        status = self.state.status
+        if status is ContainerStatus.CONFIGURED:
+            self.note = "half-created by a process that died; remove it with rm -f"
+        elif status is not ContainerStatus.STOPPED:
+            if os.path.exists(self._files.exit_file):
+                self._record_exit()
+            elif not self._conmon_alive():
+                self.state.status = ContainerStatus.STOPPED
+                self.state.exit_code = -1
+                self.state.finished_at = _now()
+                self.note = "conmon died without recording an exit code"
+                self._close_pidfd()
+
+    def _conmon_alive(self) -> bool:
+        pid = self._conmon_pid
+        return bool(pid) and self._conmon_start is not None and _start_time(pid) == self._conmon_start
+
+    def _mark_deleted(self) -> None:
+        self._deleted = True
+        self._close_pidfd()
 
     @property
     def conmon_pid(self) -> Optional[int]:
@@ -104,6 +257,7 @@ class Container:
     # called by Runtime.create once conmon reported the container's pid
     def _created(self, launched: conmon.Launched) -> None:
         self._conmon_pid = launched.conmon_pid
+        self._conmon_start = _start_time(launched.conmon_pid)
         self.state.pid = launched.pid
         self.state.status = ContainerStatus.CREATED
         # The init is blocked in the runtime until start: alive, so this
@@ -118,7 +272,7 @@ class Container:
 
     def start(self) -> None:
         """Start a created container; InvalidState in any other state."""
-        with self._lock:
+        with self._locked():
             self._require(ContainerStatus.CREATED, verb="start")
             started = _now()  # before: a quick process may finish before start returns
             self._runtime.oci.start(self.id)
@@ -132,7 +286,7 @@ class Container:
         the container is not created, running or paused, or has exited.
         """
         signum = parse_signal(sig)
-        with self._lock:
+        with self._locked():
             self._require(ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, verb="kill")
             if not self._signal(signum):
                 self._record_exit(timeout=KILL_GRACE)
@@ -147,7 +301,7 @@ class Container:
         more (then Timeout). Stopping a stopped container does nothing.
         """
         grace = check_timeout(timeout)
-        with self._lock:
+        with self._locked():
             self._require_exists()
             if self.state.status is ContainerStatus.STOPPED:
                 return
@@ -164,14 +318,14 @@ class Container:
 
     def pause(self) -> None:
         """Freeze every process of a running container."""
-        with self._lock:
+        with self._locked():
             self._require(ContainerStatus.RUNNING, verb="pause")
             self._runtime.oci.pause(self.id)
             self.state.status = ContainerStatus.PAUSED
 
     def resume(self) -> None:
         """Thaw a paused container."""
-        with self._lock:
+        with self._locked():
             self._require(ContainerStatus.PAUSED, verb="resume")
             self._runtime.oci.resume(self.id)
             self.state.status = ContainerStatus.RUNNING
@@ -189,7 +343,7 @@ class Container:
             # No lock while blocking: another thread may stop or kill meanwhile.
             if not self._wait_exit(limit):
                 raise Timeout(f"container {self.id} still running after {limit:g}s")
-            with self._lock:
+            with self._locked():
                 self._record_exit()
         if self.state.exit_code == -1:
             raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
@@ -203,7 +357,7 @@ class Container:
         (the exit file's ctime) and the OOM flag. An unknown status is an
         OcirtError.
         """
-        with self._lock:
+        with self._locked():
             self._require_exists()
             if self.state.status is ContainerStatus.STOPPED:
                 return self.state
@@ -230,7 +384,7 @@ class Container:
         Afterwards conmon has exited, its cgroup is gone, and every verb
         raises ContainerNotFound.
         """
-        with self._lock:
+        with self._locked():
             self._require_exists()
             status = self.state.status
             if status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and not force:
@@ -264,7 +418,7 @@ class Container:
             raise InvalidArgument("exec needs a command: a non-empty list of strings")
         sid = check_id(session_id, "exec session id") if session_id is not None else secrets.token_hex(16)
         limit = check_timeout(timeout)
-        with self._lock:
+        with self._locked():
             self._require(ContainerStatus.RUNNING, verb="exec in")
             process = specs.exec_process(
                 self.spec,
@@ -298,7 +452,7 @@ class Container:
     def exec_stop(self, timeout: Optional[float] = 10) -> None:
         """Stop every exec session: SIGTERM, wait `timeout`, SIGKILL, wait 5 s."""
         grace = check_timeout(timeout)
-        with self._lock:
+        with self._locked():
             self._require_exists()
             sessions = [s for s in self.state.exec_sessions.values() if s.exit_code is None]
         pids = [s.pid for s in sessions if s._signal(signal.SIGTERM)]
@@ -383,6 +537,7 @@ class Container:
             finished = os.stat(path).st_ctime
         except FileNotFoundError:
             text, finished = "-1", time.time()
+            self.note = "conmon died without recording an exit code"
         try:
             code = int(text)
         except ValueError:
@@ -421,6 +576,8 @@ class Container:
             except FileNotFoundError:
                 pass
         shutil.rmtree(self._files.root, ignore_errors=True)
+        if self.owned_bundle:
+            shutil.rmtree(self.bundle, ignore_errors=True)
         self._runtime._forget(self)
         if errors:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
@@ -522,3 +679,16 @@ class ExecSession:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _from_ts(value: Optional[float]) -> Optional[datetime]:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """A process's start time in clock ticks since boot: with the pid, its identity."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -6,7 +6,10 @@ import json
 import os
 import shutil
 import threading
-from typing import Dict, Mapping, Optional
+import contextlib
+import secrets
+import time
+from typing import Dict, Iterator, List, Mapping, Optional
 
 from . import cgroups, conmon
 from . import spec as specs
@@ -15,13 +18,19 @@ from .errors import (
     BinaryNotFound,
     ConmonError,
     ContainerExists,
+    ContainerNotFound,
     InvalidArgument,
     OcirtError,
     RuntimeCommandError,
 )
+from .container import ContainerStatus
 from .layout import ExecDir, RuntimeDirs
 from .oci import OCIRuntime, is_not_found
+from .store import Record, Store
 from .validate import check_id, check_timeout
+
+DEFAULT_ROOT = "/var/lib/ocirt"
+DEFAULT_RUN_DIR = "/run/ocirt"
 
 
 class Runtime:
@@ -33,6 +42,10 @@ class Runtime:
     is where conmon's cgroup goes: relative (default: directly) under this
     process's own cgroup, or absolute. `log_size_max` caps each log file in
     bytes (-1: no cap); `no_pivot` asks the runtime not to use pivot_root.
+
+    With a `store` (see `Runtime.open`), every container is recorded in a
+    database that other processes share: `get` and `list` see containers
+    created elsewhere, and each verb holds the container's lock.
     """
 
     def __init__(
@@ -45,6 +58,7 @@ class Runtime:
         cgroup_parent: Optional[str] = None,
         log_size_max: int = -1,
         no_pivot: bool = False,
+        store: Optional[Store] = None,
     ) -> None:
         if cgroup_manager not in cgroups.MANAGERS:
             raise InvalidArgument(
@@ -63,8 +77,26 @@ class Runtime:
         self._cgroups = cgroups.manager(cgroup_manager, cgroup_parent)
         self.dirs = RuntimeDirs(os.fspath(tmp_dir))
         self.dirs.make()
+        self.store = store
+        self.root: Optional[str] = None
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: Optional[str] = None, **options: object) -> "Runtime":
+        """A Runtime whose containers persist in `root`/state.db.
+
+        `root` defaults to $OCIRT_ROOT, else /var/lib/ocirt with run files in
+        /run/ocirt; a root given either way keeps its run files in root/run.
+        Containers left by processes that died are reconciled on open.
+        """
+        root = os.path.abspath(root or os.environ.get("OCIRT_ROOT") or DEFAULT_ROOT)
+        run_dir = DEFAULT_RUN_DIR if root == DEFAULT_ROOT else os.path.join(root, "run")
+        store = Store(os.path.join(root, "state.db"), os.path.join(run_dir, "locks"))
+        rt = cls(run_dir, store=store, **options)  # type: ignore[arg-type]
+        rt.root = root
+        rt.list()  # reconciles every container
+        return rt
 
     @property
     def tmp_dir(self) -> str:
@@ -81,6 +113,9 @@ class Runtime:
         stdin: bool = False,
         terminal: bool = False,
         timeout: Optional[float] = 240,
+        name: Optional[str] = None,
+        owned_bundle: bool = False,
+        auto_remove: bool = False,
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`.
 
@@ -88,9 +123,11 @@ class Runtime:
         container is deleted from the runtime, conmon is gone and no file or
         cgroup is left; the error says what went wrong (the runtime's own
         message for a runtime failure). A taken id raises ContainerExists and
-        leaves the existing container untouched.
+        leaves the existing container untouched. `name` (default: the id)
+        follows the id rules; `owned_bundle` has delete remove the bundle.
         """
         cid = check_id(container_id)
+        name = check_id(name, "container name") if name is not None else cid
         limit = check_timeout(timeout)
         bundle_path, spec = specs.load_bundle(bundle)
         self._cgroups.check()
@@ -102,7 +139,26 @@ class Runtime:
         except FileExistsError:
             raise ContainerExists(f"container {cid!r} already exists") from None
 
-        container = Container(self, cid, bundle_path, spec, files, None)
+        container = Container(self, cid, bundle_path, spec, files, None, name=name)
+        container.owned_bundle = owned_bundle
+        container.auto_remove = auto_remove
+        with self._store_lock(cid):
+            if self.store is not None:
+                try:
+                    self.store.insert(container.to_record())
+                except ContainerExists:
+                    os.rmdir(files.root)
+                    raise
+            self._create(container, files, spec, bundle_path, stdin=stdin, terminal=terminal, limit=limit)
+        with self._lock:
+            self._containers[cid] = container
+        return container
+
+    def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
+        return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
+
+    def _create(self, container: Container, files, spec, bundle_path, *, stdin, terminal, limit) -> None:  # type: ignore[no-untyped-def]
+        cid = container.id
         runtime_made = False
         try:
             for stale in (files.exit_file, files.socket_link):
@@ -131,15 +187,16 @@ class Runtime:
             launched = conmon.launch(args, env, join_cgroup, cwd=files.root, timeout=limit, listen_fds=listen_fds)
             os.close(launched.sync_fd)
             container._created(launched)
+            container._save()
         except BaseException as e:
             already_exists = isinstance(e, ConmonError) and "exists" in str(e)
             self._undo_create(container, delete_from_runtime=runtime_made and not already_exists)
+            if self.store is not None:
+                self.store.delete(cid)
+                self.store.remove_lock(cid)
             if already_exists:
                 raise ContainerExists(f"the runtime already has a container {cid!r}") from e
             raise
-        with self._lock:
-            self._containers[cid] = container
-        return container
 
     def _conmon_args(self, **kw: object) -> conmon.ConmonArgs:
         return conmon.ConmonArgs(
@@ -198,11 +255,68 @@ class Runtime:
         with self._lock:
             if self._containers.get(container.id) is container:
                 del self._containers[container.id]
+        if self.store is not None:
+            self.store.delete(container.id)
+            self.store.remove_lock(container.id)
 
     def containers(self) -> Dict[str, Container]:
-        """The containers this Runtime created and has not deleted, by id."""
+        """The containers this Runtime object created or loaded and has not deleted, by id."""
         with self._lock:
             return dict(self._containers)
+
+    def get(self, name_or_id: str) -> Container:
+        """The container with this name, id or unique id prefix; ContainerNotFound if none."""
+        if self.store is None:
+            for c in self.containers().values():
+                if name_or_id in (c.id, c.name):
+                    return c
+            matches = [c for c in self.containers().values() if name_or_id and c.id.startswith(name_or_id)]
+            if len(matches) == 1:
+                return matches[0]
+            raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it")
+        cid = self.store.resolve(name_or_id)
+        container = self._load(cid)
+        container.refresh()
+        return container
+
+    def list(self) -> List[Container]:
+        """Every container, oldest first; with a store, those of other processes too.
+
+        Each is reconciled first, so a status is never stale (a container
+        whose lock another process holds is shown as that process left it).
+        """
+        if self.store is None:
+            return list(self.containers().values())
+        out = []
+        for record in self.store.all():
+            container = self._load(record.id, record)
+            container.refresh(blocking=False)
+            if not container._deleted:
+                out.append(container)
+        return out
+
+    def _load(self, cid: str, record: Optional[Record] = None) -> Container:
+        with self._lock:
+            known = self._containers.get(cid)
+            if known is not None and not known._deleted:
+                return known
+            self._containers.pop(cid, None)
+        assert self.store is not None
+        record = record or self.store.get(cid)
+        if record is None:
+            raise ContainerNotFound(f"container {cid} was deleted")
+        files = self.dirs.container(cid)
+        try:
+            with open(files.config) as f:
+                spec = json.load(f)
+        except (OSError, ValueError):
+            spec = {"process": {"args": []}, "root": {"path": ""}}
+        cgroup = self._cgroups.existing(f"ocirt-conmon-{cid}", record.cgroup_dirs, record.cgroup_parents)
+        container = Container(self, cid, record.bundle, spec, files, cgroup, name=record.name)
+        container._apply(record)
+        container._reopen_pidfd()
+        with self._lock:
+            return self._containers.setdefault(cid, container)
 
 
 def _find_binary(path: Optional[str], default: str, what: str) -> str:

@@ -14,7 +14,7 @@ and everything below it once no process is left in it.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import List, Optional, Protocol
 
 from .cgroupfs import Cgroupfs, CgroupfsGroup, Hierarchy, hierarchies
 from .systemd import Systemd
@@ -32,6 +32,8 @@ class Manager(Protocol):
     def check(self) -> None: ...
 
     def create(self, name: str) -> Cgroup: ...
+
+    def existing(self, name: str, dirs: List[str], parents: List[str]) -> Cgroup: ...
 
 
 def manager(name: str, parent: Optional[str] = None) -> Manager:

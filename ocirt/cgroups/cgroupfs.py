@@ -117,6 +117,15 @@ class Cgroupfs:
         return group
 
 
+    def existing(self, name: str, dirs: List[str], parents: List[str]) -> "CgroupfsGroup":
+        """The cgroup `name` made earlier: its recorded dirs, or wherever it exists."""
+        if not dirs:
+            dirs = [p for p in (os.path.join(self.parent_dir(h), name) for h in self.hierarchies()) if os.path.isdir(p)]
+        group = CgroupfsGroup(list(dirs))
+        group.created_parents = list(parents)
+        return group
+
+
 def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
     """mkdir parent (as needed) and parent/name; cpuset levels get cpus/mems."""
     for attempt in range(3):

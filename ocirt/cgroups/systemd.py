@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Optional
+from typing import List, Optional
 
 from ..errors import CgroupError, InvalidArgument
 
@@ -48,6 +48,10 @@ class Systemd:
 
     def create(self, name: str) -> "SystemdScope":
         self.check()
+        return SystemdScope(f"ocirt-{name}.scope", self.slice)
+
+
+    def existing(self, name: str, dirs: List[str], parents: List[str]) -> "SystemdScope":
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 
 

@@ -1,0 +1,155 @@
+"""Persistent container records: one SQLite database per ocirt root.
+
+WAL mode and a busy timeout let several processes share the database; every
+change is committed before the call that made it returns. Cross-process
+exclusion for one container is a flock on its lock file (`lock(id)`), held
+for the span of a verb.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, Iterator, List, Optional
+
+from .errors import ContainerExists, ContainerNotFound, InvalidArgument
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    record TEXT NOT NULL
+)
+"""
+
+
+@dataclass
+class Record:
+    """Everything a later process needs to manage a container."""
+
+    id: str
+    name: str
+    bundle: str
+    status: str = "configured"
+    pid: Optional[int] = None
+    conmon_pid: Optional[int] = None
+    conmon_start_time: Optional[int] = None  # /proc/<pid>/stat field 22: guards pid reuse
+    exit_code: Optional[int] = None
+    oom_killed: bool = False
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    cgroup_dirs: List[str] = field(default_factory=list)
+    cgroup_parents: List[str] = field(default_factory=list)
+    owned_bundle: bool = False  # ocirt generated the bundle: remove it with the container
+    auto_remove: bool = False
+    note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Record":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Store:
+    """The database at `path` plus the lock files in `lock_dir`."""
+
+    def __init__(self, path: str, lock_dir: str) -> None:
+        self.path = path
+        self.lock_dir = lock_dir
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(lock_dir, exist_ok=True)
+        self._local = threading.local()
+        with self._db() as db:
+            db.execute(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        yield conn
+
+    def insert(self, record: Record) -> None:
+        """Add a new record; ContainerExists if the id or the name is taken."""
+        with self._db() as db:
+            try:
+                db.execute("INSERT INTO containers VALUES (?, ?, ?)", (record.id, record.name, record.to_json()))
+            except sqlite3.IntegrityError:
+                raise ContainerExists(f"a container named {record.name!r} or with id {record.id} exists") from None
+
+    def save(self, record: Record) -> None:
+        with self._db() as db:
+            db.execute("UPDATE containers SET record = ? WHERE id = ?", (record.to_json(), record.id))
+
+    def delete(self, cid: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def get(self, cid: str) -> Optional[Record]:
+        with self._db() as db:
+            row = db.execute("SELECT record FROM containers WHERE id = ?", (cid,)).fetchone()
+        return Record.from_json(row[0]) if row else None
+
+    def all(self) -> List[Record]:
+        with self._db() as db:
+            rows = db.execute("SELECT record FROM containers ORDER BY rowid").fetchall()
+        return [Record.from_json(r[0]) for r in rows]
+
+    def resolve(self, name_or_id: str) -> str:
+        """The id for a name, a full id or a unique id prefix (as podman does)."""
+        if not name_or_id:
+            raise InvalidArgument("container name or id must not be empty")
+        with self._db() as db:
+            row = db.execute("SELECT id FROM containers WHERE name = ? OR id = ?", (name_or_id, name_or_id)).fetchone()
+            if row:
+                return str(row[0])
+            escaped = name_or_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = db.execute("SELECT id FROM containers WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",)).fetchall()
+        if len(rows) == 1:
+            return str(rows[0][0])
+        if len(rows) > 1:
+            raise InvalidArgument(f"{name_or_id!r} matches {len(rows)} containers; give more of the id")
+        raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it")
+
+    @contextmanager
+    def lock(self, cid: str, *, blocking: bool = True) -> Iterator[bool]:
+        """Hold the container's lock file; yields False if not blocking and taken."""
+        fd = os.open(os.path.join(self.lock_dir, cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def remove_lock(self, cid: str) -> None:
+        try:
+            os.unlink(os.path.join(self.lock_dir, cid))
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def record_dict(record: Record) -> Dict[str, Any]:
+    return asdict(record)
