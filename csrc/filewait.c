@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -166,6 +167,64 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 			goto out;
 		}
 		check = pfds[0].fd < 0 || (pfds[0].revents && drain_events(pfds[0].fd, name));
+	}
+out:
+	if (pfds[0].fd >= 0)
+		inotify_put(pfds[0].fd, wd);
+	if (pfds[1].fd >= 0)
+		close(pfds[1].fd);
+	if (ret < 0)
+		errno = err;
+	return ret;
+}
+
+int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pid_t guard_pid)
+{
+	struct stat st;
+	long long deadline = ocirt_deadline(timeout_ms);
+	struct pollfd pfds[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+	int ret = -1, err = 0, wd = -1;
+
+	pfds[0].fd = inotify_get();
+	if (pfds[0].fd < 0)
+		return -1;
+	wd = inotify_add_watch(pfds[0].fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
+	if (wd < 0) {
+		err = errno;
+		goto out;
+	}
+	/* Armed: a write since the caller's read shows in the size. */
+	if (known_size >= 0 && stat(path, &st) == 0 && st.st_size != known_size) {
+		ret = 0;
+		goto out;
+	}
+	if (guard_pid > 0) {
+		pfds[1].fd = ocirt_pidfd_open(guard_pid);
+		if (pfds[1].fd < 0) {
+			err = errno == ESRCH ? ESRCH : errno;
+			goto out;
+		}
+	}
+	for (;;) {
+		int r = poll(pfds, 2, ocirt_ms_left(deadline));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err = errno;
+			goto out;
+		}
+		if (pfds[0].revents) {
+			ret = 0;
+			goto out;
+		}
+		if (pfds[1].revents) {
+			err = ESRCH;
+			goto out;
+		}
+		if (ocirt_ms_left(deadline) == 0) {
+			err = ETIMEDOUT;
+			goto out;
+		}
 	}
 out:
 	if (pfds[0].fd >= 0)

@@ -65,6 +65,15 @@ int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
                     pid_t guard_pid, int flags);
 
+/*
+ * Wait until the file `path` is written to (IN_MODIFY, IN_CLOSE_WRITE,
+ * IN_ATTRIB), or returns at once if its size is no longer `known_size`
+ * (checked after the watch is armed, so no write is missed; -1 skips the
+ * check). Fails with ESRCH when `guard_pid` (> 0) exits first, with
+ * ETIMEDOUT on timeout. For following a log: read, then wait, then read.
+ */
+int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pid_t guard_pid);
+
 /* Idle inotify instances kept for reuse by ocirt_wait_file (at most 8). */
 int ocirt_inotify_pool_size(void);
 

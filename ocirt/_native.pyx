@@ -33,6 +33,7 @@ cdef extern from "ocirt.h" nogil:
     int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
                         int guard_pid, int flags)
     int ocirt_inotify_pool_size()
+    int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid)
 
 SPAWN_MAX_FDS = OCIRT_SPAWN_MAX_FDS
 PIDFD_DEFAULT = os.environ.get("OCIRT_NO_PIDFD", "") in ("", "0")
@@ -195,6 +196,28 @@ def wait_file(directory, name, timeout=None, *, guard_pid=0, use_inotify=None, u
     if errno == ETIMEDOUT:
         return False
     raise_errno(errno, os.path.join(directory, name))
+
+
+def wait_change(path, timeout=None, *, known_size=-1, guard_pid=0):
+    """Wait until the file `path` is written to; True, or False on timeout.
+
+    Returns at once if its size differs from `known_size` (what the caller
+    read up to), so a write between the caller's read and this call is not
+    missed. Raises ProcessLookupError when `guard_pid` exits first.
+    """
+    cdef bytes bpath = os.fsencode(path)
+    cdef const char *cpath = bpath
+    cdef int tmo = timeout_ms(timeout)
+    cdef int guard = guard_pid
+    cdef long long size = known_size
+    cdef int ret
+    with nogil:
+        ret = ocirt_wait_change(cpath, size, tmo, guard)
+    if ret == 0:
+        return True
+    if errno == ETIMEDOUT:
+        return False
+    raise_errno(errno, path)
 
 
 def inotify_pool_size():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import signal
 import time
@@ -174,7 +175,7 @@ def launch(
         if value < 0:
             if conmon_pid:
                 _native.wait_pids([conmon_pid], 5)
-            raise ConmonError(str(message.get("message") or f"conmon reported failure {value}").strip())
+            raise ConmonError(runtime_message(str(message.get("message") or "")) or f"conmon reported failure {value}")
         if conmon_pid is None:
             raise ConmonError(f"conmon reported pid {value} but wrote no pid file {args.conmon_pidfile}")
         return Launched(value, conmon_pid, sync_parent)
@@ -217,6 +218,17 @@ def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:
     if not isinstance(message, dict):
         raise ConmonError(f"conmon sent garbage on the sync pipe: {line[:200]!r}")
     return message
+
+
+_LOGFMT_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+def runtime_message(text: str) -> str:
+    """The runtime's error without its logfmt wrapping (time=... level=error msg="...")."""
+    found = _LOGFMT_MSG.findall(text)
+    if not found:
+        return text.strip()
+    return "; ".join(json.loads(f'"{m}"') for m in found)
 
 
 def sync_value(message: dict) -> int:

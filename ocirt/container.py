@@ -34,7 +34,7 @@ from .errors import (
     Timeout,
 )
 from .layout import ContainerDir, ExecDir
-from .logs import LogRecord, read_log
+from .logs import LogReader, LogRecord, read_log
 from .oci import is_not_found
 from .store import Record
 from .validate import SignalLike, check_id, check_timeout, parse_signal
@@ -467,10 +467,28 @@ class Container:
         for s in sessions:
             s.wait(KILL_GRACE)
 
-    def logs(self) -> Iterator[LogRecord]:
-        """The container's output so far, as LogRecord(time, stream, text)."""
+    def logs(self, follow: bool = False) -> Iterator[LogRecord]:
+        """The container's output as LogRecord(time, stream, text).
+
+        With `follow`, keeps yielding new records as they are written until
+        the container has exited and its conmon is done writing.
+        """
         self._require_exists()
-        return read_log(self._files.log)
+        if not follow:
+            return read_log(self._files.log)
+        return self._follow_logs()
+
+    def _follow_logs(self) -> Iterator[LogRecord]:
+        reader = LogReader(self._files.log)
+        while True:
+            yield from reader.read()
+            if os.path.exists(self._files.exit_file) or not self._conmon_pid:
+                break
+            try:
+                _native.wait_change(self._files.log, known_size=reader.offset, guard_pid=self._conmon_pid)
+            except (ProcessLookupError, FileNotFoundError):
+                break  # conmon is gone: what it wrote is all there is
+        yield from reader.read(final=True)
 
     # -- internals ---------------------------------------------------------
 

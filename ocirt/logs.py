@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterator, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 
 class LogRecord(NamedTuple):
@@ -25,28 +25,49 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+class LogReader:
+    """Reads a conmon log incrementally: each `read()` returns the complete
+    records written since the last one (a partial record waits for its end)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0  # bytes consumed: always at the start of a line
+        self._pending: Dict[str, Tuple[datetime, List[str]]] = {}
+
+    def read(self, final: bool = False) -> List[LogRecord]:
+        """New records; with `final`, partial records still open are flushed too."""
+        out: List[LogRecord] = []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        end = data.rfind(b"\n") + 1  # a line conmon is still writing waits
+        self.offset += end
+        for raw in data[:end].decode("utf-8", errors="replace").splitlines():
+            record = self._parse(raw)
+            if record is not None:
+                out.append(record)
+        if final:
+            out += [LogRecord(when, stream, "".join(parts)) for stream, (when, parts) in self._pending.items()]
+            self._pending.clear()
+        return out
+
+    def _parse(self, line: str) -> Optional[LogRecord]:
+        fields = line.split(" ", 3)
+        if len(fields) < 3 or fields[1] not in ("stdout", "stderr"):
+            return None
+        stream, tag = fields[1], fields[2]
+        when, parts = self._pending.pop(stream, (None, []))
+        parts.append(fields[3] if len(fields) == 4 else "")
+        stamp = when or parse_time(fields[0])
+        if tag == "P":
+            self._pending[stream] = (stamp, parts)
+            return None
+        return LogRecord(stamp, stream, "".join(parts))
+
+
 def read_log(path: str) -> Iterator[LogRecord]:
     """Yield the records of a conmon log file in order; nothing if it is missing."""
-    try:
-        f = open(path, encoding="utf-8", errors="replace", newline="\n")
-    except FileNotFoundError:
-        return
-    pending: dict = {}  # stream -> (time, parts) of a record still partial
-    with f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # a line conmon is still writing
-            fields = line[:-1].split(" ", 3)
-            if len(fields) < 3 or fields[1] not in ("stdout", "stderr"):
-                continue
-            time_s, stream, tag = fields[0], fields[1], fields[2]
-            text = fields[3] if len(fields) == 4 else ""
-            when, parts = pending.pop(stream, (None, []))
-            parts.append(text)
-            stamp: Optional[datetime] = when or parse_time(time_s)
-            if tag == "P":
-                pending[stream] = (stamp, parts)
-                continue
-            yield LogRecord(stamp, stream, "".join(parts))
-    for stream, (when, parts) in pending.items():
-        yield LogRecord(when, stream, "".join(parts))
+    yield from LogReader(path).read(final=True)

@@ -1,0 +1,467 @@
+"""The `ocirt` command line: podman's verbs and flags, where they exist.
+
+Exit codes: a container's own code for `run`, `wait` and `exec`; 125 for
+ocirt's own errors (one line on stderr, the traceback with --log-level
+debug); 126 and 127 when the container's command cannot run or is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from . import __version__, rootfs, specgen
+from .container import Container, ContainerStatus
+from .errors import ConmonError, InvalidArgument, OcirtError
+from .runtime import Runtime
+from .validate import check_id, parse_signal
+
+EXIT_ERROR = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+STREAMS = {2: 1, 3: 2}  # conmon's attach stream byte -> our fd
+
+log = logging.getLogger("ocirt")
+
+
+class Usage(OcirtError):
+    """A bad command line (argparse's own errors are turned into this)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+        raise Usage(f"{self.prog}: {message}")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="ocirt", description="Run OCI containers with conmon and runc, no daemon.")
+    p.add_argument("--root", help="state directory (default $OCIRT_ROOT or /var/lib/ocirt)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--runtime", help="OCI runtime binary (default: runc on PATH)")
+    p.add_argument("--conmon", help="conmon binary (default: conmon on PATH)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def container_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--name", help="a name for the container (default: from its id)")
+        sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+        sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
+        sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
+        sp.add_argument("--hostname")
+        sp.add_argument("--memory", help="memory limit, e.g. 64m")
+        sp.add_argument("--pids-limit", type=_positive_int)
+        sp.add_argument("--cpus", type=_positive_float)
+        sp.add_argument("--cap-add", action="append", default=[])
+        sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+        src = sp.add_mutually_exclusive_group()
+        src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
+        src.add_argument("--bundle", help="an existing OCI bundle, run as is")
+        sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
+        sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
+        sp.add_argument("cmd", nargs="*", help="the command (after --)")
+
+    sp = sub.add_parser("run", help="create, start and wait for a container")
+    container_options(sp)
+    sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
+    sp = sub.add_parser("create", help="create a container")
+    container_options(sp)
+    for verb, text in (("start", "start"), ("pause", "pause"), ("unpause", "resume"), ("wait", "wait for")):
+        sp = sub.add_parser(verb, help=f"{text} containers")
+        sp.add_argument("names", nargs="+")
+    sp = sub.add_parser("stop", help="stop containers")
+    sp.add_argument("-t", "--time", type=_non_negative_float, default=10, help="seconds before SIGKILL")
+    sp.add_argument("names", nargs="+")
+    sp = sub.add_parser("kill", help="signal containers")
+    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("names", nargs="+")
+    sp = sub.add_parser("rm", help="remove containers")
+    sp.add_argument("-f", "--force", action="store_true", help="remove running or half-created ones too")
+    sp.add_argument("names", nargs="+")
+    sp = sub.add_parser("ps", help="list containers")
+    sp.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp = sub.add_parser("inspect", help="show containers as JSON")
+    sp.add_argument("names", nargs="+")
+    sp = sub.add_parser("logs", help="show a container's output")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp.add_argument("--timestamps", action="store_true")
+    sp.add_argument("name")
+    sp = sub.add_parser("exec", help="run a command in a running container")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    sp.add_argument("-u", "--user")
+    sp.add_argument("-w", "--workdir")
+    sp.add_argument("name")
+    sp.add_argument("cmd", nargs="+")
+    sub.add_parser("version", help="print versions")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _env(pairs: Sequence[str]) -> Dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            value = os.environ.get(key, "")  # podman's -e NAME takes it from the caller
+        if not key:
+            raise InvalidArgument(f"invalid environment variable {pair!r}: use K=V")
+        env[key] = value
+    return env
+
+
+# -- verbs -------------------------------------------------------------------
+
+
+def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> Container:
+    """Create the container described by the run/create options."""
+    if not args.cmd and not args.bundle:
+        raise Usage("ocirt: a command is needed (after --), or --bundle")
+    name = check_id(args.name, "container name") if args.name else None
+    env = _env(args.env)
+    memory = specgen.parse_size(args.memory) if args.memory else None
+    cid = secrets.token_hex(32)
+    if args.bundle:
+        bundle, owned = args.bundle, False
+    else:
+        if args.rootfs:
+            fs = os.path.abspath(args.rootfs)
+            if not os.path.isdir(fs):
+                raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
+        else:
+            fs = rootfs.busybox_rootfs(os.path.join(rt.root or rt.tmp_dir, "rootfs"))
+        spec = specgen.generate(
+            args.cmd,
+            rootfs=fs,
+            env=env,
+            cwd=args.workdir,
+            user=args.user,
+            hostname=args.hostname,
+            read_only=args.read_only,
+            memory=memory,
+            pids_limit=args.pids_limit,
+            cpus=args.cpus,
+            cap_add=args.cap_add,
+        )
+        bundle = os.path.join(rt.root or rt.tmp_dir, "bundles", cid)
+        os.makedirs(bundle)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        owned = True
+    try:
+        return rt.create(cid, bundle, name=name or cid[:12], owned_bundle=owned, auto_remove=args.rm, timeout=args.timeout)
+    except BaseException:
+        if owned:
+            _rmtree(bundle)
+        raise
+
+
+def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    c = cmd_create(rt, args, out)
+    if args.detach:
+        c.start()
+        out(c.id)
+        return 0
+    try:
+        attach = _attach(rt, c)
+    except OSError as e:
+        raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
+    forwarded = _forward_signals(c)
+    try:
+        with attach:
+            c.start()
+            _relay(attach)
+        code = c.wait()
+    finally:
+        for sig, old in forwarded.items():
+            signal.signal(sig, old)
+    if args.rm:
+        c.delete()
+    return code
+
+
+def _attach(rt: Runtime, c: Container) -> socket.socket:
+    """Connect to conmon's attach socket (through /proc: its path may be too long for AF_UNIX)."""
+    dirfd = os.open(os.path.join(rt.dirs.sockets, c.id), os.O_PATH | os.O_CLOEXEC)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(f"/proc/self/fd/{dirfd}/attach")
+        sock.shutdown(socket.SHUT_WR)  # no stdin for now: conmon sees EOF on input
+        return sock
+    finally:
+        os.close(dirfd)
+
+
+def _relay(sock: socket.socket) -> None:
+    """Copy conmon's output packets to our stdout/stderr until conmon hangs up."""
+    while True:
+        packet = sock.recv(65536)
+        if not packet:
+            return
+        fd = STREAMS.get(packet[0])
+        if fd is None:
+            continue
+        data = memoryview(packet)[1:]
+        while data:
+            data = data[os.write(fd, data):]
+
+
+def _forward_signals(c: Container) -> Dict[int, Any]:
+    """While attached, SIGINT/SIGTERM/SIGHUP go to the container (podman's --sig-proxy)."""
+    old = {}
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            c.kill(signum)
+        except OcirtError as e:
+            log.debug("signal %d not forwarded: %s", signum, e)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        old[sig] = signal.signal(sig, forward)
+    return old
+
+
+def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Optional[str]], out: Callable[[str], None]) -> int:
+    """Apply `action` to each named container; report errors per name, like podman."""
+    code = 0
+    for name in names:
+        try:
+            result = action(rt.get(name))
+        except OcirtError as e:
+            print(f"Error: {name}: {e}", file=sys.stderr)
+            code = EXIT_ERROR
+            continue
+        out(result if result is not None else name)
+    return code
+
+
+def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    def remove(c: Container) -> None:
+        c.delete(force=args.force)
+
+    code = 0
+    for name in args.names:
+        try:
+            c = rt.get(name)
+        except OcirtError as e:
+            if "no container" in str(e) and code == 0:
+                # Someone else removed it meanwhile: rm of a removed container is done.
+                print(f"Error: {name}: {e}", file=sys.stderr)
+                code = EXIT_ERROR
+                continue
+            raise
+        try:
+            remove(c)
+        except OcirtError as e:
+            if c._deleted:
+                out(name)
+                continue
+            print(f"Error: {name}: {e}", file=sys.stderr)
+            code = EXIT_ERROR
+            continue
+        out(name)
+    return code
+
+
+def _status_text(c: Container, now: float) -> str:
+    st = c.state
+    if st.status is ContainerStatus.CONFIGURED:
+        return "Half-created" if c.note else "Configured"
+    if st.status is ContainerStatus.STOPPED:
+        ago = _ago(now - st.finished_at.timestamp()) if st.finished_at else ""
+        return f"Exited ({st.exit_code}) {ago}".strip()
+    if st.status is ContainerStatus.RUNNING and st.started_at:
+        return f"Up {_ago(now - st.started_at.timestamp(), suffix='')}".strip()
+    return st.status.value.capitalize()
+
+
+def _ago(seconds: float, suffix: str = " ago") -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}{suffix}"
+    return f"{int(seconds)} seconds{suffix}"
+
+
+def describe(c: Container) -> Dict[str, Any]:
+    st = c.state
+    iso = lambda d: d.isoformat() if d else None  # noqa: E731
+    return {
+        "Id": c.id,
+        "Name": c.name,
+        "Command": c.spec.get("process", {}).get("args", []),
+        "Bundle": c.bundle,
+        "Created": iso(c.created_at),
+        "State": {
+            "Status": st.status.value,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "OOMKilled": st.oom_killed,
+            "StartedAt": iso(st.started_at),
+            "FinishedAt": iso(st.finished_at),
+            "ConmonPid": c.conmon_pid,
+            "Note": c.note,
+        },
+        "LogPath": c.log_path,
+        "AutoRemove": c.auto_remove,
+    }
+
+
+def cmd_ps(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    shown = [c for c in rt.list() if args.all or c.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)]
+    if args.format == "json":
+        out(json.dumps([describe(c) for c in shown], indent=2))
+        return 0
+    now = time.time()
+    rows = [("CONTAINER ID", "NAMES", "STATUS", "CREATED", "COMMAND")]
+    for c in shown:
+        command = " ".join(c.spec.get("process", {}).get("args", []))
+        rows.append((c.id[:12], c.name, _status_text(c, now), _ago(now - c.created_at.timestamp()), command[:40]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        out("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    return 0
+
+
+def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    c = rt.get(args.name)
+    for record in c.logs(follow=args.follow):
+        stream = sys.stdout if record.stream == "stdout" else sys.stderr
+        prefix = record.time.astimezone(timezone.utc).isoformat() + " " if args.timestamps else ""
+        stream.write(prefix + record.text + "\n")
+        stream.flush()
+    return 0
+
+
+def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    c = rt.get(args.name)
+    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir)
+    code = session.wait()
+    for record in session.logs():
+        stream = sys.stdout if record.stream == "stdout" else sys.stderr
+        stream.write(record.text + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
+
+def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    out(f"ocirt version {__version__}")
+    return 0
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def cannot_run_code(error: OcirtError) -> int:
+    """126/127 for a container command that cannot run, as podman reports them."""
+    text = str(error).lower()
+    if isinstance(error, ConmonError):
+        if "permission denied" in text:
+            return EXIT_CANNOT_INVOKE
+        if "no such file or directory" in text or "executable file not found" in text:
+            return EXIT_NOT_FOUND
+    return EXIT_ERROR
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--log-level=debug" in argv or any(a == "--log-level" and argv[i + 1 : i + 2] == ["debug"] for i, a in enumerate(argv))
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except OcirtError as e:
+        if debug:
+            log.exception("ocirt failed")
+        print(f"Error: {e}", file=sys.stderr)
+        return cannot_run_code(e)
+    except OSError as e:
+        if debug:
+            log.exception("ocirt failed")
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    out = lambda line: print(line, flush=True)  # noqa: E731
+    if args.command == "version":
+        return cmd_version(None, args, out)
+    options = {}
+    if args.runtime:
+        options["runtime_path"] = args.runtime
+    if args.conmon:
+        options["conmon_path"] = args.conmon
+    rt = Runtime.open(args.root, **options)
+    if args.command == "run":
+        return cmd_run(rt, args, out)
+    if args.command == "create":
+        out(cmd_create(rt, args, out).id)
+        return 0
+    if args.command == "rm":
+        return cmd_rm(rt, args, out)
+    if args.command == "ps":
+        return cmd_ps(rt, args, out)
+    if args.command == "logs":
+        return cmd_logs(rt, args, out)
+    if args.command == "exec":
+        return cmd_exec(rt, args, out)
+    if args.command == "inspect":
+        found, code = [], 0
+        for name in args.names:
+            try:
+                found.append(describe(rt.get(name)))
+            except OcirtError as e:
+                print(f"Error: {name}: {e}", file=sys.stderr)
+                code = EXIT_ERROR
+        out(json.dumps(found, indent=2))
+        return code
+    if args.command == "wait":
+        return each(rt, args.names, lambda c: str(c.wait()), out)
+    if args.command == "kill":
+        sig = parse_signal(args.signal)
+        return each(rt, args.names, lambda c: c.kill(sig), out)
+    verbs: Dict[str, Callable[[Container], None]] = {
+        "start": lambda c: c.start(),
+        "stop": lambda c: c.stop(args.time),
+        "pause": lambda c: c.pause(),
+        "unpause": lambda c: c.resume(),
+    }
+    return each(rt, args.names, verbs[args.command], out)
