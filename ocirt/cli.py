@@ -66,7 +66,7 @@ def build_parser() -> Parser:
         src.add_argument("--bundle", help="an existing OCI bundle, run as is")
         sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
         sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
-        sp.add_argument("cmd", nargs="*", help="the command (after --)")
+        sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
 
     sp = sub.add_parser("run", help="create, start and wait for a container")
     container_options(sp)
@@ -99,7 +99,7 @@ def build_parser() -> Parser:
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
     sp.add_argument("name")
-    sp.add_argument("cmd", nargs="+")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER)
     sub.add_parser("version", help="print versions")
     return p
 
@@ -254,6 +254,12 @@ def _forward_signals(c: Container) -> Dict[int, Any]:
     return old
 
 
+def report(name: str, error: OcirtError) -> None:
+    """One line on stderr for a failed name; the traceback at --log-level debug."""
+    log.debug("%s failed", name, exc_info=error)
+    print(f"Error: {name}: {error}", file=sys.stderr)
+
+
 def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Optional[str]], out: Callable[[str], None]) -> int:
     """Apply `action` to each named container; report errors per name, like podman."""
     code = 0
@@ -261,7 +267,7 @@ def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Option
         try:
             result = action(rt.get(name))
         except OcirtError as e:
-            print(f"Error: {name}: {e}", file=sys.stderr)
+            report(name, e)
             code = EXIT_ERROR
             continue
         out(result if result is not None else name)
@@ -277,19 +283,16 @@ def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) ->
         try:
             c = rt.get(name)
         except OcirtError as e:
-            if "no container" in str(e) and code == 0:
-                # Someone else removed it meanwhile: rm of a removed container is done.
-                print(f"Error: {name}: {e}", file=sys.stderr)
-                code = EXIT_ERROR
-                continue
-            raise
+            report(name, e)
+            code = EXIT_ERROR
+            continue
         try:
             remove(c)
         except OcirtError as e:
-            if c._deleted:
+            if c._deleted:  # another process removed it meanwhile: done all the same
                 out(name)
                 continue
-            print(f"Error: {name}: {e}", file=sys.stderr)
+            report(name, e)
             code = EXIT_ERROR
             continue
         out(name)
@@ -420,6 +423,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "cmd", None) and args.cmd[0] == "--":
+        args.cmd = args.cmd[1:]
+    if args.command == "exec" and not args.cmd:
+        raise Usage("ocirt exec: a command is needed after the container name")
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     out = lambda line: print(line, flush=True)  # noqa: E731
     if args.command == "version":
@@ -449,7 +456,7 @@ def _main(argv: List[str]) -> int:
             try:
                 found.append(describe(rt.get(name)))
             except OcirtError as e:
-                print(f"Error: {name}: {e}", file=sys.stderr)
+                report(name, e)
                 code = EXIT_ERROR
         out(json.dumps(found, indent=2))
         return code

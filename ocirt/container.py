@@ -193,7 +193,7 @@ class Container:
                 return self.state
             self._apply(record)
             if got:
-                self._reconcile()
+                self._reconcile(deep=True)
                 self._save()
         return self.state
 
@@ -219,11 +219,13 @@ class Container:
         else:
             os.close(fd)
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, deep: bool = False) -> None:
         """Bring a record another (maybe dead) process left up to date.
 
         Never guesses an exit code: it comes from conmon's exit file, or is
-        -1 with a note when conmon died without writing one.
+        -1 with a note when conmon died without writing one. `deep` also asks
+        the runtime, for a status changed by a process that died before
+        recording it (a start or pause).
         """
         status = self.state.status
         if status is ContainerStatus.CONFIGURED:
@@ -237,6 +239,17 @@ class Container:
                 self.state.finished_at = _now()
                 self.note = "conmon died without recording an exit code"
                 self._close_pidfd()
+            elif deep:
+                try:
+                    raw = self._runtime.oci.state(self.id)["status"]
+                except ContainerNotFound:
+                    raw = ContainerStatus.STOPPED.value
+                if raw == ContainerStatus.STOPPED.value:
+                    self._record_exit(timeout=CONMON_EXIT_GRACE)
+                elif raw in (ContainerStatus.CREATED.value, ContainerStatus.RUNNING.value, ContainerStatus.PAUSED.value):
+                    if raw == ContainerStatus.RUNNING.value and self.state.started_at is None:
+                        self.state.started_at = _now()  # started by a process that died first
+                    self.state.status = ContainerStatus(raw)
 
     def _conmon_alive(self) -> bool:
         pid = self._conmon_pid
@@ -578,6 +591,9 @@ class Container:
         pids = [s.conmon_pid for s in self.state.exec_sessions.values()]
         if self._conmon_pid:
             pids.append(self._conmon_pid)
+        if self._cgroup is not None:
+            # conmons of exec sessions that other (maybe dead) processes started
+            pids += [p for p in self._cgroup.pids() if p not in pids]
         for pid in pids:
             conmon.stop_daemon(pid, CONMON_EXIT_GRACE)
         for session in self.state.exec_sessions.values():

@@ -185,6 +185,16 @@ class CgroupfsGroup:
             except OSError as e:
                 raise CgroupError(f"cannot move process {pid} into cgroup {d}: {e}") from e
 
+    def pids(self) -> List[int]:
+        """The processes directly in this cgroup (from its first hierarchy)."""
+        if not self.dirs:
+            return []
+        try:
+            with open(os.path.join(self.dirs[0], "cgroup.procs")) as f:
+                return [int(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
     def remove(self) -> None:
         """Remove every directory of this cgroup, with all cgroups below it.
 

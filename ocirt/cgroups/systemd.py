@@ -76,6 +76,9 @@ class SystemdScope:
         if proc.returncode != 0:
             raise CgroupError(f"systemd refused scope {self.unit}: {proc.stderr.strip()}")
 
+    def pids(self) -> List[int]:
+        return []
+
     def remove(self) -> None:
         # A transient scope is garbage-collected by systemd when it empties.
         pass

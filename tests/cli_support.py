@@ -1,0 +1,49 @@
+"""Running the `ocirt` command line as a real subprocess in tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any, Optional
+
+import psutil
+
+
+class Ocirt:
+    """`ocirt` with its own root directory; call it like a shell would."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.env = dict(os.environ, OCIRT_ROOT=root)
+
+    def argv(self, *args: str) -> list:
+        return [sys.executable, "-m", "ocirt", *args]
+
+    def __call__(self, *args: str, timeout: float = 120, input: Optional[str] = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout, input=input
+        )
+
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), env=self.env, **kw)
+
+    def ok(self, *args: str) -> str:
+        proc = self(*args)
+        assert proc.returncode == 0, (args, proc.returncode, proc.stderr)
+        return proc.stdout
+
+
+def reap_orphans() -> None:
+    """Reap zombie conmons and runtime processes that ended as our children.
+
+    Processes that `ocirt` CLI runs started end up as this (subreaper)
+    process's children once those runs exit; on these machines PID 1 would
+    never reap them.
+    """
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.NoSuchProcess, ChildProcessError):
+            pass
