@@ -337,6 +337,7 @@ def describe(c: Container) -> Dict[str, Any]:
             "ConmonPid": c.conmon_pid,
             "Note": c.note,
         },
+        "ExecSessions": sorted(c.exec_session_pids()),
         "LogPath": c.log_path,
         "AutoRemove": c.auto_remove,
     }

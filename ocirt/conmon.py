@@ -298,6 +298,16 @@ def _kill_quietly(pid: int) -> None:
     reap_if_child(pid)
 
 
+def is_conmon_of(pid: int, cid: str) -> bool:
+    """True if `pid` runs conmon for container `cid` (not some process that reused the pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"-c" in argv and cid.encode() in argv
+
+
 def stop_daemon(conmon_pid: int, timeout: float) -> None:
     """Wait up to `timeout` for a conmon daemon to exit, then kill it; reap it."""
     if _native.wait_pids([conmon_pid], timeout):

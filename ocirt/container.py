@@ -95,6 +95,7 @@ class Container:
         self._lock = threading.RLock()
         self._depth = 0
         self._conmon_start: Optional[int] = None
+        self._foreign_sessions: Dict[str, Dict[str, int]] = {}
         self.created_at = _now()
         self.owned_bundle = False
         self.auto_remove = False
@@ -156,8 +157,22 @@ class Container:
             cgroup_parents=list(parents),
             owned_bundle=self.owned_bundle,
             auto_remove=self.auto_remove,
+            exec_sessions=self.exec_session_pids(),
             note=self.note,
         )
+
+    def exec_session_pids(self) -> Dict[str, Dict[str, int]]:
+        """Exec sessions not known to have ended, by id: {"pid", "conmon_pid"}.
+
+        Includes those recorded by other processes.
+        """
+        sessions = dict(self._foreign_sessions)
+        for sid, s in self.state.exec_sessions.items():
+            if s.exit_code is None:
+                sessions[sid] = {"pid": s.pid, "conmon_pid": s.conmon_pid}
+            else:
+                sessions.pop(sid, None)
+        return sessions
 
     def _apply(self, record: Record) -> None:
         """Take over what another process recorded."""
@@ -173,6 +188,7 @@ class Container:
         self.created_at = _from_ts(record.created_at) or self.created_at
         self.owned_bundle = record.owned_bundle
         self.auto_remove = record.auto_remove
+        self._foreign_sessions = {k: v for k, v in record.exec_sessions.items() if k not in self.state.exec_sessions}
         self.note = record.note
         if st.status is ContainerStatus.STOPPED:
             self._close_pidfd()
@@ -393,15 +409,23 @@ class Container:
     def delete(self, force: bool = False) -> None:
         """Remove the container from the runtime and every trace of it.
 
-        A running or paused container needs `force` (it is killed first).
+        A running or paused container needs `force` (it is killed first), and
+        so does a half-created one (left by a process that died in create).
         Afterwards conmon has exited, its cgroup is gone, and every verb
         raises ContainerNotFound.
         """
         with self._locked():
             self._require_exists()
             status = self.state.status
-            if status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) and not force:
-                raise InvalidState(f"container {self.id} is {status.value}; stop it or delete with force=True")
+            if status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.CONFIGURED) and not force:
+                what = "half-created" if status is ContainerStatus.CONFIGURED else status.value
+                raise InvalidState(f"container {self.id} is {what}; stop it or delete with force=True")
+            if status is ContainerStatus.CONFIGURED:
+                # conmon may still be creating: stop it first, so the runtime
+                # (which dies with it) cannot finish a container after our delete.
+                pid = conmon.read_pid(self._files.conmon_pidfile)
+                if pid and conmon.is_conmon_of(pid, self.id):
+                    conmon.stop_daemon(pid, 0)
             try:
                 self._runtime.oci.delete(self.id, force=force or status is ContainerStatus.CREATED)
             except RuntimeCommandError as e:
@@ -677,7 +701,10 @@ class ExecSession:
             self.exit_code = code
             conmon.stop_daemon(self.conmon_pid, CONMON_EXIT_GRACE)
             self._close()
-            return code
+        if self.container._runtime.store is not None:
+            with self.container._locked():
+                pass  # records that this session ended
+        return code
 
     def logs(self) -> Iterator[LogRecord]:
         """The session's output so far."""

@@ -242,7 +242,7 @@ class Runtime:
                 if not is_not_found(e):
                     raise OcirtError(f"cannot delete half-created container {container.id}: {e}") from e
         pid = conmon.read_pid(files.conmon_pidfile)
-        if pid:
+        if pid and conmon.is_conmon_of(pid, container.id):
             conmon.stop_daemon(pid, 5.0)
         if container._cgroup is not None:
             container._cgroup.remove()

@@ -48,6 +48,7 @@ class Record:
     cgroup_parents: List[str] = field(default_factory=list)
     owned_bundle: bool = False  # ocirt generated the bundle: remove it with the container
     auto_remove: bool = False
+    exec_sessions: Dict[str, Dict[str, int]] = field(default_factory=dict)  # id -> pid, conmon_pid
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
 
     def to_json(self) -> str:

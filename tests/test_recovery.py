@@ -1,0 +1,177 @@
+"""A managing process SIGKILLed in each phase: the next one reconciles.
+
+Synchronisation is through files, never sleeps: a gated runtime (runc
+behind a FIFO) or a container writing into a bind-mounted gate directory
+says when the manager is where it should die.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+
+import pytest
+
+from ocirt import _native
+
+from .cli_support import Ocirt, reap_orphans
+
+GATE_TIMEOUT = 60
+
+
+class Gate:
+    """A directory shared with the gated runtime and with containers (at /gate)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        os.mkdir(self.path)
+        os.chmod(self.path, 0o777)
+        os.mkfifo(os.path.join(self.path, "go"))
+
+    def reached(self, name: str) -> None:
+        assert _native.wait_file(self.path, name, GATE_TIMEOUT), f"gate {name} never reached"
+
+    def release(self) -> None:
+        with open(os.path.join(self.path, "go"), "w") as f:
+            f.write("go\n")
+
+    def runtime(self, verb: str) -> str:
+        """runc, except that `verb` first says 'reached' and waits to be released."""
+        path = os.path.join(self.path, "runc-gated")
+        with open(path, "w") as f:
+            f.write(
+                "#!/bin/sh\n"
+                'for arg in "$@"; do case "$arg" in -*) ;; *) verb=$arg; break ;; esac; done\n'
+                f'if [ "$verb" = "{verb}" ]; then : > {self.path}/reached; read x < {self.path}/go; fi\n'
+                'exec runc "$@"\n'
+            )
+        os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+        return path
+
+    def mount(self, spec) -> None:
+        spec["mounts"].append({"destination": "/gate", "type": "bind", "source": self.path, "options": ["rbind", "rw"]})
+
+
+@pytest.fixture
+def ocirt(tmp_path, rootfs):
+    cli = Ocirt(str(tmp_path / "root"))
+    yield cli
+    leftover = [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
+    if leftover:
+        cli("rm", "-f", *leftover)
+    reap_orphans()
+    assert not leftover, f"test left containers: {leftover}"
+
+
+@pytest.fixture
+def gate(tmp_path):
+    return Gate(tmp_path / "gate")
+
+
+def kill(proc) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def state(cli: Ocirt, name: str) -> dict:
+    return json.loads(cli.ok("inspect", name))[0]["State"]
+
+
+def test_killed_in_create_leaves_a_half_created_container_rm_f_removes(ocirt, gate):
+    manager = ocirt.popen("--runtime", gate.runtime("create"), "create", "--name", "half", "--", "sleep", "1000")
+    gate.reached("reached")
+    kill(manager)
+    gate.release()  # the runtime goes on creating for a manager that is gone
+    st = state(ocirt, "half")
+    assert st["Status"] == "configured" and "half-created" in st["Note"]
+    assert "Half-created" in ocirt.ok("ps", "-a")
+    assert ocirt("rm", "half").returncode == 125  # needs -f
+    ocirt.ok("rm", "-f", "half")
+
+
+def test_killed_in_start_shows_running(ocirt, gate):
+    ocirt.ok("create", "--name", "s", "--", "sleep", "1000")
+    manager = ocirt.popen("--runtime", gate.runtime("start"), "start", "s")
+    gate.reached("reached")
+    kill(manager)
+    gate.release()
+    st = state(ocirt, "s")
+    assert st["Status"] in ("created", "running")  # depending on how far runc got
+    ocirt.ok("stop", "-t", "0", "s")
+    assert state(ocirt, "s")["ExitCode"] == 137
+    ocirt.ok("rm", "s")
+
+
+def test_killed_in_stop_leaves_it_running_then_stop_records_once(ocirt, gate, make_bundle):
+    bundle = make_bundle("sh", "-c", "trap 'touch /gate/term' TERM; while :; do sleep 1; done", edit=gate.mount)
+    ocirt.ok("run", "-d", "--name", "t", "--bundle", bundle)
+    manager = ocirt.popen("stop", "-t", "1000", "t")
+    gate.reached("term")  # the manager signalled and is waiting
+    kill(manager)
+    assert state(ocirt, "t")["Status"] == "running"
+    ocirt.ok("stop", "-t", "0", "t")
+    st = state(ocirt, "t")
+    assert (st["Status"], st["ExitCode"]) == ("stopped", 137)
+    ocirt.ok("rm", "t")
+
+
+def test_killed_in_exec_keeps_the_container_and_rm_f_ends_all(ocirt, gate, make_bundle):
+    ocirt.ok("run", "-d", "--name", "e", "--bundle", make_bundle("sleep", "1000", edit=gate.mount))
+    manager = ocirt.popen("exec", "e", "sh", "-c", "touch /gate/exec; exec sleep 1000")
+    gate.reached("exec")
+    # The manager holds the database open (so its WAL exists) until it has
+    # recorded the session: wait for that record, on the WAL's writes.
+    wal = os.path.join(ocirt.root, "state.db-wal")
+    while True:
+        size = os.stat(wal).st_size
+        if json.loads(ocirt.ok("inspect", "e"))[0]["ExecSessions"]:
+            break
+        _native.wait_change(wal, GATE_TIMEOUT, known_size=size)
+    kill(manager)
+    assert state(ocirt, "e")["Status"] == "running"
+    ocirt.ok("rm", "-f", "e")
+
+
+def test_killed_in_delete_then_exit_code_from_exit_file(ocirt, gate):
+    ocirt.ok("run", "-d", "--name", "d", "--", "sleep", "1000")
+    manager = ocirt.popen("--runtime", gate.runtime("delete"), "rm", "-f", "d")
+    gate.reached("reached")
+    kill(manager)
+    gate.release()
+    st = state(ocirt, "d")
+    assert st["Status"] in ("running", "stopped")
+    ocirt.ok("rm", "-f", "d")
+    assert ocirt("inspect", "d").returncode == 125
+
+
+def test_exit_while_no_manager_is_read_from_the_exit_file(ocirt, gate, make_bundle):
+    bundle = make_bundle("sh", "-c", "touch /gate/up; read x < /gate/go; exit 5", edit=gate.mount)
+    manager = ocirt.popen("run", "--name", "x", "--bundle", bundle)
+    gate.reached("up")  # running, its manager attached and about to wait
+    kill(manager)
+    assert state(ocirt, "x")["Status"] == "running"
+    gate.release()
+    assert ocirt.ok("wait", "x") == "5\n"
+    st = state(ocirt, "x")
+    assert (st["Status"], st["ExitCode"]) == ("stopped", 5)
+    assert "Exited (5)" in ocirt.ok("ps", "-a")
+    ocirt.ok("rm", "x")
+
+
+def test_dead_conmon_is_reported_not_waited_for(ocirt):
+    ocirt.ok("run", "-d", "--name", "orphan", "--", "sleep", "1000")
+    conmon = state(ocirt, "orphan")["ConmonPid"]
+    fd = _native.pidfd_open(conmon)
+    try:
+        _native.pidfd_send_signal(fd, signal.SIGKILL)
+        assert _native.wait_pids([conmon], 30) == []
+    finally:
+        os.close(fd)
+    reap_orphans()
+    st = state(ocirt, "orphan")
+    assert (st["Status"], st["ExitCode"]) == ("stopped", -1) and "conmon died" in st["Note"]
+    waited = ocirt("wait", "orphan")  # an error, at once: never a hang
+    assert waited.returncode == 125 and "conmon" in waited.stderr and "died" in waited.stderr
+    ocirt.ok("rm", "-f", "orphan")
