@@ -437,7 +437,11 @@ def _main(argv: List[str]) -> int:
         options["runtime_path"] = args.runtime
     if args.conmon:
         options["conmon_path"] = args.conmon
-    rt = Runtime.open(args.root, **options)
+    with Runtime.open(args.root, **options) as rt:
+        return _dispatch(rt, args, out)
+
+
+def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.command == "run":
         return cmd_run(rt, args, out)
     if args.command == "create":

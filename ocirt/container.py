@@ -640,6 +640,11 @@ class Container:
         if errors:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
 
+    def _close_fds(self) -> None:
+        self._close_pidfd()
+        for session in self.state.exec_sessions.values():
+            session._close()
+
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
             os.close(self._pidfd)

@@ -98,6 +98,21 @@ class Runtime:
         rt.list()  # reconciles every container
         return rt
 
+    def close(self) -> None:
+        """Release this object's descriptors (database, pidfds); containers keep running."""
+        for c in self.containers().values():
+            c._close_fds()
+        with self._lock:
+            self._containers.clear()
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def tmp_dir(self) -> str:
         return self.dirs.tmp_dir

@@ -69,19 +69,22 @@ class Store:
         self.lock_dir = lock_dir
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.makedirs(lock_dir, exist_ok=True)
-        self._local = threading.local()
-        with self._db() as db:
+        self._conn: Optional[sqlite3.Connection] = None
+        self._mutex = threading.Lock()  # one connection, shared by this process's threads
+        # Switching a new database to WAL fails at once (no busy wait) while
+        # another process does the same: opening is serialised.
+        with self.lock(".open"), self._db() as db:
             db.execute(SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        yield conn
+        with self._mutex:
+            if self._conn is None:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn = conn
+            yield self._conn
 
     def insert(self, record: Record) -> None:
         """Add a new record; ContainerExists if the id or the name is taken."""
@@ -146,10 +149,11 @@ class Store:
             pass
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close the database connection (it reopens if used again)."""
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 def record_dict(record: Record) -> Dict[str, Any]:
