@@ -19,9 +19,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, rootfs, specgen
+from . import __version__, _native, rootfs, specgen
 from .container import Container, ContainerStatus
-from .errors import ConmonError, InvalidArgument, OcirtError
+from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
 from .runtime import Runtime
 from .validate import check_id, parse_signal
 
@@ -101,6 +101,8 @@ def build_parser() -> Parser:
     sp.add_argument("name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
     sub.add_parser("version", help="print versions")
+    sp = sub.add_parser("cleanup")  # conmon's exit command for `run -d --rm`; not for people
+    sp.add_argument("id")
     return p
 
 
@@ -181,8 +183,20 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
         with open(os.path.join(bundle, "config.json"), "w") as f:
             json.dump(spec, f)
         owned = True
+    # A detached --rm container is removed by conmon's exit command; in the
+    # foreground, `run` removes it itself.
+    detached = getattr(args, "detach", False) or args.command == "create"
+    exit_command = [sys.executable, "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
     try:
-        return rt.create(cid, bundle, name=name or cid[:12], owned_bundle=owned, auto_remove=args.rm, timeout=args.timeout)
+        return rt.create(
+            cid,
+            bundle,
+            name=name or cid[:12],
+            owned_bundle=owned,
+            auto_remove=args.rm,
+            timeout=args.timeout,
+            exit_command=exit_command,
+        )
     except BaseException:
         if owned:
             _rmtree(bundle)
@@ -209,7 +223,10 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
         for sig, old in forwarded.items():
             signal.signal(sig, old)
     if args.rm:
-        c.delete()
+        try:
+            c.delete()
+        except ContainerNotFound:
+            pass  # removed by someone else meanwhile: removed all the same
     return code
 
 
@@ -381,6 +398,33 @@ def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
     return code
 
 
+def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """conmon's exit command: remove the container once conmon itself is gone.
+
+    conmon waits for its exit command, so this leaves conmon's cgroup, forks,
+    lets conmon go, and removes the container from the detached child.
+    """
+    try:
+        c = rt.get(args.id)
+    except OcirtError:
+        return 0  # removed already
+    c._leave_cgroup(os.getpid())
+    conmon_pid = c.conmon_pid
+    rt.close()  # no database connection across fork
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    try:
+        if conmon_pid:
+            _native.wait_pids([conmon_pid], 60)
+        rt.get(args.id).delete(force=True)
+    except OcirtError as e:
+        log.warning("cleanup of %s: %s", args.id, e)
+    finally:
+        rt.close()
+        os._exit(0)
+
+
 def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Callable[[str], None]) -> int:
     out(f"ocirt version {__version__}")
     return 0
@@ -449,6 +493,8 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         return 0
     if args.command == "rm":
         return cmd_rm(rt, args, out)
+    if args.command == "cleanup":
+        return cmd_cleanup(rt, args, out)
     if args.command == "ps":
         return cmd_ps(rt, args, out)
     if args.command == "logs":

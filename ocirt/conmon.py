@@ -54,6 +54,7 @@ class ConmonArgs:
     no_pivot: bool = False
     exec_spec: Optional[str] = None  # set for an exec session
     runtime_args: Tuple[str, ...] = ()
+    exit_command: Tuple[str, ...] = ()  # run by conmon once the container has exited
 
     def argv(self) -> List[str]:
         args = [
@@ -80,6 +81,10 @@ class ConmonArgs:
             args += ["--log-size-max", str(self.log_size_max)]
         if self.no_pivot:
             args.append("--no-pivot")
+        if self.exit_command:
+            args += ["--exit-command", self.exit_command[0]]
+            for arg in self.exit_command[1:]:
+                args += ["--exit-command-arg", arg]
         if self.exec_spec is not None:
             # --api-version is a flag: the pid, then the exit code, as "data".
             args += ["-e", "--exec-process-spec", self.exec_spec, "--api-version"]

@@ -640,6 +640,15 @@ class Container:
         if errors:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
 
+    def _leave_cgroup(self, pid: int) -> None:
+        """Move `pid` from conmon's cgroup to its parent, so the cgroup can go."""
+        for d in getattr(self._cgroup, "dirs", []):
+            try:
+                with open(os.path.join(os.path.dirname(d), "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError as e:
+                raise OcirtError(f"cannot move process {pid} out of {d}: {e}") from e
+
     def _close_fds(self) -> None:
         self._close_pidfd()
         for session in self.state.exec_sessions.values():

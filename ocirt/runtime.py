@@ -9,7 +9,7 @@ import threading
 import contextlib
 import secrets
 import time
-from typing import Dict, Iterator, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 from . import cgroups, conmon
 from . import spec as specs
@@ -131,6 +131,7 @@ class Runtime:
         name: Optional[str] = None,
         owned_bundle: bool = False,
         auto_remove: bool = False,
+        exit_command: Sequence[str] = (),
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`.
 
@@ -139,7 +140,8 @@ class Runtime:
         cgroup is left; the error says what went wrong (the runtime's own
         message for a runtime failure). A taken id raises ContainerExists and
         leaves the existing container untouched. `name` (default: the id)
-        follows the id rules; `owned_bundle` has delete remove the bundle.
+        follows the id rules; `owned_bundle` has delete remove the bundle;
+        conmon runs `exit_command` (an argv) once the container has exited.
         """
         cid = check_id(container_id)
         name = check_id(name, "container name") if name is not None else cid
@@ -164,7 +166,9 @@ class Runtime:
                 except ContainerExists:
                     os.rmdir(files.root)
                     raise
-            self._create(container, files, spec, bundle_path, stdin=stdin, terminal=terminal, limit=limit)
+            self._create(
+                container, files, spec, bundle_path, stdin=stdin, terminal=terminal, limit=limit, exit_command=tuple(exit_command)
+            )
         with self._lock:
             self._containers[cid] = container
         return container
@@ -172,7 +176,7 @@ class Runtime:
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
 
-    def _create(self, container: Container, files, spec, bundle_path, *, stdin, terminal, limit) -> None:  # type: ignore[no-untyped-def]
+    def _create(self, container: Container, files, spec, bundle_path, *, stdin, terminal, limit, exit_command) -> None:  # type: ignore[no-untyped-def]
         cid = container.id
         runtime_made = False
         try:
@@ -191,6 +195,7 @@ class Runtime:
                 exit_dir=files.exit_dir,
                 terminal=terminal,
                 stdin=stdin,
+                exit_command=exit_command,
             )
             env, listen_fds = conmon.conmon_env(self.conmon_env, dict(os.environ))
             runtime_made = True

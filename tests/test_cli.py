@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 
+import psutil
 import pytest
+
+from ocirt import _native
 
 from .cli_support import Ocirt, reap_orphans
 
@@ -162,3 +165,22 @@ def test_debug_log_level_shows_the_traceback(ocirt):
 
 def test_version(ocirt):
     assert ocirt.ok("version").startswith("ocirt version ")
+
+
+def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
+    cid = ocirt.ok("run", "-d", "--rm", "--name", "brief", "--", "sleep", "1000").strip()
+    conmon = json.loads(ocirt.ok("inspect", "brief"))[0]["State"]["ConmonPid"]
+    ocirt.ok("kill", "brief")
+    assert _native.wait_pids([conmon], 60) == []  # conmon ran the cleanup before it exited
+    # The cleanup, detached from conmon, is now our (subreaper's) child.
+    cleanups = []
+    for p in psutil.Process().children():
+        try:
+            if "cleanup" in p.cmdline():
+                cleanups.append(p.pid)
+        except psutil.ZombieProcess:
+            pass  # a conmon, done
+    assert _native.wait_pids(cleanups, 60) == []
+    assert names(ocirt) == []
+    assert not os.path.exists(os.path.join(ocirt.root, "run", "containers", cid))
+    assert not os.path.exists(os.path.join(ocirt.root, "bundles", cid))
