@@ -225,11 +225,14 @@ class Container:
         if not self._conmon_alive():
             return
         try:
+            fd = _native.pidfd_open(pid)  # first: then the check below is about this very process
+        except OSError:
+            return
+        try:
             with open(f"/proc/{pid}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            fd = _native.pidfd_open(pid)
         except (OSError, ValueError):
-            return
+            ppid = None
         if ppid == self._conmon_pid:
             self._pidfd = fd
         else:

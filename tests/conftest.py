@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable, Iterator, List
 
@@ -9,6 +10,7 @@ import pytest
 
 import ocirt
 
+from .cli_support import Ocirt, reap_orphans
 from .leaks import Snapshot
 
 _session_start: List[Snapshot] = []
@@ -74,6 +76,18 @@ def run(create: Callable[..., ocirt.Container], make_bundle: Callable[..., str])
         return c
 
     return make
+
+
+@pytest.fixture
+def ocirt(tmp_path: Any, rootfs: str) -> Iterator[Ocirt]:
+    """The `ocirt` command line with a root of its own; fails a test that leaves containers."""
+    cli = Ocirt(str(tmp_path / "root"))
+    yield cli
+    leftover = [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
+    if leftover:
+        cli("rm", "-f", *leftover)
+    reap_orphans()
+    assert not leftover, f"test left containers: {leftover}"
 
 
 @pytest.fixture

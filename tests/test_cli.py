@@ -10,18 +10,7 @@ import pytest
 
 from ocirt import _native
 
-from .cli_support import Ocirt, reap_orphans
-
-
-@pytest.fixture
-def ocirt(tmp_path, rootfs):
-    cli = Ocirt(str(tmp_path / "root"))
-    yield cli
-    leftover = [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
-    if leftover:
-        cli("rm", "-f", *leftover)
-    reap_orphans()
-    assert not leftover, f"test left containers: {leftover}"
+from .cli_support import Ocirt
 
 
 def names(cli: Ocirt) -> list:

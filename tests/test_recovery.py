@@ -55,17 +55,6 @@ class Gate:
 
 
 @pytest.fixture
-def ocirt(tmp_path, rootfs):
-    cli = Ocirt(str(tmp_path / "root"))
-    yield cli
-    leftover = [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
-    if leftover:
-        cli("rm", "-f", *leftover)
-    reap_orphans()
-    assert not leftover, f"test left containers: {leftover}"
-
-
-@pytest.fixture
 def gate(tmp_path):
     return Gate(tmp_path / "gate")
 
