@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from . import __version__, _native, rootfs, specgen
@@ -258,7 +258,7 @@ def _relay(sock: socket.socket) -> None:
 
 def _forward_signals(c: Container) -> Dict[int, Any]:
     """While attached, SIGINT/SIGTERM/SIGHUP go to the container (podman's --sig-proxy)."""
-    old = {}
+    old: Dict[int, Any] = {}
 
     def forward(signum: int, frame: object) -> None:
         try:

@@ -21,9 +21,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
-from . import _native, conmon, spec as specs
+from . import _native, conmon
+from . import spec as specs
 from .errors import (
     ConmonError,
     ContainerNotFound,
@@ -272,7 +282,7 @@ class Container:
 
     def _conmon_alive(self) -> bool:
         pid = self._conmon_pid
-        return bool(pid) and self._conmon_start is not None and _start_time(pid) == self._conmon_start
+        return pid is not None and self._conmon_start is not None and _start_time(pid) == self._conmon_start
 
     def _mark_deleted(self) -> None:
         self._deleted = True

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import threading
-import contextlib
-import secrets
-import time
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import cgroups, conmon
 from . import spec as specs
@@ -23,8 +21,7 @@ from .errors import (
     OcirtError,
     RuntimeCommandError,
 )
-from .container import ContainerStatus
-from .layout import ExecDir, RuntimeDirs
+from .layout import ContainerDir, ExecDir, RuntimeDirs
 from .oci import OCIRuntime, is_not_found
 from .store import Record, Store
 from .validate import check_id, check_timeout
@@ -176,7 +173,19 @@ class Runtime:
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
 
-    def _create(self, container: Container, files, spec, bundle_path, *, stdin, terminal, limit, exit_command) -> None:  # type: ignore[no-untyped-def]
+    def _create(
+        self,
+        container: Container,
+        files: ContainerDir,
+        spec: specs.Spec,
+        bundle_path: str,
+        *,
+        stdin: bool,
+        terminal: bool,
+        limit: Optional[float],
+        exit_command: Tuple[str, ...],
+    ) -> None:
+        """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
         runtime_made = False
         try:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
-import ocirt
+import ocirt as ocirt_lib  # `ocirt` is the CLI fixture below
 
 from .cli_support import Ocirt, reap_orphans
 from .leaks import Snapshot
@@ -43,22 +43,22 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def containers(runtime: ocirt.Runtime) -> Iterator[List[ocirt.Container]]:
+def containers(runtime: ocirt_lib.Runtime) -> Iterator[List[ocirt_lib.Container]]:
     """A list to append containers to; whatever a test did not delete is force-deleted."""
-    made: List[ocirt.Container] = []
+    made: List[ocirt_lib.Container] = []
     yield made
     for c in list(runtime.containers().values()):
         try:
             c.delete(force=True)
-        except ocirt.ContainerNotFound:
+        except ocirt_lib.ContainerNotFound:
             pass
 
 
 @pytest.fixture
-def create(runtime: ocirt.Runtime, containers: List[ocirt.Container], new_id: Callable[[], str]) -> Callable[..., ocirt.Container]:
+def create(runtime: ocirt_lib.Runtime, containers: List[ocirt_lib.Container], new_id: Callable[[], str]) -> Callable[..., ocirt_lib.Container]:
     """create(bundle, **kw) -> a created container with a fresh test id."""
 
-    def make(bundle: str, cid: str = "", **kw: Any) -> ocirt.Container:
+    def make(bundle: str, cid: str = "", **kw: Any) -> ocirt_lib.Container:
         c = runtime.create(cid or new_id(), bundle, **kw)
         containers.append(c)
         return c
@@ -67,10 +67,10 @@ def create(runtime: ocirt.Runtime, containers: List[ocirt.Container], new_id: Ca
 
 
 @pytest.fixture
-def run(create: Callable[..., ocirt.Container], make_bundle: Callable[..., str]) -> Callable[..., ocirt.Container]:
+def run(create: Callable[..., ocirt_lib.Container], make_bundle: Callable[..., str]) -> Callable[..., ocirt_lib.Container]:
     """run(*args, **bundle_opts) -> a started container running `args`."""
 
-    def make(*args: str, **opts: Any) -> ocirt.Container:
+    def make(*args: str, **opts: Any) -> ocirt_lib.Container:
         c = create(make_bundle(*args, **opts))
         c.start()
         return c
