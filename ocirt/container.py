@@ -299,7 +299,8 @@ class Container:
     # called by Runtime.create once conmon reported the container's pid
     def _created(self, launched: conmon.Launched) -> None:
         self._conmon_pid = launched.conmon_pid
-        self._conmon_start = _start_time(launched.conmon_pid)
+        if self._runtime.store is not None:  # only other processes need conmon's identity
+            self._conmon_start = _start_time(launched.conmon_pid)
         self.state.pid = launched.pid
         self.state.status = ContainerStatus.CREATED
         # The init is blocked in the runtime until start: alive, so this
