@@ -13,13 +13,12 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, _native, rootfs, specgen
+from . import __version__, _native, attach, rootfs, specgen
 from .container import Container, ContainerStatus
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
 from .runtime import Runtime
@@ -28,7 +27,6 @@ from .validate import check_id, parse_signal
 EXIT_ERROR = 125
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
-STREAMS = {2: 1, 3: 2}  # conmon's attach stream byte -> our fd
 
 log = logging.getLogger("ocirt")
 
@@ -210,14 +208,14 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
         out(c.id)
         return 0
     try:
-        attach = _attach(rt, c)
+        sock = attach.connect(os.path.join(rt.dirs.sockets, c.id))
     except OSError as e:
         raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
     forwarded = _forward_signals(c)
     try:
-        with attach:
+        with sock:
             c.start()
-            _relay(attach)
+            attach.relay(sock)
         code = c.wait()
     finally:
         for sig, old in forwarded.items():
@@ -228,32 +226,6 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
         except ContainerNotFound:
             pass  # removed by someone else meanwhile: removed all the same
     return code
-
-
-def _attach(rt: Runtime, c: Container) -> socket.socket:
-    """Connect to conmon's attach socket (through /proc: its path may be too long for AF_UNIX)."""
-    dirfd = os.open(os.path.join(rt.dirs.sockets, c.id), os.O_PATH | os.O_CLOEXEC)
-    try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.connect(f"/proc/self/fd/{dirfd}/attach")
-        sock.shutdown(socket.SHUT_WR)  # no stdin for now: conmon sees EOF on input
-        return sock
-    finally:
-        os.close(dirfd)
-
-
-def _relay(sock: socket.socket) -> None:
-    """Copy conmon's output packets to our stdout/stderr until conmon hangs up."""
-    while True:
-        packet = sock.recv(65536)
-        if not packet:
-            return
-        fd = STREAMS.get(packet[0])
-        if fd is None:
-            continue
-        data = memoryview(packet)[1:]
-        while data:
-            data = data[os.write(fd, data):]
 
 
 def _forward_signals(c: Container) -> Dict[int, Any]:
@@ -388,14 +360,11 @@ def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
 
 def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     c = rt.get(args.name)
-    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir)
-    code = session.wait()
-    for record in session.logs():
-        stream = sys.stdout if record.stream == "stdout" else sys.stderr
-        stream.write(record.text + "\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return code
+    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir, attach=True)
+    assert session.attach is not None
+    with session.attach:
+        attach.relay(session.attach)
+    return session.wait()
 
 
 def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:

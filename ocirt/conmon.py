@@ -20,16 +20,18 @@ import os
 import re
 import select
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _native
+from . import _native, attach
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3
 START_FD = 4
 LISTEN_FDS_START = 5  # systemd socket-activation fds are passed on from here
+ATTACH_FD = 5  # exec attach pipe (an exec passes no socket-activation fds)
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
@@ -53,6 +55,7 @@ class ConmonArgs:
     log_size_max: int = -1
     no_pivot: bool = False
     exec_spec: Optional[str] = None  # set for an exec session
+    exec_attach: bool = False  # the exec waits until we are attached
     runtime_args: Tuple[str, ...] = ()
     exit_command: Tuple[str, ...] = ()  # run by conmon once the container has exited
 
@@ -88,6 +91,8 @@ class ConmonArgs:
         if self.exec_spec is not None:
             # --api-version is a flag: the pid, then the exit code, as "data".
             args += ["-e", "--exec-process-spec", self.exec_spec, "--api-version"]
+            if self.exec_attach:
+                args.append("--exec-attach")
         return args
 
 
@@ -116,6 +121,7 @@ class Launched:
     pid: int  # the container's (or exec process's) pid
     conmon_pid: int  # the conmon daemon's pid
     sync_fd: int = field(repr=False)  # our end of the sync socket, still open
+    attach: Optional[socket.socket] = field(default=None, repr=False)  # exec output, when attached
 
 
 def launch(
@@ -126,11 +132,16 @@ def launch(
     cwd: str,
     timeout: Optional[float],
     listen_fds: int = 0,
+    attach_dir: Optional[str] = None,
 ) -> Launched:
     """Run conmon and wait for its first sync message.
 
     `join_cgroup(pid)` puts conmon into its cgroup; it runs after the spawn,
     while conmon initialises, and before the start byte lets conmon fork.
+
+    With `attach_dir` (an exec with `exec_attach`), conmon says on the attach
+    pipe when its attach socket in `attach_dir` is ready; we connect, and a
+    second start byte lets the exec begin, so no output is missed.
 
     On success the caller owns `Launched.sync_fd`. On failure raises
     ConmonError (carrying conmon's or the runtime's message), CgroupError or
@@ -144,16 +155,22 @@ def launch(
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     fds = [(devnull, 0), (err_w, 1), (err_w, 2), (sync_child, SYNC_FD), (start_child, START_FD)]
     fds += [(3 + i, LISTEN_FDS_START + i) for i in range(listen_fds)]
+    attach_parent = attach_child = -1
+    if attach_dir is not None:
+        attach_parent, attach_child = _native.socketpair()
+        fds.append((attach_child, ATTACH_FD))
+        env = dict(env, _OCI_ATTACHPIPE=str(ATTACH_FD))
     pid = -1
+    sock: Optional[socket.socket] = None
     try:
         try:
             pid = _native.spawn(args.conmon_path, args.argv(), env, fds, cwd)
         except OSError as e:
-            os.close(start_parent)
             raise ConmonError(f"cannot run conmon {args.conmon_path}: {e.strerror}") from e
         finally:
-            for fd in (sync_child, start_child, err_w, devnull):
-                os.close(fd)
+            for fd in (sync_child, start_child, err_w, devnull, attach_child):
+                if fd >= 0:
+                    os.close(fd)
         early: Optional[BaseException] = None
         try:
             if join_cgroup is not None:
@@ -164,13 +181,20 @@ def launch(
             early = e
             os.kill(pid, signal.SIGKILL)  # still our unreaped child: its pid is ours
         finally:
-            os.close(start_parent)
+            if attach_dir is None or early is not None:
+                os.close(start_parent)
+                start_parent = -1
         status = _reap(pid)
         said = _drain(err_r) if status != 0 else ""
         if early is not None and not said:
             raise early
         if status != 0:
             raise ConmonError(f"conmon exited with status {status}: {said or 'no message'}") from early
+        if attach_dir is not None:
+            if read_sync(attach_parent, deadline) is None:
+                raise ConmonError("conmon exited before its attach socket was ready")
+            sock = attach.connect(attach_dir)
+            os.write(start_parent, b"0")  # now the exec may start
         message = read_sync(sync_parent, deadline)
         conmon_pid = read_pid(args.conmon_pidfile)
         if message is None:
@@ -183,15 +207,20 @@ def launch(
             raise ConmonError(runtime_message(str(message.get("message") or "")) or f"conmon reported failure {value}")
         if conmon_pid is None:
             raise ConmonError(f"conmon reported pid {value} but wrote no pid file {args.conmon_pidfile}")
-        return Launched(value, conmon_pid, sync_parent)
+        return Launched(value, conmon_pid, sync_parent, sock)
     except BaseException:
         os.close(sync_parent)
+        if sock is not None:
+            sock.close()
         conmon_pid = read_pid(args.conmon_pidfile)
         if conmon_pid:
             _kill_quietly(conmon_pid)
         raise
     finally:
         os.close(err_r)
+        for fd in (start_parent, attach_parent):
+            if fd >= 0:
+                os.close(fd)
 
 
 def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:

@@ -459,10 +459,13 @@ class Container:
         no_new_privs: Optional[bool] = None,
         session_id: Optional[str] = None,
         timeout: Optional[float] = 240,
+        attach: bool = False,
     ) -> "ExecSession":
         """Run `cmd` in the running container under its own conmon.
 
-        Its output goes to the session's log (`ExecSession.logs()`).
+        Its output goes to the session's log (`ExecSession.logs()`); with
+        `attach`, also live to `ExecSession.attach` (see ocirt.attach.relay),
+        connected before the process starts so nothing is missed.
         InvalidArgument for an empty or malformed `cmd`, user or env.
         """
         if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):
@@ -492,7 +495,7 @@ class Container:
                 os.mkdir(files.exit_dir)
                 with open(files.process, "w") as f:
                     json.dump(process, f)
-                launched = self._runtime._launch_exec(self, sid, files, tty=tty, timeout=limit)
+                launched = self._runtime._launch_exec(self, sid, files, tty=tty, timeout=limit, attach=attach)
             except BaseException:
                 shutil.rmtree(files.root, ignore_errors=True)
                 raise
@@ -688,6 +691,7 @@ class ExecSession:
         self.pid = launched.pid
         self.conmon_pid = launched.conmon_pid
         self.exit_code: Optional[int] = None
+        self.attach = launched.attach  # the live output socket, with exec(attach=True)
         self._files = files
         self._sync_fd: Optional[int] = launched.sync_fd
         self._lock = threading.Lock()
@@ -760,6 +764,8 @@ class ExecSession:
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+        if self.attach is not None:
+            self.attach.close()
 
     def __del__(self) -> None:
         if hasattr(self, "_pidfd"):

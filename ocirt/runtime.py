@@ -239,7 +239,14 @@ class Runtime:
         )
 
     def _launch_exec(
-        self, container: Container, session_id: str, files: ExecDir, *, tty: bool, timeout: Optional[float]
+        self,
+        container: Container,
+        session_id: str,
+        files: ExecDir,
+        *,
+        tty: bool,
+        timeout: Optional[float],
+        attach: bool = False,
     ) -> conmon.Launched:
         args = self._conmon_args(
             cid=container.id,
@@ -251,11 +258,13 @@ class Runtime:
             exit_dir=files.exit_dir,
             terminal=tty,
             exec_spec=files.process,
+            exec_attach=attach,
         )
         env, _ = conmon.conmon_env(self.conmon_env, {})
+        attach_dir = os.path.join(self.dirs.sockets, session_id) if attach else None
         try:
             join = container._cgroup.add if container._cgroup is not None else None
-            return conmon.launch(args, env, join, cwd=files.root, timeout=timeout)
+            return conmon.launch(args, env, join, cwd=files.root, timeout=timeout, attach_dir=attach_dir)
         finally:
             link = os.path.join(self.dirs.sockets, session_id)
             if os.path.islink(link) and not os.path.exists(os.path.join(files.root, "attach")):

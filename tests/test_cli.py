@@ -173,3 +173,20 @@ def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
     assert names(ocirt) == []
     assert not os.path.exists(os.path.join(ocirt.root, "run", "containers", cid))
     assert not os.path.exists(os.path.join(ocirt.root, "bundles", cid))
+
+
+def test_exec_streams_output_while_running(ocirt):
+    ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000")
+    run = ocirt.popen("exec", "host", "sh", "-c", "echo first; echo oops >&2; exec sleep 1000", stdout=-1, stderr=-1, text=True)
+    try:
+        assert run.stdout.readline() == "first\n"  # while the exec still runs
+        assert run.stderr.readline() == "oops\n"
+        ocirt.ok("stop", "-t", "0", "host")
+        assert run.wait(60) == 137
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        run.stdout.close()
+        run.stderr.close()
+    ocirt.ok("rm", "host")

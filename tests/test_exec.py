@@ -108,3 +108,21 @@ def test_delete_ends_exec_sessions(run):
     c.delete(force=True)
     with pytest.raises(ocirt.ContainerNotFound):
         s.wait(1)
+
+
+def test_exec_attached_gets_every_byte_live(sleeper):
+    import os
+
+    from ocirt import attach
+
+    s = sleeper.exec(["sh", "-c", "echo early; echo err >&2; exit 2"], attach=True)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        attach.relay(s.attach, out_w, err_w)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
+        assert (out.read(), err.read()) == ("early\n", "err\n")  # nothing lost to a late attach
+    assert s.wait(30) == 2
