@@ -344,6 +344,7 @@ class Container:
         more (then Timeout). Stopping a stopped container does nothing.
         """
         grace = check_timeout(timeout)
+        # The waits hold no lock: another process may kill or stop meanwhile.
         with self._locked():
             self._require_exists()
             if self.state.status is ContainerStatus.STOPPED:
@@ -351,12 +352,15 @@ class Container:
             self._require(ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, verb="stop")
             if self.state.status is ContainerStatus.PAUSED:
                 self.resume()
-            if self._signal(specs.stop_signal(self.spec)) and grace != 0 and self._wait_exit(grace):
-                self._record_exit()
-                return
-            self._kill_all()
+            signalled = self._signal(specs.stop_signal(self.spec))
+        if not (signalled and grace != 0 and self._wait_exit(grace)):
+            with self._locked():
+                if self._deleted or self.state.status is ContainerStatus.STOPPED:
+                    return
+                self._kill_all()
             if not self._wait_exit(KILL_GRACE):
                 raise Timeout(f"container {self.id} did not exit {KILL_GRACE:g}s after SIGKILL")
+        with self._locked():
             self._record_exit()
 
     def pause(self) -> None:
@@ -387,6 +391,7 @@ class Container:
             if not self._wait_exit(limit):
                 raise Timeout(f"container {self.id} still running after {limit:g}s")
             with self._locked():
+                self._require_exists()
                 self._record_exit()
         if self.state.exit_code == -1:
             raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
@@ -598,7 +603,7 @@ class Container:
 
     def _record_exit(self, timeout: Optional[float] = 0) -> None:
         """Read the exit file into `state`; exit code -1 if conmon is gone without one."""
-        if self.state.status is ContainerStatus.STOPPED:
+        if self._deleted or self.state.status is ContainerStatus.STOPPED:
             return
         path = self._files.exit_file
         if not os.path.exists(path) and not self._wait_exit(timeout):

@@ -190,3 +190,18 @@ def test_exec_streams_output_while_running(ocirt):
         run.stdout.close()
         run.stderr.close()
     ocirt.ok("rm", "host")
+
+
+def test_a_long_stop_does_not_lock_out_a_kill(ocirt):
+    ocirt.ok("run", "-d", "--name", "stubborn", "--", "sleep", "1000")  # pid 1: ignores SIGTERM
+    stopper = ocirt.popen("stop", "-t", "1000", "stubborn", stdout=-1, text=True)
+    try:
+        ocirt.ok("kill", "stubborn")  # would wait out the stop's 1000 s if the stop held the lock
+        assert stopper.wait(60) == 0 and stopper.stdout.read() == "stubborn\n"
+    finally:
+        if stopper.poll() is None:
+            stopper.kill()
+            stopper.wait()
+        stopper.stdout.close()
+    assert json.loads(ocirt.ok("inspect", "stubborn"))[0]["State"]["ExitCode"] == 137
+    ocirt.ok("rm", "stubborn")
