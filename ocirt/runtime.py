@@ -144,6 +144,11 @@ class Runtime:
         name = check_id(name, "container name") if name is not None else cid
         limit = check_timeout(timeout)
         bundle_path, spec = specs.load_bundle(bundle)
+        if bool(spec["process"].get("terminal", False)) != bool(terminal):
+            raise InvalidArgument(
+                f"terminal={bool(terminal)} but the bundle's process.terminal is "
+                f"{bool(spec['process'].get('terminal', False))}: they must agree"
+            )
         self._cgroups.check()
         files = self.dirs.container(cid)
         if os.path.exists(os.path.join(_runtime_state_root(self.runtime_path), cid)):

@@ -227,3 +227,9 @@ def test_missing_conmon_at_create_is_reported(tmp_path, make_bundle, new_id):
     with pytest.raises(ocirt.ConmonError, match="cannot run conmon"):
         rt.create(new_id(), make_bundle())
     assert_nothing_made(rt)
+
+
+def test_terminal_must_match_the_spec(runtime, make_bundle):
+    with pytest.raises(ocirt.InvalidArgument, match="terminal"):
+        runtime.create("ocirt-test-tty", make_bundle(), terminal=True)
+    assert_nothing_made(runtime)

@@ -53,10 +53,8 @@ def test_exec_stop_terminates_all_sessions(sleeper):
 
 
 def test_exec_stop_escalates_to_sigkill(sleeper):
-    s = sleeper.exec(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"])
-    while texts(s) != ["ready"]:  # the trap is set once "ready" is logged
-        with pytest.raises(ocirt.Timeout):
-            s.wait(0.01)
+    s = sleeper.exec(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"], attach=True)
+    assert s.attach.recv(100) == b"\x02ready\n"  # the trap is set (2: stdout)
     sleeper.exec_stop(timeout=0.2)
     assert s.exit_code == 137
 

@@ -200,3 +200,23 @@ def test_runtime_reuses_an_id_after_delete(create, make_bundle, new_id):
         c.start()
         assert c.wait(30) == 5  # never the previous run's exit file
         c.delete()
+
+
+def test_terminal_output_goes_to_the_log(create, make_bundle):
+    def tty(spec):
+        spec["process"]["terminal"] = True
+
+    c = create(make_bundle("sh", "-c", "tty; echo hi", edit=tty), terminal=True)
+    c.start()
+    assert c.wait(30) == 0
+    assert [r.text for r in c.logs()] == ["/dev/pts/0", "hi"]
+    c.delete()
+
+
+def test_stop_without_pid_namespace_kills_every_process(run):
+    # No pid namespace: SIGKILL to init alone would leave its child; runc kill --all takes both.
+    c = run("sh", "-c", "trap '' TERM; echo ready; sleep 1000 & wait", pid_ns=False)
+    assert next(c.logs(follow=True)).text == "ready"  # the trap is set
+    c.stop(timeout=0.2)
+    assert c.state.exit_code == 137
+    c.delete()  # would fail (EBUSY on the cgroup) if the sleep survived
