@@ -470,7 +470,8 @@ class Container:
 
         Its output goes to the session's log (`ExecSession.logs()`); with
         `attach`, also live to `ExecSession.attach` (see ocirt.attach.relay),
-        connected before the process starts so nothing is missed.
+        connected before the process starts so nothing is missed. Read that
+        socket (or close it): conmon waits while it is full.
         InvalidArgument for an empty or malformed `cmd`, user or env.
         """
         if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument
 
@@ -155,6 +155,3 @@ class Store:
                 self._conn.close()
                 self._conn = None
 
-
-def record_dict(record: Record) -> Dict[str, Any]:
-    return asdict(record)
