@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 import ocirt
-from ocirt import _native
+from ocirt import native as _native
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 _ids = itertools.count()

@@ -1,4 +1,4 @@
-"""Build of ocirt's native extension: csrc/*.c bound by ocirt/_native.pyx."""
+"""Build of ocirt's native extensions: csrc/*.c bound by Cython (ocirt/_native.pyx) and by cffi."""
 
 from glob import glob
 
@@ -12,4 +12,5 @@ native = Extension(
     extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 
-setup(ext_modules=cythonize([native], language_level=3))
+# The cffi backend: the same csrc/ behind cffi (see ocirt/native.py).
+setup(ext_modules=cythonize([native], language_level=3), cffi_modules=["ocirt/_cffi_build.py:ffibuilder"])

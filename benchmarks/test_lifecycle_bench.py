@@ -22,7 +22,7 @@ import time
 import pytest
 
 import ocirt
-from ocirt import _native
+from ocirt import native as _native
 from ocirt.conmon import reap_if_child
 
 ROUNDS = int(os.environ.get("OCIRT_BENCH_ROUNDS", "40"))

@@ -7,13 +7,7 @@
     c.delete()
 """
 
-try:
-    from . import _native  # noqa: F401
-except ImportError as e:  # pragma: no cover - depends on how ocirt was installed
-    raise ImportError(
-        "ocirt's native extension ocirt._native is not built. Build it with "
-        "'pip install -e .' (or 'python setup.py build_ext --inplace') in the source tree."
-    ) from e
+from . import native  # noqa: F401  (fails, saying how to build, in an unbuilt tree)
 
 from .container import Container, ContainerState, ContainerStatus, ExecSession
 from .errors import (

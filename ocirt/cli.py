@@ -18,7 +18,8 @@ import time
 from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, _native, attach, rootfs, specgen
+from . import __version__, attach, rootfs, specgen
+from . import native as _native
 from .container import Container, ContainerStatus
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
 from .runtime import Runtime
@@ -395,7 +396,7 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
 
 
 def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    out(f"ocirt version {__version__}")
+    out(f"ocirt version {__version__} ({_native.BACKEND} backend)")
     return 0
 
 

@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _native, attach
+from . import attach
+from . import native as _native
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3

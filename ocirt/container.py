@@ -32,7 +32,8 @@ from typing import (
     Union,
 )
 
-from . import _native, conmon
+from . import conmon
+from . import native as _native
 from . import spec as specs
 from .errors import (
     ConmonError,

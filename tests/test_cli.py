@@ -8,7 +8,7 @@ import os
 import psutil
 import pytest
 
-from ocirt import _native
+from ocirt import native as _native
 
 from .cli_support import Ocirt
 

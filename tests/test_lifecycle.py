@@ -67,7 +67,7 @@ def test_sigterm_without_pid_namespace_is_143(run):
 def test_update_status_sees_exit_and_reads_exit_file(run):
     c = run("sh", "-c", "exit 3")
     # wait for the exit without touching state: update_status must get there itself
-    assert ocirt._native.wait_file(c._files.exit_dir, c.id, 30)
+    assert ocirt.native.wait_file(c._files.exit_dir, c.id, 30)
     st = c.update_status()
     assert (st.status, st.exit_code, st.oom_killed) == (ContainerStatus.STOPPED, 3, False)
     assert st.finished_at.timestamp() == pytest.approx(os.stat(c._files.exit_file).st_ctime)

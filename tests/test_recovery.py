@@ -14,7 +14,7 @@ import stat
 
 import pytest
 
-from ocirt import _native
+from ocirt import native as _native
 
 from .cli_support import Ocirt, reap_orphans
 

@@ -1,0 +1,156 @@
+"""The cffi backend of ocirt's native helpers: same names, same contracts as
+the Cython backend (ocirt/_native.pyx), over the same csrc/ code.
+
+cffi releases the GIL around every C call; errno becomes the built-in
+OSError subclass, as in the Cython backend.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._cffi_native import ffi, lib  # type: ignore[import-not-found]
+
+_Path = Union[str, bytes]
+
+SPAWN_MAX_FDS = lib.OCIRT_SPAWN_MAX_FDS
+PIDFD_DEFAULT = os.environ.get("OCIRT_NO_PIDFD", "") in ("", "0")
+INOTIFY_DEFAULT = os.environ.get("OCIRT_NO_INOTIFY", "") in ("", "0")
+_ETIMEDOUT = 110
+
+
+def _raise(filename: object = None) -> None:
+    err = ffi.errno
+    if filename is None:
+        raise OSError(err, os.strerror(err))
+    raise OSError(err, os.strerror(err), filename)
+
+
+def _timeout_ms(timeout: Optional[float]) -> int:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+    return min(int(timeout * 1000 + 0.999), 2**31 - 1)
+
+
+def _flags(use_pidfd: Optional[bool], use_inotify: Optional[bool]) -> int:
+    flags = 0
+    if not (PIDFD_DEFAULT if use_pidfd is None else use_pidfd):
+        flags |= lib.OCIRT_WAIT_NO_PIDFD
+    if not (INOTIFY_DEFAULT if use_inotify is None else use_inotify):
+        flags |= lib.OCIRT_WAIT_NO_INOTIFY
+    return flags
+
+
+def _strings(items: List[bytes]):  # type: ignore[no-untyped-def]
+    keep = [ffi.new("char[]", item) for item in items]
+    array = ffi.new("char *[]", keep + [ffi.NULL])
+    return array, keep
+
+
+def spawn(
+    path: _Path,
+    argv: Sequence[_Path],
+    env: Optional[Mapping[str, str]] = None,
+    fds: Iterable[Tuple[int, int]] = (),
+    cwd: Optional[_Path] = None,
+    *,
+    setsid: bool = False,
+    setpgid: bool = False,
+) -> int:
+    """See ocirt._native.spawn."""
+    bargv = [os.fsencode(a) for a in argv]
+    if not bargv:
+        raise ValueError("argv must not be empty")
+    if env is None:
+        env = os.environ
+    benv = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    pairs = [(int(s), int(t)) for s, t in fds]
+    if len(pairs) > SPAWN_MAX_FDS:
+        raise ValueError(f"at most {SPAWN_MAX_FDS} fds can be passed, not {len(pairs)}")
+    fdmap = ffi.new("int[]", [fd for pair in pairs for fd in pair] or [0])
+    cargv, keep_argv = _strings(bargv)
+    cenv, keep_env = _strings(benv)
+    ccwd = ffi.NULL if cwd is None else ffi.new("char[]", os.fsencode(cwd))
+    flags = (lib.OCIRT_SPAWN_SETSID if setsid else 0) | (lib.OCIRT_SPAWN_SETPGID if setpgid else 0)
+    pid = lib.ocirt_spawn(os.fsencode(path), cargv, cenv, fdmap, len(pairs), ccwd, flags)
+    if pid < 0:
+        _raise(path)
+    return int(pid)
+
+
+def socketpair(type: int = 1) -> Tuple[int, int]:
+    """See ocirt._native.socketpair."""
+    fds = ffi.new("int[2]")
+    if lib.ocirt_socketpair(type, fds) < 0:
+        _raise()
+    return fds[0], fds[1]
+
+
+def pidfd_open(pid: int) -> int:
+    """See ocirt._native.pidfd_open."""
+    fd = lib.ocirt_pidfd_open(pid)
+    if fd < 0:
+        _raise()
+    return int(fd)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """See ocirt._native.pidfd_send_signal."""
+    if lib.ocirt_pidfd_send_signal(pidfd, sig) < 0:
+        _raise()
+
+
+def set_subreaper(on: bool = True) -> None:
+    """See ocirt._native.set_subreaper."""
+    if lib.ocirt_set_subreaper(1 if on else 0) < 0:
+        _raise()
+
+
+def wait_pids(pids: Iterable[int], timeout: Optional[float] = None, *, use_pidfd: Optional[bool] = None) -> List[int]:
+    """See ocirt._native.wait_pids."""
+    plist = [int(p) for p in pids]
+    tmo = _timeout_ms(timeout)
+    cpids = ffi.new("int[]", plist or [0])
+    alive = ffi.new("unsigned char[]", len(plist) or 1)
+    if lib.ocirt_wait_pids(cpids, len(plist), tmo, _flags(use_pidfd, None), alive) < 0 and ffi.errno != _ETIMEDOUT:
+        _raise()
+    return [p for i, p in enumerate(plist) if alive[i]]
+
+
+def wait_file(
+    directory: _Path,
+    name: _Path,
+    timeout: Optional[float] = None,
+    *,
+    guard_pid: int = 0,
+    use_inotify: Optional[bool] = None,
+    use_pidfd: Optional[bool] = None,
+) -> bool:
+    """See ocirt._native.wait_file."""
+    tmo = _timeout_ms(timeout)
+    ret = lib.ocirt_wait_file(os.fsencode(directory), os.fsencode(name), tmo, guard_pid, _flags(use_pidfd, use_inotify))
+    if ret == 0:
+        return True
+    if ffi.errno == _ETIMEDOUT:
+        return False
+    _raise(os.path.join(os.fsdecode(directory), os.fsdecode(name)))
+    return False  # unreachable
+
+
+def wait_change(path: _Path, timeout: Optional[float] = None, *, known_size: int = -1, guard_pid: int = 0) -> bool:
+    """See ocirt._native.wait_change."""
+    ret = lib.ocirt_wait_change(os.fsencode(path), known_size, _timeout_ms(timeout), guard_pid)
+    if ret == 0:
+        return True
+    if ffi.errno == _ETIMEDOUT:
+        return False
+    _raise(path)
+    return False  # unreachable
+
+
+def inotify_pool_size() -> int:
+    """See ocirt._native.inotify_pool_size."""
+    return int(lib.ocirt_inotify_pool_size())
