@@ -88,10 +88,6 @@ static int drain_events(int ifd, const char *name)
 	return seen;
 }
 
-static int guard_alive(pid_t pid)
-{
-	return !(kill(pid, 0) < 0 && errno == ESRCH);
-}
 
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		    pid_t guard_pid, int flags)
@@ -140,7 +136,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		}
 		int guard_gone = 0;
 		if (guard_pid > 0)
-			guard_gone = pfds[1].fd >= 0 ? pfds[1].revents != 0 : !guard_alive(guard_pid);
+			guard_gone = pfds[1].fd >= 0 ? pfds[1].revents != 0 : ocirt_pid_gone(guard_pid);
 		if (guard_gone) {
 			/* The guard may have written the file just before exiting. */
 			if (access(path, F_OK) == 0) {

@@ -46,10 +46,13 @@ int ocirt_pidfd_send_signal(int pidfd, int sig);
 /* prctl(PR_SET_CHILD_SUBREAPER, on). */
 int ocirt_set_subreaper(int on);
 
+/* 1 if `pid` has exited (gone, or a zombie nobody reaped yet), else 0. */
+int ocirt_pid_gone(pid_t pid);
+
 /*
- * Wait until every pid in `pids` has exited (a zombie counts as exited with
- * pidfds; the kill(pid, 0) fallback sees a zombie as alive, so reap your own
- * children). Returns 0 when all are gone, -1 with ETIMEDOUT on timeout.
+ * Wait until every pid in `pids` has exited; a zombie counts as exited (the
+ * fallback without pidfds reads /proc/<pid>/stat for that). Returns 0 when
+ * all are gone, -1 with ETIMEDOUT on timeout.
  * On return, `alive` (when not NULL) holds 1 for each pid still running.
  */
 int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,

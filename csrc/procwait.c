@@ -1,9 +1,12 @@
 /* Process exit waits and signals: pidfds, with a kill(pid, 0) fallback. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -37,6 +40,28 @@ int ocirt_set_subreaper(int on)
 	return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0);
 }
 
+int ocirt_pid_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	int fd;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return 1;
+	/* A zombie still answers kill(pid, 0): it has exited all the same. */
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *end = strrchr(buf, ')'); /* the command name may hold spaces and parens */
+	return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+}
+
 static int wait_pids_kill(const pid_t *pids, size_t n, long long deadline,
 			  unsigned char *alive)
 {
@@ -47,7 +72,7 @@ static int wait_pids_kill(const pid_t *pids, size_t n, long long deadline,
 		for (size_t i = 0; i < n; i++) {
 			if (!alive[i])
 				continue;
-			if (kill(pids[i], 0) < 0 && errno == ESRCH)
+			if (ocirt_pid_gone(pids[i]))
 				alive[i] = 0;
 			else
 				running++;

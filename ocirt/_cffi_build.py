@@ -26,6 +26,7 @@ ffibuilder.cdef(
     int ocirt_wait_file(const char *dir, const char *name, int timeout_ms, int guard_pid, int flags);
     int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid);
     int ocirt_inotify_pool_size(void);
+    int ocirt_pid_gone(int pid);
     """
 )
 ffibuilder.set_source(

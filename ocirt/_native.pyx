@@ -147,7 +147,7 @@ def set_subreaper(bint on=True):
 
 
 def wait_pids(pids, timeout=None, *, use_pidfd=None):
-    """Wait until every pid in `pids` has exited.
+    """Wait until every pid in `pids` has exited (a zombie counts as exited).
 
     Returns the list of pids still running: empty when all exited, the
     stragglers when `timeout` (seconds) ran out. Does not reap children.

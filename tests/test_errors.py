@@ -233,3 +233,14 @@ def test_terminal_must_match_the_spec(runtime, make_bundle):
     with pytest.raises(ocirt.InvalidArgument, match="terminal"):
         runtime.create("ocirt-test-tty", make_bundle(), terminal=True)
     assert_nothing_made(runtime)
+
+
+def test_runtime_gone_at_create_is_reported(tmp_path, make_bundle, new_id):
+    fake = tmp_path / "runc"
+    fake.write_text("#!/bin/sh\nexec runc \"$@\"\n")
+    fake.chmod(0o755)
+    rt = ocirt.Runtime(tmp_path / "rt", runtime_path=str(fake))
+    fake.unlink()  # gone between Runtime() and create(): conmon refuses it
+    with pytest.raises(ocirt.ConmonError, match=str(fake)):
+        rt.create(new_id(), make_bundle())
+    assert_nothing_made(rt)

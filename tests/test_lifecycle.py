@@ -11,6 +11,8 @@ import pytest
 import ocirt
 from ocirt import ContainerStatus
 
+from .cli_support import reap_orphans
+
 
 def freezer_state(pid: int) -> str:
     """The freezer state of the cgroup `pid` is in (cgroup v1)."""
@@ -220,3 +222,21 @@ def test_stop_without_pid_namespace_kills_every_process(run):
     c.stop(timeout=0.2)
     assert c.state.exit_code == 137
     c.delete()  # would fail (EBUSY on the cgroup) if the sleep survived
+
+
+def test_whole_lifecycle_on_the_fallback_paths(make_bundle, tmp_path, new_id):
+    """No pidfd, no inotify (as on old kernels): kill(pid, 0) and stat backoff."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, ocirt; from ocirt import native;"
+        "assert not native.PIDFD_DEFAULT and not native.INOTIFY_DEFAULT;"
+        f"rt = ocirt.Runtime({str(tmp_path / 'rt')!r});"
+        f"c = rt.create({new_id()!r}, {make_bundle('sh', '-c', 'exit 9')!r}); c.start();"
+        "code = c.wait(30); c.delete(); print(code)"
+    )
+    env = dict(os.environ, OCIRT_NO_PIDFD="1", OCIRT_NO_INOTIFY="1")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    reap_orphans()  # that process was no subreaper: its conmon ended as ours
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "9\n", "")
