@@ -342,7 +342,8 @@ class Container:
         Sends the spec's stop signal (annotation org.opencontainers.image.stopSignal,
         else SIGTERM), resuming a paused container first so the signal lands;
         after `timeout` seconds SIGKILLs all its processes and waits up to 5 s
-        more (then Timeout). Stopping a stopped container does nothing.
+        more (then Timeout). A created (never started) container is killed at
+        once. Stopping a stopped container does nothing.
         """
         grace = check_timeout(timeout)
         # The waits hold no lock: another process may kill or stop meanwhile.
@@ -353,8 +354,10 @@ class Container:
             self._require(ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, verb="stop")
             if self.state.status is ContainerStatus.PAUSED:
                 self.resume()
-            signalled = self._signal(specs.stop_signal(self.spec))
-        if not (signalled and grace != 0 and self._wait_exit(grace)):
+            # A created container runs nothing of its own yet: nothing to be gentle with.
+            polite = self.state.status is not ContainerStatus.CREATED and grace != 0
+            signalled = polite and self._signal(specs.stop_signal(self.spec))
+        if not (signalled and self._wait_exit(grace)):
             with self._locked():
                 if self._deleted or self.state.status is ContainerStatus.STOPPED:
                     return

@@ -240,3 +240,10 @@ def test_whole_lifecycle_on_the_fallback_paths(make_bundle, tmp_path, new_id):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     reap_orphans()  # that process was no subreaper: its conmon ended as ours
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "9\n", "")
+
+
+def test_stop_of_a_created_container_kills_at_once(create, make_bundle):
+    c = create(make_bundle("sleep", "1000"))
+    c.stop(timeout=1000)  # would wait it out if it sent SIGTERM to runc's init first
+    assert (c.state.status, c.state.exit_code) == (ContainerStatus.STOPPED, 137)
+    c.delete()
