@@ -153,21 +153,20 @@ class Runtime:
         files = self.dirs.container(cid)
         if os.path.exists(os.path.join(_runtime_state_root(self.runtime_path), cid)):
             raise ContainerExists(f"the runtime already has a container {cid!r}")
-        try:
-            os.mkdir(files.root)
-        except FileExistsError:
-            raise ContainerExists(f"container {cid!r} already exists") from None
-
         container = Container(self, cid, bundle_path, spec, files, None, name=name)
         container.owned_bundle = owned_bundle
         container.auto_remove = auto_remove
         with self._store_lock(cid):
+            # The record comes first: a process that dies after it leaves a
+            # container that ps shows and rm -f removes, never a hidden one.
             if self.store is not None:
-                try:
-                    self.store.insert(container.to_record())
-                except ContainerExists:
-                    os.rmdir(files.root)
-                    raise
+                self.store.insert(container.to_record())
+            try:
+                os.mkdir(files.root)
+            except FileExistsError:
+                if self.store is not None:
+                    self.store.delete(cid)
+                raise ContainerExists(f"container {cid!r} already exists") from None
             self._create(
                 container, files, spec, bundle_path, stdin=stdin, terminal=terminal, limit=limit, exit_command=tuple(exit_command)
             )
