@@ -442,7 +442,7 @@ class Container:
             status = self.state.status
             if status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.CONFIGURED) and not force:
                 what = "half-created" if status is ContainerStatus.CONFIGURED else status.value
-                raise InvalidState(f"container {self.id} is {what}; stop it or delete with force=True")
+                raise InvalidState(f"container {self.id} is {what}: stop it first, or force the delete (rm -f)")
             if status is ContainerStatus.CONFIGURED:
                 # conmon may still be creating: stop it first, so the runtime
                 # (which dies with it) cannot finish a container after our delete.
