@@ -68,6 +68,18 @@ int ocirt_inotify_pool_size(void)
 	return n;
 }
 
+/* Release a wait's inotify instance (to the pool) and guard pidfd; set errno. */
+static int finish(struct pollfd pfds[2], int wd, int ret, int err)
+{
+	if (pfds[0].fd >= 0)
+		inotify_put(pfds[0].fd, wd);
+	if (pfds[1].fd >= 0)
+		close(pfds[1].fd);
+	if (ret < 0)
+		errno = err;
+	return ret;
+}
+
 /* Drain pending inotify events; 1 if one of them names `name`. */
 static int drain_events(int ifd, const char *name)
 {
@@ -165,13 +177,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		check = pfds[0].fd < 0 || (pfds[0].revents && drain_events(pfds[0].fd, name));
 	}
 out:
-	if (pfds[0].fd >= 0)
-		inotify_put(pfds[0].fd, wd);
-	if (pfds[1].fd >= 0)
-		close(pfds[1].fd);
-	if (ret < 0)
-		errno = err;
-	return ret;
+	return finish(pfds, wd, ret, err);
 }
 
 int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pid_t guard_pid)
@@ -223,11 +229,5 @@ int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pi
 		}
 	}
 out:
-	if (pfds[0].fd >= 0)
-		inotify_put(pfds[0].fd, wd);
-	if (pfds[1].fd >= 0)
-		close(pfds[1].fd);
-	if (ret < 0)
-		errno = err;
-	return ret;
+	return finish(pfds, wd, ret, err);
 }

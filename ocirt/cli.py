@@ -266,27 +266,12 @@ def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Option
 
 def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     def remove(c: Container) -> None:
-        c.delete(force=args.force)
+        try:
+            c.delete(force=args.force)
+        except ContainerNotFound:
+            pass  # another process removed it meanwhile: removed all the same
 
-    code = 0
-    for name in args.names:
-        try:
-            c = rt.get(name)
-        except OcirtError as e:
-            report(name, e)
-            code = EXIT_ERROR
-            continue
-        try:
-            remove(c)
-        except OcirtError as e:
-            if c._deleted:  # another process removed it meanwhile: done all the same
-                out(name)
-                continue
-            report(name, e)
-            code = EXIT_ERROR
-            continue
-        out(name)
-    return code
+    return each(rt, args.names, remove, out)
 
 
 def _status_text(c: Container, now: float) -> str:

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach
 from . import native as _native
@@ -97,7 +97,7 @@ class ConmonArgs:
         return args
 
 
-def conmon_env(base: Optional[Dict[str, str]], environ: Dict[str, str]) -> Tuple[Dict[str, str], int]:
+def conmon_env(base: Optional[Mapping[str, str]], environ: Mapping[str, str]) -> Tuple[Dict[str, str], int]:
     """conmon's environment and the number of socket-activation fds to pass.
 
     `base` (default: a standard PATH) plus the pipe fd numbers, plus

@@ -210,7 +210,7 @@ class Runtime:
                 stdin=stdin,
                 exit_command=exit_command,
             )
-            env, listen_fds = conmon.conmon_env(self.conmon_env, dict(os.environ))
+            env, listen_fds = conmon.conmon_env(self.conmon_env, os.environ)
             runtime_made = True
 
             def join_cgroup(pid: int) -> None:
@@ -266,13 +266,15 @@ class Runtime:
         )
         env, _ = conmon.conmon_env(self.conmon_env, {})
         attach_dir = os.path.join(self.dirs.sockets, session_id) if attach else None
+        join = container._cgroup.add if container._cgroup is not None else None
         try:
-            join = container._cgroup.add if container._cgroup is not None else None
             return conmon.launch(args, env, join, cwd=files.root, timeout=timeout, attach_dir=attach_dir)
-        finally:
+        except BaseException:
+            # conmon may have linked the session's socket dir before failing
             link = os.path.join(self.dirs.sockets, session_id)
-            if os.path.islink(link) and not os.path.exists(os.path.join(files.root, "attach")):
+            if os.path.islink(link):
                 os.unlink(link)
+            raise
 
     def _undo_create(self, container: Container, *, delete_from_runtime: bool) -> None:
         """Remove whatever a failed create made, in reverse order."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import psutil
 
@@ -27,6 +28,19 @@ class Ocirt:
 
     def popen(self, *args: str, **kw: Any) -> subprocess.Popen:
         return subprocess.Popen(self.argv(*args), env=self.env, **kw)
+
+    @contextmanager
+    def running(self, *args: str) -> Iterator[subprocess.Popen]:
+        """`ocirt args` in the background, stdout/stderr piped as text; killed if still running at the end."""
+        proc = self.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
 
     def ok(self, *args: str) -> str:
         proc = self(*args)

@@ -33,18 +33,11 @@ def test_run_exit_code_and_streams(ocirt):
 
 
 def test_run_streams_output_while_running(ocirt):
-    run = ocirt.popen("run", "--name", "streamer", "--", "sh", "-c", "echo first; exec sleep 1000", stdout=-1, stderr=-1, text=True)
-    try:
+    with ocirt.running("run", "--name", "streamer", "--", "sh", "-c", "echo first; exec sleep 1000") as run:
         assert run.stdout.readline() == "first\n"  # before the container has exited
         assert ocirt("ps", "--format", "json").stdout.count('"running"') == 1
         ocirt.ok("kill", "streamer")
         assert run.wait(60) == 137
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        run.stdout.close()
-        run.stderr.close()
     ocirt.ok("rm", "streamer")
 
 
@@ -89,17 +82,11 @@ def test_create_start_wait_logs(ocirt):
 
 def test_logs_follow_until_exit(ocirt):
     ocirt.ok("run", "-d", "--name", "talker", "--", "sh", "-c", "echo a; exec sleep 1000")
-    follow = ocirt.popen("logs", "-f", "talker", stdout=-1, text=True)
-    try:
+    with ocirt.running("logs", "-f", "talker") as follow:
         assert follow.stdout.readline() == "a\n"
         ocirt.ok("kill", "-s", "KILL", "talker")  # the follow must end with the container
         assert follow.wait(60) == 0
         assert follow.stdout.read() == ""
-    finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
-        follow.stdout.close()
     ocirt.ok("rm", "talker")
 
 
@@ -177,31 +164,18 @@ def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
 
 def test_exec_streams_output_while_running(ocirt):
     ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000")
-    run = ocirt.popen("exec", "host", "sh", "-c", "echo first; echo oops >&2; exec sleep 1000", stdout=-1, stderr=-1, text=True)
-    try:
+    with ocirt.running("exec", "host", "sh", "-c", "echo first; echo oops >&2; exec sleep 1000") as run:
         assert run.stdout.readline() == "first\n"  # while the exec still runs
         assert run.stderr.readline() == "oops\n"
         ocirt.ok("stop", "-t", "0", "host")
         assert run.wait(60) == 137
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        run.stdout.close()
-        run.stderr.close()
     ocirt.ok("rm", "host")
 
 
 def test_a_long_stop_does_not_lock_out_a_kill(ocirt):
     ocirt.ok("run", "-d", "--name", "stubborn", "--", "sleep", "1000")  # pid 1: ignores SIGTERM
-    stopper = ocirt.popen("stop", "-t", "1000", "stubborn", stdout=-1, text=True)
-    try:
+    with ocirt.running("stop", "-t", "1000", "stubborn") as stopper:
         ocirt.ok("kill", "stubborn")  # would wait out the stop's 1000 s if the stop held the lock
         assert stopper.wait(60) == 0 and stopper.stdout.read() == "stubborn\n"
-    finally:
-        if stopper.poll() is None:
-            stopper.kill()
-            stopper.wait()
-        stopper.stdout.close()
     assert json.loads(ocirt.ok("inspect", "stubborn"))[0]["State"]["ExitCode"] == 137
     ocirt.ok("rm", "stubborn")
