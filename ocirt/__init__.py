@@ -8,8 +8,7 @@
 """
 
 from . import native  # noqa: F401  (fails, saying how to build, in an unbuilt tree)
-
-from .container import Container, ContainerState, ContainerStatus, ExecSession
+from .container import Container
 from .errors import (
     BinaryNotFound,
     CgroupError,
@@ -22,8 +21,10 @@ from .errors import (
     RuntimeCommandError,
     Timeout,
 )
+from .exec import ExecSession
 from .logs import LogRecord
 from .runtime import Runtime
+from .state import ContainerState, ContainerStatus
 
 try:
     from ._version import __version__

@@ -8,7 +8,7 @@ OSError subclass, as in the Cython backend.
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._cffi_native import ffi, lib  # type: ignore[import-not-found]
 
@@ -44,7 +44,7 @@ def _flags(use_pidfd: Optional[bool], use_inotify: Optional[bool]) -> int:
     return flags
 
 
-def _strings(items: List[bytes]):  # type: ignore[no-untyped-def]
+def _strings(items: List[bytes]) -> Tuple[Any, List[Any]]:
     keep = [ffi.new("char[]", item) for item in items]
     array = ffi.new("char *[]", keep + [ffi.NULL])
     return array, keep

@@ -18,11 +18,11 @@ import time
 from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, attach, rootfs, specgen
-from . import native as _native
-from .container import Container, ContainerStatus
+from . import __version__, attach, native as _native, rootfs, specgen
+from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
 from .runtime import Runtime
+from .state import ContainerStatus
 from .validate import check_id, parse_signal
 
 EXIT_ERROR = 125
@@ -363,7 +363,8 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
         c = rt.get(args.id)
     except OcirtError:
         return 0  # removed already
-    c._leave_cgroup(os.getpid())
+    if c._cgroup is not None:
+        c._cgroup.leave(os.getpid())
     conmon_pid = c.conmon_pid
     rt.close()  # no database connection across fork
     if os.fork():

@@ -25,14 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import attach
-from . import native as _native
+from . import attach, native as _native
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3
 START_FD = 4
 LISTEN_FDS_START = 5  # systemd socket-activation fds are passed on from here
 ATTACH_FD = 5  # exec attach pipe (an exec passes no socket-activation fds)
+EXIT_GRACE = 5.0  # seconds conmon gets to write its exit file and exit once its container (or exec) has
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+from . import native as _native
 
 
 class LogRecord(NamedTuple):
@@ -66,6 +69,24 @@ class LogReader:
             self._pending[stream] = (stamp, parts)
             return None
         return LogRecord(stamp, stream, "".join(parts))
+
+
+def follow(path: str, exit_file: str, guard_pid: Optional[int]) -> Iterator[LogRecord]:
+    """The records of a live log as they are written.
+
+    Ends once `exit_file` exists (the container has exited and conmon has
+    written everything) or conmon (`guard_pid`) is gone.
+    """
+    reader = LogReader(path)
+    while True:
+        yield from reader.read()
+        if os.path.exists(exit_file) or not guard_pid:
+            break
+        try:
+            _native.wait_change(path, known_size=reader.offset, guard_pid=guard_pid)
+        except (ProcessLookupError, FileNotFoundError):
+            break  # conmon is gone: what it wrote is all there is
+    yield from reader.read(final=True)
 
 
 def read_log(path: str) -> Iterator[LogRecord]:

@@ -1,3 +1,5 @@
+from types import ModuleType
+
 from ._native import (
     INOTIFY_DEFAULT as INOTIFY_DEFAULT,
     PIDFD_DEFAULT as PIDFD_DEFAULT,
@@ -12,7 +14,6 @@ from ._native import (
     wait_file as wait_file,
     wait_pids as wait_pids,
 )
-from types import ModuleType
 
 PUBLIC: tuple[str, ...]
 BACKENDS: dict[str, str]

@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import threading
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
-from . import cgroups, conmon
-from . import spec as specs
-from .container import Container
+from . import cgroups, conmon, spec as specs
+from .container import Container, Services
 from .errors import (
     BinaryNotFound,
+    CgroupError,
     ConmonError,
     ContainerExists,
     ContainerNotFound,
@@ -21,7 +21,8 @@ from .errors import (
     OcirtError,
     RuntimeCommandError,
 )
-from .layout import ContainerDir, ExecDir, RuntimeDirs
+from .launcher import Launcher
+from .layout import RuntimeDirs
 from .oci import OCIRuntime, is_not_found
 from .store import Record, Store
 from .validate import check_id, check_timeout
@@ -74,7 +75,17 @@ class Runtime:
         self._cgroups = cgroups.manager(cgroup_manager, cgroup_parent)
         self.dirs = RuntimeDirs(os.fspath(tmp_dir))
         self.dirs.make()
+        self.launcher = Launcher(
+            self.conmon_path,
+            self.runtime_path,
+            self.dirs.sockets,
+            conmon_env=conmon_env,
+            systemd_cgroup=cgroup_manager == "systemd",
+            log_size_max=log_size_max,
+            no_pivot=no_pivot,
+        )
         self.store = store
+        self._services = Services(self.oci, self.launcher, store, self._forget)
         self.root: Optional[str] = None
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
@@ -153,7 +164,7 @@ class Runtime:
         files = self.dirs.container(cid)
         if os.path.exists(os.path.join(_runtime_state_root(self.runtime_path), cid)):
             raise ContainerExists(f"the runtime already has a container {cid!r}")
-        container = Container(self, cid, bundle_path, spec, files, None, name=name)
+        container = Container(self._services, cid, bundle_path, spec, files, None, name=name)
         container.owned_bundle = owned_bundle
         container.auto_remove = auto_remove
         with self._store_lock(cid):
@@ -167,9 +178,7 @@ class Runtime:
                 if self.store is not None:
                     self.store.delete(cid)
                 raise ContainerExists(f"container {cid!r} already exists") from None
-            self._create(
-                container, files, spec, bundle_path, stdin=stdin, terminal=terminal, limit=limit, exit_command=tuple(exit_command)
-            )
+            self._launch(container, spec, stdin=stdin, terminal=terminal, limit=limit, exit_command=exit_command)
         with self._lock:
             self._containers[cid] = container
         return container
@@ -177,103 +186,37 @@ class Runtime:
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
 
-    def _create(
+    def _launch(
         self,
         container: Container,
-        files: ContainerDir,
         spec: specs.Spec,
-        bundle_path: str,
         *,
         stdin: bool,
         terminal: bool,
         limit: Optional[float],
-        exit_command: Tuple[str, ...],
+        exit_command: Sequence[str],
     ) -> None:
         """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
-        runtime_made = False
+
+        def join_cgroup(pid: int) -> None:
+            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
+            container._cgroup.add(pid)
+
         try:
-            for stale in (files.exit_file, files.socket_link):
-                if os.path.lexists(stale):
-                    os.unlink(stale)
-            with open(files.config, "w") as f:
-                json.dump(specs.runtime_spec(bundle_path, spec), f)
-            args = self._conmon_args(
-                cid=cid,
-                cuuid=cid,
-                bundle=files.root,
-                pidfile=files.pidfile,
-                conmon_pidfile=files.conmon_pidfile,
-                log_path=files.log,
-                exit_dir=files.exit_dir,
-                terminal=terminal,
-                stdin=stdin,
-                exit_command=exit_command,
-            )
-            env, listen_fds = conmon.conmon_env(self.conmon_env, os.environ)
-            runtime_made = True
-
-            def join_cgroup(pid: int) -> None:
-                container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
-                container._cgroup.add(pid)
-
-            launched = conmon.launch(args, env, join_cgroup, cwd=files.root, timeout=limit, listen_fds=listen_fds)
-            os.close(launched.sync_fd)
+            launched = self.launcher.create(
+                cid, container._files, container.bundle, spec, join_cgroup=join_cgroup,
+                terminal=terminal, stdin=stdin, exit_command=exit_command, timeout=limit,
+            )  # fmt: skip
             container._created(launched)
-            container._save()
         except BaseException as e:
             already_exists = isinstance(e, ConmonError) and "exists" in str(e)
-            self._undo_create(container, delete_from_runtime=runtime_made and not already_exists)
+            self._undo_create(container, delete_from_runtime=not already_exists)
             if self.store is not None:
                 self.store.delete(cid)
                 self.store.remove_lock(cid)
             if already_exists:
                 raise ContainerExists(f"the runtime already has a container {cid!r}") from e
-            raise
-
-    def _conmon_args(self, **kw: object) -> conmon.ConmonArgs:
-        return conmon.ConmonArgs(
-            conmon_path=self.conmon_path,
-            runtime_path=self.runtime_path,
-            socket_dir=self.dirs.sockets,
-            systemd_cgroup=self.cgroup_manager == "systemd",
-            log_size_max=self.log_size_max,
-            no_pivot=self.no_pivot,
-            **kw,  # type: ignore[arg-type]
-        )
-
-    def _launch_exec(
-        self,
-        container: Container,
-        session_id: str,
-        files: ExecDir,
-        *,
-        tty: bool,
-        timeout: Optional[float],
-        attach: bool = False,
-    ) -> conmon.Launched:
-        args = self._conmon_args(
-            cid=container.id,
-            cuuid=session_id,
-            bundle=files.root,
-            pidfile=files.pidfile,
-            conmon_pidfile=files.conmon_pidfile,
-            log_path=files.log,
-            exit_dir=files.exit_dir,
-            terminal=tty,
-            exec_spec=files.process,
-            exec_attach=attach,
-        )
-        env, _ = conmon.conmon_env(self.conmon_env, {})
-        attach_dir = os.path.join(self.dirs.sockets, session_id) if attach else None
-        join = container._cgroup.add if container._cgroup is not None else None
-        try:
-            return conmon.launch(args, env, join, cwd=files.root, timeout=timeout, attach_dir=attach_dir)
-        except BaseException:
-            # conmon may have linked the session's socket dir before failing
-            link = os.path.join(self.dirs.sockets, session_id)
-            if os.path.islink(link):
-                os.unlink(link)
             raise
 
     def _undo_create(self, container: Container, *, delete_from_runtime: bool) -> None:
@@ -286,14 +229,10 @@ class Runtime:
                 if not is_not_found(e):
                     raise OcirtError(f"cannot delete half-created container {container.id}: {e}") from e
         pid = conmon.read_pid(files.conmon_pidfile)
-        if pid and conmon.is_conmon_of(pid, container.id):
-            conmon.stop_daemon(pid, 5.0)
-        if container._cgroup is not None:
-            container._cgroup.remove()
-        for path in (files.exit_file, files.socket_link):
-            if os.path.lexists(path):
-                os.unlink(path)
-        shutil.rmtree(files.root, ignore_errors=True)
+        conmons = [pid] if pid and conmon.is_conmon_of(pid, container.id) else []
+        errors = self.launcher.teardown(files, container._cgroup, conmons)
+        if errors:
+            raise CgroupError("; ".join(errors))
 
     def _forget(self, container: Container) -> None:
         with self._lock:
@@ -356,9 +295,7 @@ class Runtime:
         except (OSError, ValueError):
             spec = {"process": {"args": []}, "root": {"path": ""}}
         cgroup = self._cgroups.existing(f"ocirt-conmon-{cid}", record.cgroup_dirs, record.cgroup_parents)
-        container = Container(self, cid, record.bundle, spec, files, cgroup, name=record.name)
-        container._apply(record)
-        container._reopen_pidfd()
+        container = Container._from_record(self._services, record, spec, files, cgroup)
         with self._lock:
             return self._containers.setdefault(cid, container)
 

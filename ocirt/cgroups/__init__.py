@@ -8,8 +8,9 @@
   called before anything is created.
 - `create(name) -> Cgroup`: a new cgroup for one conmon.
 
-A `Cgroup` has `add(pid)` and `remove()`; `remove()` deletes the cgroup
-and everything below it once no process is left in it.
+A `Cgroup` has `add(pid)`, `pids()`, `leave(pid)` (back to the parent) and
+`remove()`; `remove()` deletes the cgroup and everything below it once no
+process is left in it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Cgroup(Protocol):
     def add(self, pid: int) -> None: ...
 
     def pids(self) -> List[int]: ...
+
+    def leave(self, pid: int) -> None: ...
 
     def remove(self) -> None: ...
 

@@ -195,6 +195,15 @@ class CgroupfsGroup:
         except FileNotFoundError:
             return []
 
+    def leave(self, pid: int) -> None:
+        """Move `pid` from this cgroup to its parent in every hierarchy, so the cgroup can go."""
+        for d in self.dirs:
+            try:
+                with open(os.path.join(os.path.dirname(d), "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError as e:
+                raise CgroupError(f"cannot move process {pid} out of {d}: {e}") from e
+
     def remove(self) -> None:
         """Remove every directory of this cgroup, with all cgroups below it.
 

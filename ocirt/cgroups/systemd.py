@@ -79,6 +79,9 @@ class SystemdScope:
     def pids(self) -> List[int]:
         return []
 
+    def leave(self, pid: int) -> None:
+        """Nothing to do: systemd's scope is not ocirt's to empty."""
+
     def remove(self) -> None:
         # A transient scope is garbage-collected by systemd when it empties.
         pass

@@ -1,0 +1,195 @@
+"""Exec sessions: processes run in a running container, each under its own conmon.
+
+A session's exit is conmon's last message on its sync socket (no polling);
+signals go through a pidfd opened while the process was known to be alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Sequence
+
+from . import conmon, native as _native, spec as specs
+from .cgroups import Cgroup
+from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, Timeout
+from .launcher import Launcher
+from .layout import ExecDir
+from .logs import LogRecord, read_log
+from .process import KILL_GRACE, ProcessHandle
+from .validate import check_timeout
+
+
+class Owner(Protocol):
+    """The container a session runs in, as the session sees it."""
+
+    id: str
+
+    def _session_ended(self) -> None:
+        """Record that a session ended (so other processes stop seeing it)."""
+
+
+
+def check_command(cmd: object) -> List[str]:
+    """`cmd` as a list of strings, or InvalidArgument."""
+    if isinstance(cmd, (str, bytes)) or not isinstance(cmd, Iterable) or not cmd:
+        raise InvalidArgument("exec needs a command: a non-empty list of strings")
+    args = list(cmd)
+    if not all(isinstance(a, str) for a in args):
+        raise InvalidArgument("exec needs a command: a non-empty list of strings")
+    return args
+
+
+def start(
+    launcher: Launcher,
+    container: Owner,
+    files: ExecDir,
+    cgroup: Optional[Cgroup],
+    session_id: str,
+    process: specs.Spec,
+    *,
+    timeout: Optional[float],
+    attach: bool,
+) -> "ExecSession":
+    """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files`."""
+    try:
+        launched = launcher.exec(
+            container.id, session_id, files, process, cgroup=cgroup, tty=bool(process.get("terminal")), attach=attach, timeout=timeout
+        )
+    except FileExistsError:
+        raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
+    return ExecSession(container, session_id, files, launched)
+
+
+def stop_all(sessions: Sequence["ExecSession"], grace: Optional[float]) -> None:
+    """SIGTERM each session, wait `grace` seconds, SIGKILL the rest, wait 5 s; then reap."""
+    pids = [s.pid for s in sessions if s._signal(signal.SIGTERM)]
+    if grace != 0 and pids:
+        pids = _native.wait_pids(pids, grace)
+    if pids:
+        for s in sessions:
+            s._signal(signal.SIGKILL)
+        pids = _native.wait_pids([s.pid for s in sessions], KILL_GRACE)
+        if pids:
+            raise Timeout(f"exec processes {pids} did not exit {KILL_GRACE:g}s after SIGKILL")
+    for s in sessions:
+        s.wait(KILL_GRACE)
+
+
+class Sessions:
+    """One container's exec sessions: this process's, as ExecSession objects
+    (the dict `mine`, which is `ContainerState.exec_sessions`), and those
+    other processes recorded, as pids."""
+
+    def __init__(self, mine: Dict[str, "ExecSession"]) -> None:
+        self.mine = mine
+        self.foreign: Dict[str, Dict[str, int]] = {}
+
+    def add(self, session: "ExecSession") -> None:
+        self.mine[session.id] = session
+
+    def running(self) -> List["ExecSession"]:
+        """This process's sessions that have not been seen to end."""
+        return [s for s in self.mine.values() if s.exit_code is None]
+
+    def live_pids(self) -> Dict[str, Dict[str, int]]:
+        """Sessions not known to have ended, by id: {"pid", "conmon_pid"}."""
+        out = dict(self.foreign)
+        for sid, s in self.mine.items():
+            if s.exit_code is None:
+                out[sid] = {"pid": s.pid, "conmon_pid": s.conmon_pid}
+            else:
+                out.pop(sid, None)
+        return out
+
+    def take_recorded(self, recorded: Dict[str, Dict[str, int]]) -> None:
+        """Take over the sessions a record lists (other processes' among them)."""
+        self.foreign = {k: v for k, v in recorded.items() if k not in self.mine}
+
+    def conmon_pids(self) -> List[int]:
+        """The conmons of this process's sessions."""
+        return [s.conmon_pid for s in self.mine.values()]
+
+    def close(self) -> None:
+        for s in self.mine.values():
+            s._close()
+
+
+class ExecSession:
+    """A process started by `Container.exec`, monitored by its own conmon."""
+
+    def __init__(self, container: Owner, session_id: str, files: ExecDir, launched: conmon.Launched) -> None:
+        self.id = session_id
+        self.container = container
+        self.pid = launched.pid
+        self.conmon_pid = launched.conmon_pid
+        self.exit_code: Optional[int] = None
+        self.attach = launched.attach  # the live output socket, with exec(attach=True)
+        self._files = files
+        self._sync_fd: Optional[int] = launched.sync_fd
+        self._lock = threading.Lock()
+        # None when it already exited: its code is on the sync socket.
+        self._process = ProcessHandle.open(self.pid)
+
+    def __repr__(self) -> str:
+        return f"<ExecSession {self.id} pid={self.pid} exit_code={self.exit_code}>"
+
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when the session ends (for event loops)."""
+        if self._sync_fd is None:
+            raise InvalidState(f"exec session {self.id} has ended")
+        return self._sync_fd
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the process exits; its exit code (128+N for signal N)."""
+        limit = check_timeout(timeout)
+        with self._lock:
+            if self.exit_code is not None:
+                return self.exit_code
+            if self._sync_fd is None:
+                raise ContainerNotFound(f"container {self.container.id} was deleted")
+            deadline = None if limit is None else time.monotonic() + limit
+            message = conmon.read_sync(self._sync_fd, deadline)
+            if message is None:
+                code = self._exit_file_code()
+                if code is None:
+                    self._close()
+                    raise ConmonError(f"conmon of exec session {self.id} died without reporting an exit code")
+            else:
+                code = conmon.sync_value(message)
+            self.exit_code = code
+            conmon.stop_daemon(self.conmon_pid, conmon.EXIT_GRACE)
+            self._close()
+        self.container._session_ended()
+        return code
+
+    def logs(self) -> Iterator[LogRecord]:
+        """The session's output so far."""
+        return read_log(self._files.log)
+
+    def _exit_file_code(self) -> Optional[int]:
+        try:
+            with open(os.path.join(self._files.exit_dir, self.container.id)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _signal(self, signum: int) -> bool:
+        if self._process is None or self.exit_code is not None:
+            return False
+        return self._process.signal(signum)
+
+    def _close(self) -> None:
+        if self._sync_fd is not None:
+            os.close(self._sync_fd)
+            self._sync_fd = None
+        if self._process is not None:
+            self._process.close()
+        if self.attach is not None:
+            self.attach.close()
+
+    def __del__(self) -> None:
+        if hasattr(self, "_process"):
+            self._close()

@@ -1,0 +1,162 @@
+"""Launching conmon for a Runtime's containers and exec sessions, and
+removing what a launch made (conmon, its cgroup, the run files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Callable, Iterable, List, Mapping, Optional, Sequence
+
+from . import conmon, spec as specs
+from .cgroups import Cgroup
+from .errors import OcirtError
+from .layout import ContainerDir, ExecDir
+
+
+class Launcher:
+    """conmon, the runtime it drives, and the settings every launch shares."""
+
+    def __init__(
+        self,
+        conmon_path: str,
+        runtime_path: str,
+        socket_dir: str,
+        *,
+        conmon_env: Optional[Mapping[str, str]] = None,
+        systemd_cgroup: bool = False,
+        log_size_max: int = -1,
+        no_pivot: bool = False,
+    ) -> None:
+        self.conmon_path = conmon_path
+        self.runtime_path = runtime_path
+        self.socket_dir = socket_dir
+        self.conmon_env = dict(conmon_env) if conmon_env is not None else None
+        self.systemd_cgroup = systemd_cgroup
+        self.log_size_max = log_size_max
+        self.no_pivot = no_pivot
+
+    def args(self, **kw: object) -> conmon.ConmonArgs:
+        return conmon.ConmonArgs(
+            conmon_path=self.conmon_path,
+            runtime_path=self.runtime_path,
+            socket_dir=self.socket_dir,
+            systemd_cgroup=self.systemd_cgroup,
+            log_size_max=self.log_size_max,
+            no_pivot=self.no_pivot,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def create(
+        self,
+        cid: str,
+        files: ContainerDir,
+        bundle: str,
+        spec: specs.Spec,
+        *,
+        join_cgroup: Callable[[int], None],
+        terminal: bool,
+        stdin: bool,
+        exit_command: Sequence[str],
+        timeout: Optional[float],
+    ) -> conmon.Launched:
+        """Have conmon create container `cid` from `spec` in its run dir `files.root`.
+
+        The caller made `files.root`; this writes the bundle-independent
+        config there and launches conmon. The caller undoes a failure (see
+        `teardown`).
+        """
+        for stale in (files.exit_file, files.socket_link):
+            if os.path.lexists(stale):
+                os.unlink(stale)
+        with open(files.config, "w") as f:
+            json.dump(specs.runtime_spec(bundle, spec), f)
+        args = self.args(
+            cid=cid,
+            cuuid=cid,
+            bundle=files.root,
+            pidfile=files.pidfile,
+            conmon_pidfile=files.conmon_pidfile,
+            log_path=files.log,
+            exit_dir=files.exit_dir,
+            terminal=terminal,
+            stdin=stdin,
+            exit_command=tuple(exit_command),
+        )
+        env, listen_fds = conmon.conmon_env(self.conmon_env, os.environ)
+        launched = conmon.launch(args, env, join_cgroup, cwd=files.root, timeout=timeout, listen_fds=listen_fds)
+        os.close(launched.sync_fd)  # a container's exit is read from the exit file
+        return launched
+
+    def exec(
+        self,
+        cid: str,
+        session_id: str,
+        files: ExecDir,
+        process: specs.Spec,
+        *,
+        cgroup: Optional[Cgroup],
+        tty: bool,
+        attach: bool,
+        timeout: Optional[float],
+    ) -> conmon.Launched:
+        """Have conmon run `process` in container `cid`; its files go to `files.root`.
+
+        `files.root` must not exist yet (FileExistsError). On failure
+        nothing of the session is left.
+        """
+        os.makedirs(os.path.dirname(files.root), exist_ok=True)
+        os.mkdir(files.root)
+        try:
+            os.mkdir(files.exit_dir)
+            with open(files.process, "w") as f:
+                json.dump(process, f)
+            args = self.args(
+                cid=cid,
+                cuuid=session_id,
+                bundle=files.root,
+                pidfile=files.pidfile,
+                conmon_pidfile=files.conmon_pidfile,
+                log_path=files.log,
+                exit_dir=files.exit_dir,
+                terminal=tty,
+                exec_spec=files.process,
+                exec_attach=attach,
+            )
+            env, _ = conmon.conmon_env(self.conmon_env, {})
+            link = os.path.join(self.socket_dir, session_id)
+            try:
+                join = cgroup.add if cgroup is not None else None
+                return conmon.launch(args, env, join, cwd=files.root, timeout=timeout, attach_dir=link if attach else None)
+            except BaseException:
+                if os.path.islink(link):  # conmon may have linked the session's socket dir before failing
+                    os.unlink(link)
+                raise
+        except BaseException:
+            shutil.rmtree(files.root, ignore_errors=True)
+            raise
+
+    def teardown(self, files: ContainerDir, cgroup: Optional[Cgroup], conmon_pids: Iterable[int]) -> List[str]:
+        """Remove what launching a container made, once the runtime has deleted it.
+
+        conmons (the container's and its exec sessions') get a grace period
+        to exit, then are killed; then the cgroup and the run files go.
+        Returns what could not be removed, as messages.
+        """
+        pids = list(dict.fromkeys(conmon_pids))
+        if cgroup is not None:
+            # conmons of exec sessions that other (maybe dead) processes started
+            pids += [p for p in cgroup.pids() if p not in pids]
+        for pid in pids:
+            conmon.stop_daemon(pid, conmon.EXIT_GRACE)
+        errors: List[str] = []
+        if cgroup is not None:
+            try:
+                cgroup.remove()
+            except OcirtError as e:
+                errors.append(str(e))
+        for path in (files.exit_file, files.socket_link):
+            if os.path.lexists(path):
+                os.unlink(path)
+        shutil.rmtree(files.root, ignore_errors=True)
+        return errors

@@ -1,0 +1,122 @@
+"""A container's record in the store, kept in step with the Container object.
+
+Every verb runs inside `Recorder.locked()`: the container's lock and, at
+the outermost level, its record loaded and reconciled before the verb and
+saved after it. So processes that share a store see one container, and a
+process that died mid-verb leaves a record the next one can reconcile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from .errors import ContainerNotFound
+from .lock import ContainerLock
+from .state import ContainerState, ContainerStatus, from_timestamp, reconcile
+from .store import Record, Store
+
+if TYPE_CHECKING:
+    from .container import Container
+
+
+class Recorder:
+    """Keeps `container`'s record in `store` (None: nothing to keep, only the lock)."""
+
+    def __init__(self, container: "Container", store: Optional[Store]) -> None:
+        self._c = container
+        self._store = store
+        self._lock = ContainerLock(container.id, store)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the container; the outermost hold loads and saves its record."""
+        with self._lock.held() as outermost:
+            try:
+                if outermost:
+                    self._load(deep=False)
+                yield
+            finally:
+                if outermost:
+                    self.save()
+
+    def refresh(self, blocking: bool) -> ContainerState:
+        """Reload and reconcile the record, asking the runtime too ("deep").
+
+        With `blocking=False`, a record another process holds is taken as it stands.
+        """
+        if self._store is None:
+            return self._c.state
+        with self._lock.held(blocking=blocking) as got:
+            if not got:
+                self._take_stored()
+            elif self._load(deep=True):
+                self.save()
+        return self._c.state
+
+    def save(self) -> None:
+        if self._store is not None and not self._c._deleted:
+            self._store.save(self.record())
+
+    def save_now(self) -> None:
+        """Save under the lock (for a change made outside any verb)."""
+        if self._store is not None:
+            with self.locked():
+                pass
+
+    def record(self) -> Record:
+        c, m = self._c, self._c._monitor
+        return Record(
+            id=c.id,
+            name=c.name,
+            bundle=c.bundle,
+            conmon_pid=m.conmon_pid,
+            conmon_start_time=m.conmon_start,
+            created_at=c.created_at.timestamp(),
+            cgroup_dirs=list(getattr(c._cgroup, "dirs", [])),
+            cgroup_parents=list(getattr(c._cgroup, "created_parents", [])),
+            owned_bundle=c.owned_bundle,
+            auto_remove=c.auto_remove,
+            exec_sessions=c.exec_session_pids(),
+            note=c.note,
+            **c.state.fields(),
+        )
+
+    def apply(self, record: Record) -> None:
+        """Take over what another process recorded."""
+        c, m = self._c, self._c._monitor
+        c.state.apply(record)
+        m.conmon_pid, m.conmon_start = record.conmon_pid, record.conmon_start_time
+        c.created_at = from_timestamp(record.created_at) or c.created_at
+        c.owned_bundle, c.auto_remove, c.note = record.owned_bundle, record.auto_remove, record.note
+        c._sessions.take_recorded(record.exec_sessions)
+        if c.state.status is ContainerStatus.STOPPED:
+            m.close()
+
+    def _load(self, deep: bool) -> bool:
+        """Take over the stored record and reconcile it; False if it is gone."""
+        if not self._take_stored():
+            return False
+        c, m = self._c, self._c._monitor
+        status = self._runtime_status if deep else None
+        c.note = reconcile(c.state, c._files, conmon_alive=m.conmon_alive, runtime_status=status, wait_exit=m.wait_exit) or c.note
+        if c.state.status is ContainerStatus.STOPPED:
+            m.close()
+        return True
+
+    def _take_stored(self) -> bool:
+        if self._store is None:
+            return True
+        record = self._store.get(self._c.id)
+        if record is None:
+            self._c._deleted = True
+            self._c._monitor.close()
+            return False
+        self.apply(record)
+        return True
+
+    def _runtime_status(self) -> str:
+        try:
+            return str(self._c._svc.oci.state(self._c.id)["status"])
+        except ContainerNotFound:
+            return ContainerStatus.STOPPED.value
