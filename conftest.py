@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-import ocirt
 from ocirt import native as _native
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -90,11 +89,6 @@ def make_bundle(tmp_path_factory: pytest.TempPathFactory, rootfs: str, base_spec
         return str(bundle)
 
     return make
-
-
-@pytest.fixture
-def runtime(tmp_path: Any) -> ocirt.Runtime:
-    return ocirt.Runtime(tmp_path / "ocirt")
 
 
 @pytest.fixture

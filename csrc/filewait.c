@@ -141,7 +141,9 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 	/* Polling (not sleeping on events) is needed where a source lacks an fd. */
 	int periodic = pfds[0].fd < 0 || (guard_pid > 0 && pfds[1].fd < 0);
 
-	for (int check = 1;;) {
+	/* Poll at least once, even with no time left: the guard's state is
+	 * only known from a poll. */
+	for (int check = 1, polled = 0;; polled = 1) {
 		if (check && access(path, F_OK) == 0) {
 			ret = 0;
 			goto out;
@@ -159,7 +161,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 			goto out;
 		}
 		int left = ocirt_ms_left(deadline);
-		if (left == 0) {
+		if (left == 0 && polled) {
 			err = ETIMEDOUT;
 			goto out;
 		}

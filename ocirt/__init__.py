@@ -19,6 +19,7 @@ from .errors import (
     InvalidState,
     OcirtError,
     RuntimeCommandError,
+    StoreError,
     Timeout,
 )
 from .exec import ExecSession
@@ -47,6 +48,7 @@ __all__ = [
     "OcirtError",
     "Runtime",
     "RuntimeCommandError",
+    "StoreError",
     "Timeout",
     "__version__",
 ]

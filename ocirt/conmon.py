@@ -177,8 +177,10 @@ def launch(
             if join_cgroup is not None:
                 join_cgroup(pid)
             os.write(start_parent, b"0")
-        except (OSError, CgroupError) as e:
-            # Either conmon died already (its status says why) or we failed.
+        except BaseException as e:
+            # conmon died already (a failed write; its status says why), or we
+            # failed or were interrupted (Ctrl-C): conmon must not go on, and it
+            # reads a closed start pipe as "go", so it dies before the pipe closes.
             early = e
             os.kill(pid, signal.SIGKILL)  # still our unreaped child: its pid is ours
         finally:
@@ -186,10 +188,10 @@ def launch(
                 os.close(start_parent)
                 start_parent = -1
         status = _reap(pid)
+        if early is not None and not isinstance(early, OSError):
+            raise early  # ours (a CgroupError, KeyboardInterrupt, ...), not conmon's
         said = _drain(err_r) if status != 0 else ""
-        if early is not None and not said:
-            raise early
-        if status != 0:
+        if status != 0 or early is not None:
             raise ConmonError(f"conmon exited with status {status}: {said or 'no message'}") from early
         if attach_dir is not None:
             if read_sync(attach_parent, deadline) is None:

@@ -53,6 +53,10 @@ class ConmonError(OcirtError):
     """conmon failed: it crashed, reported an error or spoke garbage."""
 
 
+class StoreError(OcirtError):
+    """The state database cannot be opened, read or written."""
+
+
 class CgroupError(OcirtError):
     """A cgroup could not be created, joined or removed."""
 

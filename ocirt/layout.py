@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import InvalidArgument
+
 
 class RuntimeDirs:
     """The directories shared by every container of one tmp_dir."""
@@ -27,8 +29,12 @@ class RuntimeDirs:
         self.containers = os.path.join(self.tmp_dir, "containers")
 
     def make(self) -> None:
-        for d in (self.exits, self.sockets, self.containers):
-            os.makedirs(d, exist_ok=True)
+        """Make the directories (InvalidArgument if `tmp_dir` cannot hold them)."""
+        try:
+            for d in (self.exits, self.sockets, self.containers):
+                os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise InvalidArgument(f"cannot keep ocirt's run files in {self.tmp_dir}: {e.strerror}") from e
 
     def container(self, cid: str) -> "ContainerDir":
         return ContainerDir(self, cid)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterator, List, Optional
 
-from .errors import ContainerExists, ContainerNotFound, InvalidArgument
+from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -65,26 +66,43 @@ class Store:
     """The database at `path` plus the lock files in `lock_dir`."""
 
     def __init__(self, path: str, lock_dir: str) -> None:
+        """Open (or make) the database; StoreError if it cannot be used, leaving
+        no directory behind that this call made."""
         self.path = path
         self.lock_dir = lock_dir
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.makedirs(lock_dir, exist_ok=True)
         self._conn: Optional[sqlite3.Connection] = None
         self._mutex = threading.Lock()  # one connection, shared by this process's threads
-        # Switching a new database to WAL fails at once (no busy wait) while
-        # another process does the same: opening is serialised.
-        with self.lock(".open"), self._db() as db:
-            db.execute(SCHEMA)
+        made: List[str] = []
+        try:
+            for d in (os.path.dirname(path), lock_dir):
+                _makedirs(d, made)
+            # Switching a new database to WAL fails at once (no busy wait) while
+            # another process does the same: opening is serialised.
+            with self.lock(".open"), self._db() as db:
+                db.execute(SCHEMA)
+        except BaseException as e:
+            self.close()
+            for d in reversed(made):
+                shutil.rmtree(d, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise StoreError(f"cannot keep ocirt's state in {os.path.dirname(path)}: {e.strerror}") from e
+            raise
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection; sqlite3 errors (but integrity errors) become StoreError."""
         with self._mutex:
-            if self._conn is None:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn = conn
-            yield self._conn
+            try:
+                if self._conn is None:
+                    conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                    self._conn = conn
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                yield self._conn
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as e:
+                raise StoreError(f"state database {self.path}: {e}") from e
 
     def insert(self, record: Record) -> None:
         """Add a new record; ContainerExists if the id or the name is taken."""
@@ -155,3 +173,17 @@ class Store:
                 self._conn.close()
                 self._conn = None
 
+
+def _makedirs(path: str, made: List[str]) -> None:
+    """os.makedirs, noting in `made` the top directory it created (if any)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        _makedirs(parent, made)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    if not any(path.startswith(m + "/") for m in made):
+        made.append(path)

@@ -42,12 +42,8 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("left behind:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
-@pytest.fixture
-def containers(runtime: ocirt_lib.Runtime) -> Iterator[List[ocirt_lib.Container]]:
-    """A list to append containers to; whatever a test did not delete is force-deleted."""
-    made: List[ocirt_lib.Container] = []
-    yield made
-    for c in list(runtime.containers().values()):
+def force_delete_all(rt: ocirt_lib.Runtime) -> None:
+    for c in list(rt.containers().values()):
         try:
             c.delete(force=True)
         except ocirt_lib.ContainerNotFound:
@@ -55,13 +51,34 @@ def containers(runtime: ocirt_lib.Runtime) -> Iterator[List[ocirt_lib.Container]
 
 
 @pytest.fixture
-def create(runtime: ocirt_lib.Runtime, containers: List[ocirt_lib.Container], new_id: Callable[[], str]) -> Callable[..., ocirt_lib.Container]:
+def runtime(tmp_path: Any) -> Iterator[ocirt_lib.Runtime]:
+    """A Runtime of the test's own; whatever the test did not delete is force-deleted."""
+    rt = ocirt_lib.Runtime(tmp_path / "ocirt")
+    yield rt
+    force_delete_all(rt)
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Any) -> Iterator[Callable[..., ocirt_lib.Runtime]]:
+    """make_runtime(**options) -> another Runtime; what it made is force-deleted at teardown."""
+    made: List[ocirt_lib.Runtime] = []
+
+    def make(**options: Any) -> ocirt_lib.Runtime:
+        rt = ocirt_lib.Runtime(tmp_path / f"rt-{len(made)}", **options)
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        force_delete_all(rt)
+
+
+@pytest.fixture
+def create(runtime: ocirt_lib.Runtime, new_id: Callable[[], str]) -> Callable[..., ocirt_lib.Container]:
     """create(bundle, **kw) -> a created container with a fresh test id."""
 
     def make(bundle: str, cid: str = "", **kw: Any) -> ocirt_lib.Container:
-        c = runtime.create(cid or new_id(), bundle, **kw)
-        containers.append(c)
-        return c
+        return runtime.create(cid or new_id(), bundle, **kw)
 
     return make
 

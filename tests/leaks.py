@@ -15,10 +15,10 @@ RUNC_ROOT = "/run/runc"
 
 
 def _cgroup_dirs() -> FrozenSet[str]:
+    """Every cgroup named *ocirt*: on a pure v2 host the top level is itself a cgroup."""
     found = set()
-    for top in os.listdir(CGROUP_ROOT):
-        for root, dirs, _ in os.walk(os.path.join(CGROUP_ROOT, top)):
-            found.update(os.path.join(root, d) for d in dirs if "ocirt" in d)
+    for root, dirs, _ in os.walk(CGROUP_ROOT):
+        found.update(os.path.join(root, d) for d in dirs if "ocirt" in d)
     return frozenset(found)
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+from datetime import datetime, timezone
 
 import psutil
 import pytest
 
+import ocirt as ocirt_lib
 from ocirt import native as _native
+from ocirt.cgroups import hierarchies
 
 from .cli_support import Ocirt
+from .gates import Gate
 
 
 def names(cli: Ocirt) -> list:
@@ -39,6 +44,16 @@ def test_run_streams_output_while_running(ocirt):
         ocirt.ok("kill", "streamer")
         assert run.wait(60) == 137
     ocirt.ok("rm", "streamer")
+
+
+def test_run_forwards_sigterm_to_the_container(ocirt, tmp_path, make_bundle):
+    gate = Gate(tmp_path / "gate")
+    bundle = make_bundle("sh", "-c", "trap 'exit 3' TERM; touch /gate/up; while :; do sleep 1; done", edit=gate.mount)
+    with ocirt.running("run", "--rm", "--bundle", bundle) as run:
+        gate.reached("up")  # the trap is set and ocirt is attached
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == 3
+    assert names(ocirt) == []
 
 
 def test_command_that_cannot_run(ocirt):
@@ -76,7 +91,9 @@ def test_create_start_wait_logs(ocirt):
     logs = ocirt("logs", "job")
     assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
     stamped = ocirt.ok("logs", "--timestamps", "job").split(" ", 1)
-    assert stamped[0].startswith("20") and stamped[1] == "one\n"
+    started = datetime.fromisoformat(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"])
+    assert started <= datetime.fromisoformat(stamped[0]) <= datetime.now(timezone.utc)
+    assert stamped[1] == "one\n"
     ocirt.ok("rm", "job")
 
 
@@ -90,12 +107,36 @@ def test_logs_follow_until_exit(ocirt):
     ocirt.ok("rm", "talker")
 
 
-def test_limits_user_and_read_only(ocirt):
+def test_limits_land_in_the_containers_cgroups(ocirt):
+    ocirt.ok("run", "-d", "--name", "lim", "--memory", "32m", "--pids-limit", "64", "--cpus", "0.5", "--", "sleep", "1000")
+    pid = json.loads(ocirt.ok("inspect", "lim"))[0]["State"]["Pid"]
+    v1 = {c for h in hierarchies() if h.version == 1 for c in h.controllers}
+    if "memory" in v1:
+        assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == "33554432"
+        assert cgroup_file(pid, "pids", "pids.max") == "64"
+        assert (cgroup_file(pid, "cpu", "cpu.cfs_quota_us"), cgroup_file(pid, "cpu", "cpu.cfs_period_us")) == ("50000", "100000")
+    else:
+        assert cgroup_file(pid, "", "memory.max") == "33554432"
+        assert cgroup_file(pid, "", "pids.max") == "64"
+        assert cgroup_file(pid, "", "cpu.max") == "50000 100000"
+    ocirt.ok("rm", "-f", "lim")
+
+
+def cgroup_file(pid: int, controller: str, name: str) -> str:
+    """A file of the cgroup `pid` is in, in the hierarchy of `controller` ("" for cgroup v2)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        paths = {frozenset(filter(None, names.split(","))): path for _, names, path in (line.rstrip("\n").split(":", 2) for line in f)}
+    h = next(h for h in hierarchies() if ((controller in h.controllers) if controller else h.version == 2))
+    with open(os.path.join(h.mountpoint, paths[h.controllers].lstrip("/"), name)) as f:
+        return f.read().strip()
+
+
+def test_user_hostname_read_only_and_workdir(ocirt):
     out = ocirt.ok(
-        "run", "--rm", "--memory", "32m", "--pids-limit", "64", "--cpus", "0.5", "-u", "nobody", "--read-only",
-        "--hostname", "box", "--", "sh", "-c", "id -u; hostname; touch /x 2>/dev/null || echo ro",
+        "run", "--rm", "-u", "nobody", "--read-only", "--hostname", "box", "-w", "/tmp",
+        "--", "sh", "-c", "id -u; hostname; pwd; touch /x 2>/dev/null || echo ro",
     )  # fmt: skip
-    assert out.split() == ["65534", "box", "ro"]
+    assert out.split() == ["65534", "box", "/tmp", "ro"]
 
 
 def test_rootfs_and_bundle_options(ocirt, rootfs, make_bundle):
@@ -115,6 +156,7 @@ def test_rootfs_and_bundle_options(ocirt, rootfs, make_bundle):
         (["run", "-e", "=x", "--", "true"], "invalid environment variable"),
         (["kill", "-s", "NOPE", "x"], "unknown signal"),
         (["run"], "a command is needed"),
+        (["run", "--rootfs", "/", "--bundle", "/", "--", "true"], "not allowed with"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -140,7 +182,38 @@ def test_debug_log_level_shows_the_traceback(ocirt):
 
 
 def test_version(ocirt):
-    assert ocirt.ok("version").startswith("ocirt version ")
+    assert ocirt.ok("version") == f"ocirt version {ocirt_lib.__version__} ({_native.BACKEND} backend)\n"
+
+
+def test_several_names_per_verb_each_reported(ocirt):
+    ocirt.ok("run", "-d", "--name", "one", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "two", "--", "sleep", "1000")
+    proc = ocirt("stop", "-t", "0", "one", "nope", "two")
+    assert proc.returncode == 125
+    assert proc.stdout == "one\ntwo\n" and proc.stderr == "Error: nope: no container named 'nope' or with an id starting with it\n"
+    assert [c["State"]["Status"] for c in json.loads(ocirt.ok("inspect", "one", "two"))] == ["stopped", "stopped"]
+    ocirt.ok("rm", "one", "two")
+
+
+def test_exec_as_another_user(ocirt):
+    ocirt.ok("run", "-d", "--name", "u", "--", "sleep", "1000")
+    assert ocirt.ok("exec", "-u", "nobody", "u", "id", "-u") == "65534\n"
+    ocirt.ok("rm", "-f", "u")
+
+
+def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
+    other = str(tmp_path / "other-root")
+    ocirt.ok("--root", other, "run", "-d", "--name", "elsewhere", "--", "sleep", "1000")
+    assert names(ocirt) == []
+    assert [c["Name"] for c in json.loads(ocirt.ok("--root", other, "ps", "-a", "--format", "json"))] == ["elsewhere"]
+    ocirt.ok("--root", other, "rm", "-f", "elsewhere")
+    assert os.path.exists(os.path.join(other, "state.db"))
+
+
+def test_create_timeout_ends_a_hanging_create(ocirt, fakes_dir):
+    proc = ocirt("--conmon", os.path.join(fakes_dir, "conmon-hang"), "run", "--rm", "--timeout", "0.5", "--", "true")
+    assert proc.returncode == 125 and "timed out waiting for conmon" in proc.stderr
+    assert names(ocirt) == []
 
 
 def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
@@ -172,10 +245,13 @@ def test_exec_streams_output_while_running(ocirt):
     ocirt.ok("rm", "host")
 
 
-def test_a_long_stop_does_not_lock_out_a_kill(ocirt):
-    ocirt.ok("run", "-d", "--name", "stubborn", "--", "sleep", "1000")  # pid 1: ignores SIGTERM
+def test_a_long_stop_does_not_lock_out_a_kill(ocirt, tmp_path, make_bundle):
+    gate = Gate(tmp_path / "gate")
+    bundle = make_bundle("sh", "-c", "trap 'touch /gate/term' TERM; while :; do sleep 1; done", edit=gate.mount)
+    ocirt.ok("run", "-d", "--name", "stubborn", "--bundle", bundle)
     with ocirt.running("stop", "-t", "1000", "stubborn") as stopper:
-        ocirt.ok("kill", "stubborn")  # would wait out the stop's 1000 s if the stop held the lock
+        gate.reached("term")  # the stop signalled and now waits its 1000 s
+        ocirt.ok("kill", "stubborn")  # would wait that out if the stop held the lock
         assert stopper.wait(60) == 0 and stopper.stdout.read() == "stubborn\n"
     assert json.loads(ocirt.ok("inspect", "stubborn"))[0]["State"]["ExitCode"] == 137
     ocirt.ok("rm", "stubborn")

@@ -9,6 +9,7 @@ import pytest
 
 import ocirt
 from ocirt import ContainerStatus
+from ocirt.cgroups.systemd import systemd_running
 
 
 def assert_nothing_made(runtime: ocirt.Runtime) -> None:
@@ -36,18 +37,21 @@ def test_bad_container_ids(runtime, make_bundle, cid, words):
     assert_nothing_made(runtime)
 
 
-def test_longest_id_is_fine(create, make_bundle):
-    c = create(make_bundle(), cid="a" * 128)
+def test_longest_id_is_fine(create, make_bundle, new_id):
+    cid = new_id().ljust(128, "x")
+    c = create(make_bundle(), cid=cid)
+    assert (c.id, c.state.status) == (cid, ContainerStatus.CREATED)
+    assert os.path.isdir(f"/run/runc/{cid}")
     c.delete()
 
 
-def test_duplicate_id_leaves_the_first_untouched(runtime, run, make_bundle):
+def test_duplicate_id_leaves_the_first_untouched(runtime, run, make_bundle, make_runtime):
     c = run("sleep", "1000")
     with pytest.raises(ocirt.ContainerExists):
         runtime.create(c.id, make_bundle())
     assert c.update_status().status is ContainerStatus.RUNNING
     assert os.path.exists(c._files.config)
-    other = ocirt.Runtime(runtime.tmp_dir + "-other")  # another tmp_dir, same runc
+    other = make_runtime()  # another tmp_dir, same runc
     with pytest.raises(ocirt.ContainerExists):
         other.create(c.id, make_bundle())
     assert c.update_status().status is ContainerStatus.RUNNING
@@ -116,7 +120,7 @@ def test_bad_timeouts(run, timeout):
 
 
 def test_runtime_arguments(tmp_path):
-    with pytest.raises(ValueError, match="'cgroupfs', 'systemd'"):
+    with pytest.raises(ocirt.InvalidArgument, match="'cgroupfs', 'systemd'"):
         ocirt.Runtime(tmp_path, cgroup_manager="nope")
     with pytest.raises(ocirt.BinaryNotFound, match="/no/such/runc"):
         ocirt.Runtime(tmp_path, runtime_path="/no/such/runc")
@@ -133,10 +137,31 @@ def test_runtime_makes_its_dirs_and_accepts_existing(tmp_path):
     assert os.path.isdir(rt.dirs.exits) and os.path.isdir(rt.dirs.sockets)
 
 
-def test_systemd_manager_without_systemd_fails_cleanly(tmp_path, make_bundle):
-    rt = ocirt.Runtime(tmp_path / "rt", cgroup_manager="systemd")
+@pytest.mark.skipif(systemd_running(), reason="systemd runs here: the manager would go ahead")
+def test_systemd_manager_without_systemd_fails_cleanly(make_runtime, make_bundle):
+    rt = make_runtime(cgroup_manager="systemd")
     with pytest.raises(ocirt.CgroupError, match="systemd"):
         rt.create("ocirt-test-systemd", make_bundle())
+    assert_nothing_made(rt)
+
+
+@pytest.mark.parametrize("where", ["/proc/x", "/dev/null/x"])
+def test_an_unusable_run_directory_is_an_ocirt_error(where):
+    with pytest.raises(ocirt.InvalidArgument, match=f"cannot keep ocirt's run files in {where}"):
+        ocirt.Runtime(where)
+
+
+def test_a_corrupt_state_database_is_an_ocirt_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "state.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(ocirt.StoreError, match="not a database"):
+        ocirt.Runtime.open(str(tmp_path))
+    assert os.listdir(tmp_path) == ["state.db"]  # no run dir made for nothing
+
+
+def test_a_conmon_that_exits_at_once_is_a_conmon_error(tmp_path, make_bundle, new_id):
+    rt = ocirt.Runtime(tmp_path / "rt", conmon_path="/bin/false")
+    with pytest.raises(ocirt.ConmonError, match="status 1"):
+        rt.create(new_id(), make_bundle())
     assert_nothing_made(rt)
 
 
@@ -144,10 +169,10 @@ def test_systemd_manager_without_systemd_fails_cleanly(tmp_path, make_bundle):
 
 
 @pytest.fixture
-def failing_runtime(tmp_path, fakes_dir):
+def failing_runtime(make_runtime, fakes_dir):
     def make(fail: str = "", **env: str) -> ocirt.Runtime:
         conmon_env = {"PATH": os.environ["PATH"], "OCIRT_FAKE_FAIL": fail, **env}
-        return ocirt.Runtime(tmp_path / "rt", runtime_path=os.path.join(fakes_dir, "runc-failing"), conmon_env=conmon_env)
+        return make_runtime(runtime_path=os.path.join(fakes_dir, "runc-failing"), conmon_env=conmon_env)
 
     return make
 

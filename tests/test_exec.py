@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+
 import pytest
 
 import ocirt
@@ -65,12 +67,49 @@ def test_exec_of_missing_binary_reports_runtime_error(sleeper):
     assert sleeper.state.exec_sessions == {}
 
 
-def test_exec_cap_add_and_no_new_privs(sleeper):
-    s = sleeper.exec(["sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"], cap_add=["SYS_ADMIN"], no_new_privs=True)
+def status_fields(c, **kw):
+    s = c.exec(["sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"], **kw)
     assert s.wait(30) == 0
-    fields = dict(t.split(":\t") for t in texts(s))
-    assert int(fields["CapEff"], 16) & (1 << 21)  # CAP_SYS_ADMIN
-    assert fields["NoNewPrivs"] == "1"
+    return dict(t.split(":\t") for t in texts(s))
+
+
+def test_exec_cap_add(sleeper):
+    assert not int(status_fields(sleeper)["CapEff"], 16) & (1 << 21)
+    assert int(status_fields(sleeper, cap_add=["SYS_ADMIN"])["CapEff"], 16) & (1 << 21)  # CAP_SYS_ADMIN
+
+
+def test_exec_no_new_privs_overrides_the_spec_either_way(run):
+    on = run("sleep", "1000")  # runc spec's default: noNewPrivileges true
+    off = run("sleep", "1000", edit=lambda spec: spec["process"].update(noNewPrivileges=False))
+    try:
+        assert status_fields(on)["NoNewPrivs"] == "1"
+        assert status_fields(on, no_new_privs=False)["NoNewPrivs"] == "0"
+        assert status_fields(off)["NoNewPrivs"] == "0"
+        assert status_fields(off, no_new_privs=True)["NoNewPrivs"] == "1"
+    finally:
+        on.delete(force=True)
+        off.delete(force=True)
+
+
+def test_exec_session_fileno_is_readable_once_it_ends(sleeper):
+    s = sleeper.exec(["sh", "-c", "exit 3"])
+    readable, _, _ = select.select([s], [], [], 30)
+    assert readable == [s] and s.wait(0) == 3
+
+
+def test_exec_with_a_terminal(sleeper):
+    s = sleeper.exec(["sh", "-c", "tty"], tty=True)
+    assert s.wait(30) == 0
+    assert texts(s)[0].startswith("/dev/pts/")
+
+
+def test_exec_session_pid_is_the_exec_process(sleeper):
+    s = sleeper.exec(["sh", "-c", "echo ready; exec sleep 1000"], attach=True)
+    assert s.attach.recv(100) == b"\x02ready\n"
+    with open(f"/proc/{s.pid}/cmdline", "rb") as f:
+        assert f.read() == b"sleep\x001000\x00"
+    sleeper.exec_stop(timeout=0)  # SIGTERM first, then at once SIGKILL
+    assert s.exit_code == 143
 
 
 def test_exec_session_id_must_be_unique(sleeper):

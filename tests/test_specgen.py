@@ -93,9 +93,20 @@ def test_busybox_rootfs_is_built_once(tmp_path):
     assert "nobody:x:65534" in open(os.path.join(path, "etc", "passwd")).read()
     for d in ("proc", "sys", "dev", "tmp"):
         assert os.path.isdir(os.path.join(path, d))
-    stamp = os.stat(path).st_ino
-    assert rootfs.busybox_rootfs(str(tmp_path)) == path and os.stat(path).st_ino == stamp
+    marker = os.path.join(path, "marker")
+    open(marker, "w").close()
+    assert rootfs.busybox_rootfs(str(tmp_path)) == path and os.path.exists(marker)  # not rebuilt
     assert os.listdir(tmp_path) == ["busybox"]  # no temporary build dirs left
+
+
+def test_concurrent_builders_agree_on_one_rootfs(tmp_path):
+    code = "import sys, ocirt.rootfs as r; print(r.busybox_rootfs(sys.argv[1]))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    paths = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert [p.returncode for p in procs] == [0] * 4
+    assert paths == {str(tmp_path / "busybox")}
+    assert os.listdir(tmp_path) == ["busybox"]
+    assert os.path.isfile(tmp_path / "busybox" / "bin" / "busybox")
 
 
 def test_only_a_static_busybox_will_do():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Protocol
 
+from ..errors import InvalidArgument
 from .cgroupfs import Cgroupfs, CgroupfsGroup, Hierarchy, hierarchies
 from .systemd import Systemd
 
@@ -47,7 +48,7 @@ def manager(name: str, parent: Optional[str] = None) -> Manager:
         return Cgroupfs(parent)
     if name == "systemd":
         return Systemd(parent)
-    raise ValueError(f"unknown cgroup manager {name!r}; valid are {', '.join(MANAGERS)}")
+    raise InvalidArgument(f"unknown cgroup manager {name!r}; valid are {', '.join(MANAGERS)}")
 
 
 __all__ = ["MANAGERS", "Cgroup", "Cgroupfs", "CgroupfsGroup", "Hierarchy", "Manager", "Systemd", "hierarchies", "manager"]
