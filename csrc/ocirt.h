@@ -22,17 +22,29 @@
 /* At most this many (source -> target) pairs per spawn. */
 #define OCIRT_SPAWN_MAX_FDS 64
 
+/* The step of a spawn that failed in the child (ocirt_spawn's failed_step). */
+#define OCIRT_STEP_FDS 1     /* placing the fds */
+#define OCIRT_STEP_CGROUP 2  /* writing to a cgroup file */
+#define OCIRT_STEP_CHDIR 3
+#define OCIRT_STEP_SESSION 4 /* setsid / setpgid */
+#define OCIRT_STEP_EXEC 5
+
 /*
  * Fork and exec `path` with `argv` and `envp`. `fdmap` holds `nfds` pairs
  * (fdmap[2i] = source fd in the parent, fdmap[2i+1] = target fd in the
  * child); every pair is placed exactly, whatever the overlap between
  * sources and targets, and every fd that is not a target is closed in the
- * child. Signal dispositions and the signal mask are reset in the child.
+ * child. The child first writes "0" to each of the `ncgroups` open cgroup
+ * files in `cgroups` (a v1 `tasks` or a v2 `cgroup.procs` file): it moves
+ * itself there before it runs anything. Signal dispositions and the
+ * signal mask are reset in the child.
  * Returns the child's pid, or -1 with errno set, including the errno of a
- * failed chdir/exec in the child (which is then already reaped).
+ * failure in the child (which is then already reaped); `failed_step`
+ * (when not NULL) then says which OCIRT_STEP_* failed, 0 if the parent did.
  */
 pid_t ocirt_spawn(const char *path, char *const argv[], char *const envp[],
-                  const int *fdmap, size_t nfds, const char *cwd, int flags);
+                  const int *fdmap, size_t nfds, const int *cgroups, size_t ncgroups,
+                  const char *cwd, int flags, int *failed_step);
 
 /* socketpair(AF_UNIX, type | SOCK_CLOEXEC). */
 int ocirt_socketpair(int type, int fds[2]);

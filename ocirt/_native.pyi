@@ -15,6 +15,7 @@ def spawn(
     fds: Iterable[Tuple[int, int]] = ...,
     cwd: Optional[_Path] = ...,
     *,
+    cgroups: Iterable[int] = ...,
     setsid: bool = ...,
     setpgid: bool = ...,
 ) -> int: ...

@@ -12,6 +12,8 @@ call with the `use_pidfd` / `use_inotify` arguments.
 
 import os
 
+from . import _spawnargs
+
 from libc.errno cimport errno, ETIMEDOUT
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
@@ -23,7 +25,8 @@ cdef extern from "ocirt.h" nogil:
     int OCIRT_WAIT_NO_INOTIFY
     int OCIRT_SPAWN_MAX_FDS
     int ocirt_spawn(const char *path, char **argv, char **envp,
-                    const int *fdmap, size_t nfds, const char *cwd, int flags)
+                    const int *fdmap, size_t nfds, const int *cgroups, size_t ncgroups,
+                    const char *cwd, int flags, int *failed_step)
     int ocirt_socketpair(int type, int *fds)
     int ocirt_pidfd_open(int pid)
     int ocirt_pidfd_send_signal(int pidfd, int sig)
@@ -74,44 +77,48 @@ cdef char **string_array(list items) except NULL:
     return arr
 
 
-def spawn(path, argv, env=None, fds=(), cwd=None, *, setsid=False, setpgid=False):
+def spawn(path, argv, env=None, fds=(), cwd=None, *, cgroups=(), setsid=False, setpgid=False):
     """Fork and exec `path` with `argv`; return the child's pid.
 
     `env` is a mapping (None: this process's environment). `fds` is a
     sequence of (source fd, target fd) pairs: each source lands exactly on
     its target in the child, whatever the overlap; every other fd is closed
-    there. The child's signal mask and dispositions are reset. A failed exec
-    or chdir raises its OSError here (FileNotFoundError for a missing
-    binary), with the child already reaped.
+    there. `cgroups` are fds of open cgroup files (v1 `tasks`, v2
+    `cgroup.procs`) the child moves itself into first. The child's signal
+    mask and dispositions are reset. A failure in the child raises its
+    OSError here, naming the step (FileNotFoundError with the path for a
+    missing binary, with the cwd for a missing directory), the child
+    already reaped. ValueError for NUL bytes, or '=' in an env name.
     """
-    cdef bytes bpath = os.fsencode(path)
-    cdef list bargv = [os.fsencode(a) for a in argv]
-    if not bargv:
-        raise ValueError("argv must not be empty")
-    if env is None:
-        env = os.environ
-    cdef list benv = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
-    cdef bytes bcwd = os.fsencode(cwd) if cwd is not None else None
-    cdef const char *ccwd = NULL if bcwd is None else <const char *>bcwd
-    cdef list pairs = [(int(s), int(t)) for s, t in fds]
-    if len(pairs) > OCIRT_SPAWN_MAX_FDS:
-        raise ValueError(f"at most {OCIRT_SPAWN_MAX_FDS} fds can be passed, not {len(pairs)}")
+    bpath, bargv, benv, bcwd = _spawnargs.encode(path, argv, env, cwd)
+    cdef const char *ccwd = NULL
+    if bcwd is not None:
+        ccwd = <bytes>bcwd
+    cdef list pairs = _spawnargs.fd_pairs(fds, OCIRT_SPAWN_MAX_FDS)
+    cdef list cgroup_fds = [int(fd) for fd in cgroups]
+    if len(cgroup_fds) > OCIRT_SPAWN_MAX_FDS:
+        raise ValueError(f"at most {OCIRT_SPAWN_MAX_FDS} cgroup files, not {len(cgroup_fds)}")
     cdef int flags = (OCIRT_SPAWN_SETSID if setsid else 0) | (OCIRT_SPAWN_SETPGID if setpgid else 0)
     cdef int fdmap[128]
+    cdef int cgmap[64]
     for i, (s, t) in enumerate(pairs):
         fdmap[2 * i] = s
         fdmap[2 * i + 1] = t
+    for i, fd in enumerate(cgroup_fds):
+        cgmap[i] = fd
     cdef char **cargv = string_array(bargv)
     cdef char **cenv = NULL
-    cdef const char *cpath = bpath
+    cdef const char *cpath = <bytes>bpath
     cdef size_t nfds = len(pairs)
+    cdef size_t ncg = len(cgroup_fds)
+    cdef int step = 0
     cdef int pid
     try:
         cenv = string_array(benv)
         with nogil:
-            pid = ocirt_spawn(cpath, cargv, cenv, fdmap, nfds, ccwd, flags)
+            pid = ocirt_spawn(cpath, cargv, cenv, fdmap, nfds, cgmap, ncg, ccwd, flags, &step)
         if pid < 0:
-            raise_errno(errno, path)
+            raise _spawnargs.error(errno, step, path, cwd)
         return pid
     finally:
         free(cargv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import _spawnargs
 from ._cffi_native import ffi, lib  # type: ignore[import-not-found]
 
 _Path = Union[str, bytes]
@@ -57,27 +58,26 @@ def spawn(
     fds: Iterable[Tuple[int, int]] = (),
     cwd: Optional[_Path] = None,
     *,
+    cgroups: Iterable[int] = (),
     setsid: bool = False,
     setpgid: bool = False,
 ) -> int:
     """See ocirt._native.spawn."""
-    bargv = [os.fsencode(a) for a in argv]
-    if not bargv:
-        raise ValueError("argv must not be empty")
-    if env is None:
-        env = os.environ
-    benv = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
-    pairs = [(int(s), int(t)) for s, t in fds]
-    if len(pairs) > SPAWN_MAX_FDS:
-        raise ValueError(f"at most {SPAWN_MAX_FDS} fds can be passed, not {len(pairs)}")
+    bpath, bargv, benv, bcwd = _spawnargs.encode(path, argv, env, cwd)
+    pairs = _spawnargs.fd_pairs(fds, SPAWN_MAX_FDS)
+    cgroup_fds = [int(fd) for fd in cgroups]
+    if len(cgroup_fds) > SPAWN_MAX_FDS:
+        raise ValueError(f"at most {SPAWN_MAX_FDS} cgroup files, not {len(cgroup_fds)}")
     fdmap = ffi.new("int[]", [fd for pair in pairs for fd in pair] or [0])
+    cgmap = ffi.new("int[]", cgroup_fds or [0])
     cargv, keep_argv = _strings(bargv)
     cenv, keep_env = _strings(benv)
-    ccwd = ffi.NULL if cwd is None else ffi.new("char[]", os.fsencode(cwd))
+    ccwd = ffi.NULL if bcwd is None else ffi.new("char[]", bcwd)
     flags = (lib.OCIRT_SPAWN_SETSID if setsid else 0) | (lib.OCIRT_SPAWN_SETPGID if setpgid else 0)
-    pid = lib.ocirt_spawn(os.fsencode(path), cargv, cenv, fdmap, len(pairs), ccwd, flags)
+    step = ffi.new("int *")
+    pid = lib.ocirt_spawn(bpath, cargv, cenv, fdmap, len(pairs), cgmap, len(cgroup_fds), ccwd, flags, step)
     if pid < 0:
-        _raise(path)
+        raise _spawnargs.error(ffi.errno, step[0], path, cwd)
     return int(pid)
 
 

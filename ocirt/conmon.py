@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach, native as _native
+from ._spawnargs import STEP_CGROUP
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3
@@ -128,17 +129,19 @@ class Launched:
 def launch(
     args: ConmonArgs,
     env: Dict[str, str],
-    join_cgroup: Optional[Callable[[int], None]],
     *,
     cwd: str,
     timeout: Optional[float],
+    join_files: Sequence[str] = (),
+    join_cgroup: Optional[Callable[[int], None]] = None,
     listen_fds: int = 0,
     attach_dir: Optional[str] = None,
 ) -> Launched:
     """Run conmon and wait for its first sync message.
 
-    `join_cgroup(pid)` puts conmon into its cgroup; it runs after the spawn,
-    while conmon initialises, and before the start byte lets conmon fork.
+    conmon joins its cgroup before the start byte lets it fork: it writes
+    "0" to each of `join_files` itself before it runs (see native.spawn),
+    or `join_cgroup(pid)` moves it after the spawn (systemd's way).
 
     With `attach_dir` (an exec with `exec_attach`), conmon says on the attach
     pipe when its attach socket in `attach_dir` is ready; we connect, and a
@@ -163,13 +166,18 @@ def launch(
         env = dict(env, _OCI_ATTACHPIPE=str(ATTACH_FD))
     pid = -1
     sock: Optional[socket.socket] = None
+    joins: List[int] = []
     try:
         try:
-            pid = _native.spawn(args.conmon_path, args.argv(), env, fds, cwd)
+            for path in join_files:
+                joins.append(_open_cgroup_file(path))
+            pid = _native.spawn(args.conmon_path, args.argv(), env, fds, cwd, cgroups=joins)
         except OSError as e:
+            if getattr(e, "failed_step", 0) == STEP_CGROUP:
+                raise CgroupError(f"conmon cannot join its cgroup: {e.strerror}") from e
             raise ConmonError(f"cannot run conmon {args.conmon_path}: {e.strerror}") from e
         finally:
-            for fd in (sync_child, start_child, err_w, devnull, attach_child):
+            for fd in (sync_child, start_child, err_w, devnull, attach_child, *joins):
                 if fd >= 0:
                     os.close(fd)
         early: Optional[BaseException] = None
@@ -224,6 +232,13 @@ def launch(
         for fd in (start_parent, attach_parent):
             if fd >= 0:
                 os.close(fd)
+
+
+def _open_cgroup_file(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CgroupError(f"cannot join cgroup {os.path.dirname(path)}: {e.strerror}") from e
 
 
 def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from . import conmon, spec as specs
 from .cgroups import Cgroup
@@ -54,7 +54,7 @@ class Launcher:
         bundle: str,
         spec: specs.Spec,
         *,
-        join_cgroup: Callable[[int], None],
+        cgroup: Optional[Cgroup],
         terminal: bool,
         stdin: bool,
         exit_command: Sequence[str],
@@ -84,7 +84,7 @@ class Launcher:
             exit_command=tuple(exit_command),
         )
         env, listen_fds = conmon.conmon_env(self.conmon_env, os.environ)
-        launched = conmon.launch(args, env, join_cgroup, cwd=files.root, timeout=timeout, listen_fds=listen_fds)
+        launched = conmon.launch(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))
         os.close(launched.sync_fd)  # a container's exit is read from the exit file
         return launched
 
@@ -126,8 +126,8 @@ class Launcher:
             env, _ = conmon.conmon_env(self.conmon_env, {})
             link = os.path.join(self.socket_dir, session_id)
             try:
-                join = cgroup.add if cgroup is not None else None
-                return conmon.launch(args, env, join, cwd=files.root, timeout=timeout, attach_dir=link if attach else None)
+                attach_dir = link if attach else None
+                return conmon.launch(args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, **_joining(cgroup))
             except BaseException:
                 if os.path.islink(link):  # conmon may have linked the session's socket dir before failing
                     os.unlink(link)
@@ -160,3 +160,11 @@ class Launcher:
                 os.unlink(path)
         shutil.rmtree(files.root, ignore_errors=True)
         return errors
+
+
+def _joining(cgroup: Optional[Cgroup]) -> Dict[str, Any]:
+    """How conmon joins `cgroup`: by itself through its files, else moved by the manager."""
+    if cgroup is None:
+        return {}
+    files = cgroup.join_files()
+    return {"join_files": files} if files else {"join_cgroup": cgroup.add}

@@ -198,14 +198,10 @@ class Runtime:
     ) -> None:
         """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
-
-        def join_cgroup(pid: int) -> None:
-            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
-            container._cgroup.add(pid)
-
         try:
+            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
             launched = self.launcher.create(
-                cid, container._files, container.bundle, spec, join_cgroup=join_cgroup,
+                cid, container._files, container.bundle, spec, cgroup=container._cgroup,
                 terminal=terminal, stdin=stdin, exit_command=exit_command, timeout=limit,
             )  # fmt: skip
             container._created(launched)

@@ -7,39 +7,88 @@ import os
 import pytest
 
 import ocirt
-from ocirt.cgroups import Cgroupfs, Hierarchy, hierarchies
+from ocirt.cgroups import Cgroupfs, Hierarchy, cgroupfs, hierarchies
 
 
 def conmon_cgroups(pid: int) -> dict:
+    """{controllers: path} as /proc/<pid>/cgroup says, keyed like Hierarchy.controllers."""
     with open(f"/proc/{pid}/cgroup") as f:
-        return {line.split(":")[1]: line.rstrip("\n").split(":", 2)[2] for line in f}
+        return {frozenset(filter(None, line.split(":")[1].split(","))): line.rstrip("\n").split(":", 2)[2] for line in f}
 
 
-def test_conmon_runs_in_its_own_cgroup_in_every_hierarchy(create, make_bundle):
+def placed() -> set:
+    """The hierarchies conmon gets a cgroup of its own in (a hybrid host's cgroup2 mount only with controllers)."""
+    return {h.controllers for h in Cgroupfs().hierarchies()}
+
+
+def test_conmon_runs_in_its_own_cgroup_in_every_hierarchy_that_limits(create, make_bundle):
     c = create(make_bundle("sleep", "1000"))
     own = conmon_cgroups(os.getpid())
     paths = conmon_cgroups(c.conmon_pid)
     assert set(paths) == set(own)
+    assert {h.controllers for h in hierarchies() if h.version == 1} <= placed()
     leaf = f"ocirt-conmon-{c.id}"
     for key, path in paths.items():
-        assert path == os.path.join(own[key], leaf), key
-    dirs = [os.path.join(h.own_dir, leaf) for h in hierarchies()]
+        assert path == (os.path.join(own[key], leaf) if key in placed() else own[key]), key
+    dirs = [os.path.join(h.own_dir, leaf) for h in Cgroupfs().hierarchies()]
     assert all(os.path.isdir(d) for d in dirs)
     c.delete(force=True)
     assert not any(os.path.exists(d) for d in dirs)
 
 
-def test_relative_parent_is_made_and_removed(tmp_path, make_bundle, new_id):
-    rt = ocirt.Runtime(tmp_path / "rt", cgroup_parent="ocirt-test-parent/nested")
+def test_a_hybrid_hosts_cgroup2_without_controllers_is_left_out(tmp_path, monkeypatch):
+    v1 = Hierarchy("/sys/fs/cgroup/memory", 1, frozenset({"memory"}), "/")
+    v2 = Hierarchy(str(tmp_path), 2, frozenset(), "/")
+    control = tmp_path / "cgroup.subtree_control"
+    control.write_text("\n")
+    monkeypatch.setattr(cgroupfs, "hierarchies", lambda: [v1, v2])
+    assert Cgroupfs().hierarchies() == [v1]
+    control.write_text("memory pids\n")
+    assert Cgroupfs().hierarchies() == [v1, v2]
+    monkeypatch.setattr(cgroupfs, "hierarchies", lambda: [v2])  # pure v2: always
+    control.write_text("\n")
+    assert Cgroupfs().hierarchies() == [v2]
+
+def test_relative_parent_is_made_and_removed(make_runtime, make_bundle, new_id):
+    parent = new_id()
+    rt = make_runtime(cgroup_parent=f"{parent}/nested")
     c = rt.create(new_id(), make_bundle("true"))
     try:
         own = conmon_cgroups(os.getpid())
-        for key, path in conmon_cgroups(c.conmon_pid).items():
-            assert path == os.path.join(own[key], "ocirt-test-parent/nested", f"ocirt-conmon-{c.id}")
+        for key in placed():
+            assert conmon_cgroups(c.conmon_pid)[key] == os.path.join(own[key], parent, "nested", f"ocirt-conmon-{c.id}")
     finally:
         c.delete()
     for h in hierarchies():
-        assert not os.path.exists(os.path.join(h.own_dir, "ocirt-test-parent"))
+        assert not os.path.exists(os.path.join(h.own_dir, parent))
+
+
+def test_absolute_parent_places_conmon_there_in_every_hierarchy(make_runtime, make_bundle, new_id):
+    # An absolute parent means the same path in every hierarchy. These
+    # machines allow cgroups only inside our own subtree, so take the deepest
+    # of our own cgroups, if every other one lies above it.
+    own = sorted({h.own_path for h in hierarchies()}, key=len)
+    if not all(own[-1] == p or own[-1].startswith(p.rstrip("/") + "/") for p in own):
+        pytest.skip(f"no absolute path lies inside this process's cgroup in every hierarchy: {own}")
+    parent = os.path.join(own[-1], new_id())
+    made = [shallowest_missing(h.mountpoint, parent) for h in Cgroupfs().hierarchies()]  # what ocirt will have to make
+    rt = make_runtime(cgroup_parent=parent)
+    c = rt.create(new_id(), make_bundle("true"))
+    try:
+        paths = conmon_cgroups(c.conmon_pid)
+        assert {paths[key] for key in placed()} == {os.path.join(parent, f"ocirt-conmon-{c.id}")}
+    finally:
+        c.delete()
+    assert not any(os.path.exists(d) for d in made)
+
+
+def shallowest_missing(mountpoint: str, path: str) -> str:
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        d = os.path.join(mountpoint, *parts[:i])
+        if not os.path.exists(d):
+            return d
+    raise AssertionError(f"{path} exists already under {mountpoint}")
 
 
 def test_parent_with_dotdot_is_refused(tmp_path):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import inspect
 import os
+import resource
 import signal
 import sys
 import threading
-import time
 
 import pytest
 
 from ocirt import native
+from ocirt.cgroups import hierarchies
+
+from .observe import inotify_watching, pidfd_open_on, spawn_with_pid, until
 
 _native = native  # swapped for each backend by the fixture below
 
@@ -24,12 +28,31 @@ def backend(request, monkeypatch):
     return request.param
 
 
-def test_both_backends_provide_the_same_names():
-    for name in native.BACKENDS:
-        module = native.load(name)
-        assert all(callable(getattr(module, n)) or n.isupper() for n in native.PUBLIC)
+def test_both_backends_agree_on_values_and_signatures():
+    cython, cffi = (native.load(name) for name in ("cython", "cffi"))
+    for name in native.PUBLIC:
+        a, b = getattr(cython, name), getattr(cffi, name)
+        if callable(a):
+            assert _params(a) == _params(b), name
+        else:
+            assert a == b, name
     with pytest.raises(ImportError, match="unknown OCIRT_BACKEND 'nope'"):
         native.load("nope")
+
+
+def _params(fn):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_spawn_takes_at_most_spawn_max_fds_pairs():
+    r, w = os.pipe()
+    try:
+        pairs = [(w, 3 + i) for i in range(_native.SPAWN_MAX_FDS + 1)]
+        with pytest.raises(ValueError, match=f"at most {_native.SPAWN_MAX_FDS}"):
+            _native.spawn(SH, [SH, "-c", "exit 0"], None, pairs)
+    finally:
+        os.close(r)
+        os.close(w)
 
 SH = "/bin/sh"
 
@@ -127,9 +150,83 @@ def test_spawn_not_executable_is_permission_error(tmp_path):
         _native.spawn(str(script), ["script"])
 
 
-def test_spawn_bad_cwd_is_reported(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        _native.spawn(SH, [SH, "-c", "true"], cwd=str(tmp_path / "missing"))
+def test_spawn_bad_cwd_is_reported_with_the_directory(tmp_path):
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as info:
+        _native.spawn(SH, [SH, "-c", "true"], cwd=missing)
+    assert info.value.filename == missing and "changing directory" in str(info.value)
+    with pytest.raises(FileNotFoundError) as info:
+        _native.spawn("/no/such/binary", ["x"], cwd=str(tmp_path))
+    assert info.value.filename == "/no/such/binary"
+
+
+@pytest.mark.parametrize(
+    "argv, env, words",
+    [
+        ([SH, "-c", "true\0rm -rf /"], {}, "null byte in argv"),
+        ([SH, "-c", "true"], {"A=B": "C"}, "illegal environment variable name"),
+        ([SH, "-c", "true"], {"": "C"}, "illegal environment variable name"),
+        ([SH, "-c", "true"], {"X": "1\0INJECT"}, "null byte in environment variable 'X'"),
+        ([SH, "-c", "true"], {"X\0Y": "1"}, "null byte in an environment variable name"),
+    ],
+)
+def test_spawn_refuses_what_exec_would_misread(argv, env, words):
+    with pytest.raises(ValueError, match=words):
+        _native.spawn(SH, argv, env)
+
+
+def test_spawn_target_beyond_the_fd_limit_is_refused_before_forking():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    r, w = os.pipe()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        with pytest.raises(OSError) as info:
+            _native.spawn(SH, [SH, "-c", "true"], None, [(w, 5000)])
+        assert info.value.errno == errno.EMFILE
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(r)
+        os.close(w)
+
+
+@pytest.fixture
+def own_v1_cgroup():
+    """A cgroup of the test's own, below this process's cgroup in a v1 hierarchy (pids, or another)."""
+    h = next((h for h in hierarchies() if h.version == 1 and "pids" in h.controllers), None) or next(
+        (h for h in hierarchies() if h.version == 1), None
+    )
+    if h is None:
+        pytest.skip("no cgroup v1 hierarchy here")
+    path = os.path.join(h.own_dir, f"ocirt-test-spawn-{os.getpid()}")
+    os.mkdir(path)
+    try:
+        yield h, path
+    finally:
+        os.rmdir(path)
+
+
+def test_spawn_moves_the_child_into_cgroups_before_it_runs(own_v1_cgroup):
+    h, path = own_v1_cgroup
+    fd = os.open(os.path.join(path, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        code, out = run_child([SH, "-c", "cat /proc/$$/cgroup"], cgroups=[fd])
+    finally:
+        os.close(fd)
+    assert code == 0
+    names = ",".join(sorted(h.controllers))
+    line = next(line for line in out.splitlines() if ",".join(sorted(line.split(":")[1].split(","))) == names)
+    assert line.split(":", 2)[2] == os.path.join(h.own_path, os.path.basename(path))
+
+
+def test_spawn_reports_a_failed_cgroup_join_as_that_step():
+    fd = os.open("/dev/full", os.O_WRONLY | os.O_CLOEXEC)  # every write: ENOSPC
+    try:
+        with pytest.raises(OSError) as info:
+            _native.spawn(SH, [SH, "-c", "true"], cgroups=[fd])
+    finally:
+        os.close(fd)
+    assert info.value.errno == errno.ENOSPC and "moving into its cgroup" in str(info.value)
+    assert info.value.failed_step == 2
 
 
 def test_spawn_bad_source_fd_is_ebadf():
@@ -190,6 +287,10 @@ class Blocked:
     def join(self):
         self.reaper.join()
 
+    def finish(self):
+        self.release()
+        self.join()
+
 
 @pytest.mark.parametrize("use_pidfd", [True, False], ids=["pidfd", "kill0"])
 def test_wait_pids_times_out_then_sees_exits(use_pidfd):
@@ -224,9 +325,14 @@ def test_pidfd_signal_reaches_the_process_and_not_a_successor():
     fd = _native.pidfd_open(p.pid)
     try:
         _native.pidfd_send_signal(fd, signal.SIGKILL)
-        p.join()  # reaped: its pid may now be reused, the pidfd still names the dead process
-        with pytest.raises(ProcessLookupError):
-            _native.pidfd_send_signal(fd, signal.SIGKILL)
+        p.join()  # reaped: its pid is free, and the pidfd still names the dead process
+        successor = spawn_with_pid(p.pid, Blocked, lambda b: b.pid, Blocked.finish)
+        try:
+            with pytest.raises(ProcessLookupError):
+                _native.pidfd_send_signal(fd, signal.SIGKILL)
+            assert _native.wait_pids([successor.pid], 0) == [successor.pid]  # untouched
+        finally:
+            successor.finish()
     finally:
         os.close(fd)
         os.close(p.w)
@@ -260,7 +366,9 @@ def test_wait_file_present_absent_and_renamed_in(tmp_path, mode):
     result = []
     waiter = threading.Thread(target=lambda: result.append(_native.wait_file(str(tmp_path), "exit", 30, **mode)))
     waiter.start()
-    os.close(w)  # release the writer, whether or not the wait is armed yet
+    if mode["use_inotify"]:
+        until(lambda: inotify_watching(str(tmp_path)))  # the event path, not the first existence check
+    os.close(w)
     waiter.join()
     os.waitpid(pid, 0)
     assert result == [True]
@@ -268,14 +376,86 @@ def test_wait_file_present_absent_and_renamed_in(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_wait_file_guard_exit_without_file_is_process_lookup_error(tmp_path, mode):
+def test_wait_file_guard_that_dies_during_the_wait_is_process_lookup_error(tmp_path, mode):
     guard = Blocked()
-    guard.release()
-    guard.join()
-    start = time.monotonic()
-    with pytest.raises(ProcessLookupError):
-        _native.wait_file(str(tmp_path), "never", 30, guard_pid=guard.pid, **mode)
-    assert time.monotonic() - start < 30
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(_raised(_native.wait_file, str(tmp_path), "never", 60, guard_pid=guard.pid, **mode)))
+    waiter.start()
+    try:
+        if mode["use_pidfd"]:
+            until(lambda: pidfd_open_on(guard.pid))  # blocked in poll on the guard's pidfd
+    finally:
+        guard.finish()
+    waiter.join(60)
+    assert isinstance(result[0], ProcessLookupError)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("timeout", [0, 30])
+def test_wait_file_guard_already_a_zombie_is_process_lookup_error(tmp_path, mode, timeout):
+    pid = _native.spawn(SH, [SH, "-c", "exit 0"])
+    try:
+        assert _native.wait_pids([pid], 30) == []  # exited; a zombie until reaped below
+        with pytest.raises(ProcessLookupError):
+            _native.wait_file(str(tmp_path), "never", timeout, guard_pid=pid, **mode)
+    finally:
+        os.waitpid(pid, 0)
+
+
+def _raised(fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except Exception as e:
+        return e
+    return None
+
+
+def test_wait_change_sees_a_write_a_size_and_a_guard(tmp_path):
+    path = str(tmp_path / "log")
+    with open(path, "w") as f:
+        f.write("12345")
+    assert _native.wait_change(path, 0, known_size=3)  # grown since the caller read: at once
+    assert not _native.wait_change(path, 0.02, known_size=5)
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(_native.wait_change(path, 30, known_size=5)))
+    waiter.start()
+    until(lambda: inotify_watching(path))
+    with open(path, "a") as f:
+        f.write("6")
+    waiter.join(30)
+    assert result == [True]
+    guard = Blocked()
+    waiter = threading.Thread(target=lambda: result.append(_raised(_native.wait_change, path, 60, known_size=6, guard_pid=guard.pid)))
+    waiter.start()
+    until(lambda: pidfd_open_on(guard.pid))
+    guard.finish()
+    waiter.join(60)
+    assert isinstance(result[1], ProcessLookupError)
+
+
+def test_inotify_instances_are_reused_and_carry_no_stale_events(tmp_path):
+    busy, quiet = tmp_path / "busy", tmp_path / "quiet"
+    busy.mkdir()
+    quiet.mkdir()
+    stop = threading.Event()
+
+    def churn():  # events keep arriving in `busy` while the waits below come and go
+        i = 0
+        while not stop.is_set():
+            (busy / f"f{i % 50}").write_text("x")
+            i += 1
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        for _ in range(20):
+            assert _native.wait_file(str(busy), "f7", 30)
+            assert _native.inotify_pool_size() >= 1  # kept for the next wait
+            # A reused instance must not answer for events of its last watch.
+            assert not _native.wait_file(str(quiet), "f7", 0.005)
+    finally:
+        stop.set()
+        writer.join()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -8,9 +8,11 @@
   called before anything is created.
 - `create(name) -> Cgroup`: a new cgroup for one conmon.
 
-A `Cgroup` has `add(pid)`, `pids()`, `leave(pid)` (back to the parent) and
-`remove()`; `remove()` deletes the cgroup and everything below it once no
-process is left in it.
+A `Cgroup` has `join_files()` (what a new process writes "0" to, to move
+itself in before it runs anything; empty when the manager must be asked),
+`add(pid)`, `pids()`, `leave(pid)` (back to the parent) and `remove()`;
+`remove()` deletes the cgroup and everything below it once no process is
+left in it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ MANAGERS = ("cgroupfs", "systemd")
 
 
 class Cgroup(Protocol):
+    def join_files(self) -> List[str]: ...
+
     def add(self, pid: int) -> None: ...
 
     def pids(self) -> List[int]: ...

@@ -95,8 +95,19 @@ class Cgroupfs:
             raise CgroupError("no cgroup hierarchy is mounted (see /proc/self/mountinfo)")
 
     def hierarchies(self) -> List[Hierarchy]:
+        """The hierarchies a cgroup of this manager spans.
+
+        On a hybrid host (v1 controllers plus a cgroup2 mount) the cgroup2
+        mount counts only if controllers are enabled below our own cgroup
+        there: otherwise membership in it limits nothing, and joining it
+        would cost the process a wait for the cgroup core's global lock
+        (writing a v2 cgroup.procs always takes it, 5-10 ms).
+        """
         if self._hierarchies is None:
-            self._hierarchies = hierarchies()
+            found = hierarchies()
+            if any(h.version == 1 for h in found):
+                found = [h for h in found if h.version == 1 or _controllers_enabled(h.own_dir)]
+            self._hierarchies = found
         return self._hierarchies
 
     def parent_dir(self, h: Hierarchy) -> str:
@@ -124,6 +135,14 @@ class Cgroupfs:
         group = CgroupfsGroup(list(dirs))
         group.created_parents = list(parents)
         return group
+
+
+def _controllers_enabled(cgroup_dir: str) -> bool:
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.subtree_control")) as f:
+            return bool(f.read().split())
+    except OSError:
+        return False
 
 
 def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
@@ -175,6 +194,16 @@ class CgroupfsGroup:
     def __init__(self, dirs: List[str]) -> None:
         self.dirs = dirs
         self.created_parents: List[str] = []
+
+    def join_files(self) -> List[str]:
+        """The files a process writes "0" to in order to move itself here:
+        `tasks` on v1 (no global lock for a thread that moves itself),
+        `cgroup.procs` on v2."""
+        out = []
+        for d in self.dirs:
+            tasks = os.path.join(d, "tasks")
+            out.append(tasks if os.path.exists(tasks) else os.path.join(d, "cgroup.procs"))
+        return out
 
     def add(self, pid: int) -> None:
         """Move `pid` (a whole process) into this cgroup in every hierarchy."""

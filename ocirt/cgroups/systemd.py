@@ -79,6 +79,10 @@ class SystemdScope:
     def pids(self) -> List[int]:
         return []
 
+    def join_files(self) -> List[str]:
+        """None: systemd is asked to move the process (see `add`)."""
+        return []
+
     def leave(self, pid: int) -> None:
         """Nothing to do: systemd's scope is not ocirt's to empty."""
 

@@ -1,0 +1,56 @@
+"""What both native backends check and encode before a spawn (see native.spawn)."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+Path = Union[str, bytes]
+
+# The steps a spawn can fail at in the child (csrc/ocirt.h OCIRT_STEP_*), as words.
+STEP_CGROUP = 2
+STEPS = {1: "placing its fds", STEP_CGROUP: "moving into its cgroup", 3: "changing directory", 4: "starting a session", 5: "exec"}
+
+
+def _encode(value: Path, what: str) -> bytes:
+    data = os.fsencode(value)
+    if b"\0" in data:
+        raise ValueError(f"embedded null byte in {what}")
+    return data
+
+
+def encode(
+    path: Path, argv: Sequence[Path], env: Optional[Mapping[str, str]], cwd: Optional[Path]
+) -> Tuple[bytes, List[bytes], List[bytes], Optional[bytes]]:
+    """(path, argv, env as KEY=VALUE, cwd) as bytes; ValueError for what exec would misread."""
+    bargv = [_encode(a, "argv") for a in argv]
+    if not bargv:
+        raise ValueError("argv must not be empty")
+    benv = []
+    for key, value in (os.environ if env is None else env).items():
+        bkey = _encode(key, "an environment variable name")
+        if not bkey or b"=" in bkey:
+            raise ValueError(f"illegal environment variable name {key!r}")
+        benv.append(bkey + b"=" + _encode(value, f"environment variable {key!r}"))
+    return _encode(path, "path"), bargv, benv, None if cwd is None else _encode(cwd, "cwd")
+
+
+def fd_pairs(fds: Iterable[Tuple[int, int]], limit: int) -> List[Tuple[int, int]]:
+    pairs = [(int(s), int(t)) for s, t in fds]
+    if len(pairs) > limit:
+        raise ValueError(f"at most {limit} fds can be passed, not {len(pairs)}")
+    return pairs
+
+
+def error(err: int, step: int, path: Path, cwd: Optional[Path]) -> OSError:
+    """The OSError for a spawn that failed at `step` (0: in the parent), naming what
+    failed; its `failed_step` attribute is `step`."""
+    message = os.strerror(err)
+    if step == 5 or step == 0:
+        e = OSError(err, message, os.fsdecode(path))
+    elif step == 3 and cwd is not None:
+        e = OSError(err, f"{message} (changing directory)", os.fsdecode(cwd))
+    else:
+        e = OSError(err, f"{message} ({STEPS.get(step, 'spawning')})")
+    e.failed_step = step  # type: ignore[attr-defined]
+    return e
