@@ -56,6 +56,7 @@ class ConmonArgs:
     stdin: bool = False
     log_size_max: int = -1
     no_pivot: bool = False
+    sync_log: bool = True  # conmon fsyncs the log when the container exits
     exec_spec: Optional[str] = None  # set for an exec session
     exec_attach: bool = False  # the exec waits until we are attached
     runtime_args: Tuple[str, ...] = ()
@@ -86,6 +87,8 @@ class ConmonArgs:
             args += ["--log-size-max", str(self.log_size_max)]
         if self.no_pivot:
             args.append("--no-pivot")
+        if not self.sync_log:
+            args.append("--no-sync-log")
         if self.exit_command:
             args += ["--exit-command", self.exit_command[0]]
             for arg in self.exit_command[1:]:

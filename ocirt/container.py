@@ -105,7 +105,7 @@ class Container:
         with self._locked():
             self._require(CREATED, verb="start")
             started = now()  # before: a quick process may finish before start returns
-            self._svc.oci.start(self.id)
+            self._svc.oci.start(self.id, self._monitor.init, hooks=specs.has_poststart_hooks(self.spec))
             self.state.status, self.state.started_at = RUNNING, started
 
     def kill(self, sig: SignalLike = signal.SIGKILL) -> None:

@@ -27,6 +27,7 @@ class Launcher:
         systemd_cgroup: bool = False,
         log_size_max: int = -1,
         no_pivot: bool = False,
+        sync_log: bool = False,
     ) -> None:
         self.conmon_path = conmon_path
         self.runtime_path = runtime_path
@@ -35,6 +36,7 @@ class Launcher:
         self.systemd_cgroup = systemd_cgroup
         self.log_size_max = log_size_max
         self.no_pivot = no_pivot
+        self.sync_log = sync_log
 
     def args(self, **kw: object) -> conmon.ConmonArgs:
         return conmon.ConmonArgs(
@@ -44,6 +46,7 @@ class Launcher:
             systemd_cgroup=self.systemd_cgroup,
             log_size_max=self.log_size_max,
             no_pivot=self.no_pivot,
+            sync_log=self.sync_log,
             **kw,  # type: ignore[arg-type]
         )
 

@@ -82,6 +82,10 @@ def stop_signal(spec: Spec) -> int:
     return parse_signal(value)
 
 
+def has_poststart_hooks(spec: Spec) -> bool:
+    return bool((spec.get("hooks") or {}).get("poststart"))
+
+
 def has_own_pid_namespace(spec: Spec) -> bool:
     """True when killing the container's init kills all its processes."""
     namespaces = (spec.get("linux") or {}).get("namespaces") or []

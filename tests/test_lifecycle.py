@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
+from typing import Iterator
 
 import pytest
 
 import ocirt
 from ocirt import ContainerStatus
+from ocirt.cgroups import Cgroupfs, hierarchies
 
 from .cli_support import reap_orphans
+from .observe import inotify_watching, until
 
 
-def freezer_state(pid: int) -> str:
-    """The freezer state of the cgroup `pid` is in (cgroup v1)."""
+def frozen(pid: int) -> bool:
+    """Whether the cgroup `pid` is in is frozen: v1's freezer where it is mounted, else v2's cgroup.events."""
+    paths = {}
     with open(f"/proc/{pid}/cgroup") as f:
-        path = next(line.split(":", 2)[2].strip() for line in f if ":freezer:" in line)
-    with open(f"/sys/fs/cgroup/freezer{path}/freezer.state") as f:
-        return f.read().strip()
+        for line in f:
+            _, names, path = line.rstrip("\n").split(":", 2)
+            paths[names] = path
+    for h in hierarchies():
+        if "freezer" in h.controllers:
+            with open(os.path.join(h.mountpoint, paths["freezer"].lstrip("/"), "freezer.state")) as f:
+                return f.read().strip() == "FROZEN"
+    v2 = next(h for h in hierarchies() if h.version == 2)
+    with open(os.path.join(v2.mountpoint, paths[""].lstrip("/"), "cgroup.events")) as f:
+        return "frozen 1" in f.read().splitlines()
+
 
 
 @pytest.mark.parametrize(
@@ -32,9 +46,7 @@ def test_exit_codes(run, args, code):
     assert c.wait(30) == code
     assert c.state.status is ContainerStatus.STOPPED
     assert c.state.exit_code == code
-    assert c.state.started_at <= c.state.finished_at
     c.delete()
-    assert c.state.status is ContainerStatus.STOPPED
 
 
 def test_create_then_start_states(create, make_bundle, runtime):
@@ -72,7 +84,8 @@ def test_update_status_sees_exit_and_reads_exit_file(run):
     assert ocirt.native.wait_file(c._files.exit_dir, c.id, 30)
     st = c.update_status()
     assert (st.status, st.exit_code, st.oom_killed) == (ContainerStatus.STOPPED, 3, False)
-    assert st.finished_at.timestamp() == pytest.approx(os.stat(c._files.exit_file).st_ctime)
+    expected = max(os.stat(c._files.exit_file).st_ctime, st.started_at.timestamp())  # clamped to the start
+    assert st.finished_at.timestamp() == pytest.approx(expected, abs=1e-5)
 
 
 def test_stop_escalates_to_sigkill_after_timeout(run):
@@ -81,7 +94,9 @@ def test_stop_escalates_to_sigkill_after_timeout(run):
     c.stop(timeout=0.5)
     assert time.monotonic() - start >= 0.5
     assert c.state.exit_code == 137
+    before = (c.state.exit_code, c.state.finished_at)
     c.stop()  # stopping a stopped container does nothing
+    assert (c.state.exit_code, c.state.finished_at) == before
     c.delete()
 
 
@@ -98,10 +113,10 @@ def test_pause_resume_seen_in_freezer(run):
     c = run("sleep", "1000")
     c.pause()
     assert c.state.status is ContainerStatus.PAUSED
-    assert freezer_state(c.state.pid) == "FROZEN"
+    assert frozen(c.state.pid)
     assert c.update_status().status is ContainerStatus.PAUSED
     c.resume()
-    assert freezer_state(c.state.pid) == "THAWED"
+    assert not frozen(c.state.pid)
     assert c.update_status().status is ContainerStatus.RUNNING
     c.delete(force=True)
 
@@ -113,11 +128,13 @@ def test_stop_of_a_paused_container_resumes_so_sigterm_lands(run):
     assert c.state.exit_code == 143  # SIGTERM did it, not the SIGKILL escalation
 
 
-def test_kill_of_exited_container_is_invalid_state(run):
+def test_kill_of_a_container_that_exited_unseen_records_the_exit(run):
     c = run("true")
-    c.wait(30)
-    with pytest.raises(ocirt.InvalidState):
+    assert ocirt.native.wait_file(c._files.exit_dir, c.id, 30)  # exited; state not told
+    assert c.state.status is ContainerStatus.RUNNING
+    with pytest.raises(ocirt.InvalidState, match="has exited"):
         c.kill("TERM")
+    assert (c.state.status, c.state.exit_code) == (ContainerStatus.STOPPED, 0)
 
 
 def test_delete_running_needs_force(run):
@@ -160,31 +177,66 @@ def test_logs_stdout_stderr_and_partial_lines(run):
     assert all(r.time.tzinfo is not None for r in records)
 
 
-def test_container_sees_only_stdio_fds(run):
-    leak = os.open(os.devnull, os.O_RDONLY)
-    os.set_inheritable(leak, True)
+@contextlib.contextmanager
+def planted_fd(tmp_path) -> Iterator[str]:
+    """An inheritable fd of this process on a uniquely named file: no container or conmon may get it."""
+    marker = str(tmp_path / f"leak-marker-{os.urandom(4).hex()}")
+    fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o600)
+    os.set_inheritable(fd, True)
     try:
+        yield marker
+    finally:
+        os.close(fd)
+
+
+def fd_targets(pid: int) -> set:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_container_sees_only_stdio_fds(run, tmp_path):
+    with planted_fd(tmp_path):
         # ls lists the shell's fds from a process of its own ("; exit" keeps
         # busybox sh from exec'ing ls in its place).
         c = run("sh", "-c", "ls /proc/$$/fd; exit 0")
-    finally:
-        os.close(leak)
     assert c.wait(30) == 0
     assert sorted(r.text for r in c.logs()) == ["0", "1", "2"]
 
 
-def test_conmon_gets_no_caller_stdio_and_no_stray_fds(create, make_bundle):
-    leak = os.open(os.devnull, os.O_RDONLY)
-    os.set_inheritable(leak, True)
-    try:
+def test_no_fd_of_ours_reaches_conmon_or_the_container(create, make_bundle, tmp_path):
+    with planted_fd(tmp_path) as marker:
         c = create(make_bundle("sleep", "1000"))
-    finally:
-        os.close(leak)
-    fds = {int(fd): os.readlink(f"/proc/{c.conmon_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{c.conmon_pid}/fd")}
-    assert fds[0] == fds[1] == fds[2] == "/dev/null"
-    for fd in (0, 1, 2):
-        assert os.readlink(f"/proc/self/fd/{fd}") != fds[fd] or fds[fd] == "/dev/null"
-    assert all(not target.startswith("/proc") for target in fds.values())
+        # conmon closes its own stray fds only once the container has exited: look now.
+        assert marker not in fd_targets(c.conmon_pid)
+        assert marker not in fd_targets(c.state.pid)
+        c.start()
+        assert marker not in fd_targets(c.state.pid)
+    c.delete(force=True)
+
+
+def test_conmon_gets_devnull_its_error_pipe_and_two_sockets_and_its_cgroup_first(tmp_path, fakes_dir, make_bundle, new_id):
+    """A recording fake conmon: its fds before the start byte, its cgroups when the byte came."""
+    record = str(tmp_path / "record")
+    env = {"PATH": os.environ["PATH"], "OCIRT_FAKE_RECORD": record}
+    rt = ocirt.Runtime(tmp_path / "rt", conmon_path=os.path.join(fakes_dir, "conmon-record"), conmon_env=env)
+    cid = new_id()
+    with planted_fd(tmp_path):
+        with pytest.raises(ocirt.ConmonError, match="fake conmon: recorded"):
+            rt.create(cid, make_bundle())
+    with open(record + ".fds") as f:
+        fds = {int(line.split()[-3]): line.split()[-1] for line in f if " -> " in line}
+    fds = {fd: target for fd, target in fds.items() if target != os.path.join(fakes_dir, "conmon-record")}  # the shell's script
+    assert fds[0] == "/dev/null" and fds[1] == fds[2] and fds[1].startswith("pipe:")
+    assert fds[3].startswith("socket:") and fds[4].startswith("socket:")
+    assert sorted(fds) == [0, 1, 2, 3, 4]
+    with open(record + ".cgroup") as f:
+        joined = {frozenset(filter(None, line.split(":")[1].split(","))): line.rstrip("\n") for line in f}
+    assert all(joined[h.controllers].endswith(f"/ocirt-conmon-{cid}") for h in Cgroupfs().hierarchies())
 
 
 def test_many_containers_in_parallel(run):
@@ -194,14 +246,45 @@ def test_many_containers_in_parallel(run):
         c.delete()
 
 
-def test_runtime_reuses_an_id_after_delete(create, make_bundle, new_id):
+def test_runtime_reuses_an_id_after_delete_and_ignores_a_stale_exit_file(create, make_bundle, new_id, runtime):
     cid = new_id()
-    bundle = make_bundle("sh", "-c", "exit 5")
-    for _ in range(2):
-        c = create(bundle, cid=cid)
-        c.start()
-        assert c.wait(30) == 5  # never the previous run's exit file
-        c.delete()
+    c = create(make_bundle("sh", "-c", "exit 5"), cid=cid)
+    c.start()
+    assert c.wait(30) == 5
+    c.delete()
+    with open(os.path.join(runtime.dirs.exits, cid), "w") as f:
+        f.write("5")  # as if left behind by the first run
+    c = create(make_bundle("sh", "-c", "exit 6"), cid=cid)
+    c.start()
+    assert c.wait(30) == 6
+    c.delete()
+
+
+def test_a_conmon_that_dies_during_wait_is_an_error_not_a_hang(run, runtime):
+    c = run("sleep", "1000")
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("error", _raised(c.wait, 60)))
+    waiter.start()
+    until(lambda: inotify_watching(runtime.dirs.exits))  # wait() is blocked on the exit file
+    fd = ocirt.native.pidfd_open(c.conmon_pid)
+    try:
+        ocirt.native.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    waiter.join(60)
+    assert not waiter.is_alive()
+    assert isinstance(result["error"], ocirt.ConmonError)
+    assert c.state.exit_code == -1
+    reap_orphans()
+    c.delete(force=True)
+
+
+def _raised(fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:
+        return e
+    return None
 
 
 def test_terminal_output_goes_to_the_log(create, make_bundle):
@@ -240,6 +323,57 @@ def test_whole_lifecycle_on_the_fallback_paths(make_bundle, tmp_path, new_id):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     reap_orphans()  # that process was no subreaper: its conmon ended as ours
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "9\n", "")
+
+
+def test_log_size_max_keeps_the_log_small_and_its_end_with_no_pivot_and_sync_log(make_runtime, make_bundle, new_id):
+    rt = make_runtime(log_size_max=4096, no_pivot=True, sync_log=True)
+    c = rt.create(new_id(), make_bundle("seq", "1", "2000"))  # about 9 KB of output
+    c.start()
+    assert c.wait(30) == 0
+    assert os.path.getsize(c.log_path) <= 4096
+    texts = [r.text for r in c.logs()]
+    assert texts[-1] == "2000" and len(texts) < 2000  # conmon keeps the newest lines
+    c.delete()
+
+
+def test_stdin_gives_the_container_a_pipe_from_conmon(create, make_bundle):
+    c = create(make_bundle("sh", "-c", "readlink /proc/self/fd/0"), stdin=True)
+    c.start()
+    assert c.wait(30) == 0
+    assert [r.text for r in c.logs()][0].startswith("pipe:")
+    c.delete()
+
+
+def test_start_reads_runcs_exec_fifo_and_runc_sees_it_running(create, make_bundle, runtime):
+    c = create(make_bundle("sleep", "1000"))
+    fifo = os.path.join(runtime.oci.state_dir, c.id, "exec.fifo")
+    assert os.path.exists(fifo)
+    c.start()
+    with open(f"/proc/{c.state.pid}/comm") as f:
+        assert f.read() == "sleep\n"  # exec'd by the time start returns: signals reach it, not runc init
+    assert not os.path.exists(fifo)  # as `runc start` leaves it
+    assert runtime.oci.state(c.id)["status"] == "running"
+    c.delete(force=True)
+
+
+def test_start_with_a_poststart_hook_goes_through_runc_start(create, make_bundle, tmp_path):
+    marker = tmp_path / "poststart-ran"
+    hooks = {"poststart": [{"path": "/bin/touch", "args": ["touch", str(marker)]}]}
+    c = create(make_bundle("sleep", "1000", edit=lambda spec: spec.update(hooks=hooks)))
+    c.start()
+    assert marker.exists()
+    with open(f"/proc/{c.state.pid}/comm") as f:
+        assert f.read() == "sleep\n"
+    c.delete(force=True)
+
+
+def test_start_after_the_init_died_is_the_runtimes_error_not_a_hang(create, make_bundle):
+    c = create(make_bundle("sleep", "1000"))
+    assert c._monitor.init.signal(signal.SIGKILL)
+    assert ocirt.native.wait_pids([c.state.pid], 30) == []
+    with pytest.raises(ocirt.RuntimeCommandError, match="start"):
+        c.start()
+    c.delete(force=True)
 
 
 def test_stop_of_a_created_container_kills_at_once(create, make_bundle):

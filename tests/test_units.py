@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 from datetime import datetime, timezone
 
 import pytest
@@ -38,10 +40,23 @@ def test_conmon_argv_for_a_container():
 
 
 def test_conmon_argv_options():
-    argv = ConmonArgs(**BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True).argv()
-    assert argv[19:] == ["-s", "-t", "-i", "--log-size-max", "4096", "--no-pivot"]
+    argv = ConmonArgs(**BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True, sync_log=False).argv()
+    assert argv[19:] == ["-s", "-t", "-i", "--log-size-max", "4096", "--no-pivot", "--no-sync-log"]
     exec_argv = ConmonArgs(**BASE, exec_spec="/b/process.json").argv()
     assert exec_argv[19:] == ["-e", "--exec-process-spec", "/b/process.json", "--api-version"]
+
+
+def test_every_flag_ocirt_gives_conmon_is_one_conmon_knows():
+    """conmon's own --help is the oracle: a flag it does not list would fail every create."""
+    shown = subprocess.run(["conmon", "--help"], capture_output=True, text=True, check=True).stdout
+    known = set(re.findall(r"(?<![\w-])(-{1,2}[A-Za-z0-9][\w-]*)", shown))
+    everything = ConmonArgs(
+        **BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True, sync_log=False,
+        runtime_args=("debug",), exit_command=("/bin/true", "arg"),
+    )  # fmt: skip
+    exec_attached = ConmonArgs(**BASE, exec_spec="/b/process.json", exec_attach=True)
+    flags = {a for a in everything.argv()[1:] + exec_attached.argv()[1:] if a.startswith("-")}
+    assert flags - known == set()
 
 
 def test_conmon_env_passes_pipes_notify_socket_and_listen_fds():
