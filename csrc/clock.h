@@ -37,12 +37,13 @@ static inline int ocirt_min_timeout(int a, int b)
 	return a < b ? a : b;
 }
 
-/* Sleep `us` microseconds, then double it up to `max_us` (adaptive backoff). */
-static inline void ocirt_backoff(int *us, int max_us)
+/* Sleep `us` microseconds, then double it up to `max_us` (adaptive
+ * backoff); -1 with EINTR if a signal cut the sleep short. */
+static inline int ocirt_backoff(int *us, int max_us)
 {
 	struct timespec ts = {0, (long)*us * 1000};
-	nanosleep(&ts, NULL);
 	*us = *us * 2 > max_us ? max_us : *us * 2;
+	return nanosleep(&ts, NULL);
 }
 
 #endif

@@ -1,4 +1,4 @@
-/* Wait for a file to appear: inotify armed before the existence check,
+/* Wait for a file to appear or change: inotify armed before the check,
  * with a stat backoff fallback, optionally guarded by a process. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,13 +26,32 @@
  */
 #define POOL_MAX 8
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static int pool[POOL_MAX];
 static int pool_len;
+
+/* A forked child shares the pooled instances' open files with its parent:
+ * a wait in one would drain the other's events and remove its watches. The
+ * child forgets them (its copies are its own to close; the mutex may have
+ * been held by a thread that does not exist in the child). */
+static void pool_forget_in_child(void)
+{
+	for (int i = 0; i < pool_len; i++)
+		close(pool[i]);
+	pool_len = 0;
+	pthread_mutex_init(&pool_lock, NULL);
+}
+
+static void pool_init(void)
+{
+	pthread_atfork(NULL, NULL, pool_forget_in_child);
+}
 
 static int inotify_get(void)
 {
 	int fd = -1;
 
+	pthread_once(&pool_once, pool_init);
 	pthread_mutex_lock(&pool_lock);
 	if (pool_len > 0)
 		fd = pool[--pool_len];
@@ -68,12 +87,52 @@ int ocirt_inotify_pool_size(void)
 	return n;
 }
 
-/* Release a wait's inotify instance (to the pool) and guard pidfd; set errno. */
-static int finish(struct pollfd pfds[2], int wd, int ret, int err)
+/*
+ * The guard of a wait: a pidfd the caller holds (`guard_fd`, used and left
+ * open), else one opened here from `guard_pid` (closed when done), else
+ * kill(pid, 0) checks (`*periodic` is then set: the wait must look again
+ * from time to time). Returns the pidfd to poll, or -1 (none, or errno).
+ */
+static int guard_open(pid_t guard_pid, int guard_fd, int flags, int *owned, int *periodic)
+{
+	*owned = 0;
+	if (flags & OCIRT_WAIT_NO_PIDFD) {
+		*periodic = guard_pid > 0;
+		errno = 0;
+		return -1;
+	}
+	if (guard_fd >= 0)
+		return guard_fd;
+	if (guard_pid <= 0) {
+		errno = 0;
+		return -1;
+	}
+	int fd = ocirt_pidfd_open(guard_pid);
+	if (fd >= 0) {
+		*owned = 1;
+		return fd;
+	}
+	if (errno == ENOSYS || errno == ESRCH) {
+		*periodic = 1; /* ESRCH: gone (or a zombie): the checks below see it */
+		errno = 0;
+	}
+	return -1;
+}
+
+/* 1 if the guard has exited, going by the last poll or by kill(pid, 0). */
+static int guard_gone(const struct pollfd *guard, pid_t guard_pid)
+{
+	if (guard->fd >= 0)
+		return guard->revents != 0;
+	return guard_pid > 0 && ocirt_pid_gone(guard_pid);
+}
+
+/* Release a wait's inotify instance (to the pool) and the guard pidfd it opened; set errno. */
+static int finish(struct pollfd pfds[2], int wd, int owned_guard, int ret, int err)
 {
 	if (pfds[0].fd >= 0)
 		inotify_put(pfds[0].fd, wd);
-	if (pfds[1].fd >= 0)
+	if (owned_guard && pfds[1].fd >= 0)
 		close(pfds[1].fd);
 	if (ret < 0)
 		errno = err;
@@ -100,15 +159,14 @@ static int drain_events(int ifd, const char *name)
 	return seen;
 }
 
-
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
-		    pid_t guard_pid, int flags)
+		    pid_t guard_pid, int guard_fd, int flags)
 {
 	long long deadline = ocirt_deadline(timeout_ms);
 	char path[PATH_MAX];
 	struct pollfd pfds[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
 	int delay = BACKOFF_START_US;
-	int ret = -1, err = 0, wd = -1;
+	int ret = -1, err = 0, wd = -1, owned = 0, periodic = 0;
 
 	if (!name[0] || strchr(name, '/')) {
 		errno = EINVAL;
@@ -131,15 +189,13 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 			}
 		}
 	}
-	if (guard_pid > 0 && !(flags & OCIRT_WAIT_NO_PIDFD)) {
-		pfds[1].fd = ocirt_pidfd_open(guard_pid);
-		if (pfds[1].fd < 0 && errno != ENOSYS && errno != ESRCH) {
-			err = errno;
-			goto out;
-		}
+	pfds[1].fd = guard_open(guard_pid, guard_fd, flags, &owned, &periodic);
+	if (pfds[1].fd < 0 && errno) {
+		err = errno;
+		goto out;
 	}
 	/* Polling (not sleeping on events) is needed where a source lacks an fd. */
-	int periodic = pfds[0].fd < 0 || (guard_pid > 0 && pfds[1].fd < 0);
+	periodic |= pfds[0].fd < 0;
 
 	/* Poll at least once, even with no time left: the guard's state is
 	 * only known from a poll. */
@@ -148,10 +204,7 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 			ret = 0;
 			goto out;
 		}
-		int guard_gone = 0;
-		if (guard_pid > 0)
-			guard_gone = pfds[1].fd >= 0 ? pfds[1].revents != 0 : ocirt_pid_gone(guard_pid);
-		if (guard_gone) {
+		if (guard_gone(&pfds[1], guard_pid)) {
 			/* The guard may have written the file just before exiting. */
 			if (access(path, F_OK) == 0) {
 				ret = 0;
@@ -171,65 +224,74 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 			delay = delay * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : delay * 2;
 		}
 		pfds[0].revents = pfds[1].revents = 0;
-		int r = poll(pfds, 2, wait_ms);
-		if (r < 0 && errno != EINTR) {
-			err = errno;
+		if (poll(pfds, 2, wait_ms) < 0) {
+			err = errno; /* EINTR too: the caller runs signal handlers, then waits again */
 			goto out;
 		}
 		check = pfds[0].fd < 0 || (pfds[0].revents && drain_events(pfds[0].fd, name));
 	}
 out:
-	return finish(pfds, wd, ret, err);
+	return finish(pfds, wd, owned, ret, err);
 }
 
-int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pid_t guard_pid)
+int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
+		      pid_t guard_pid, int guard_fd, int flags)
 {
 	struct stat st;
 	long long deadline = ocirt_deadline(timeout_ms);
 	struct pollfd pfds[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
-	int ret = -1, err = 0, wd = -1;
+	int delay = BACKOFF_START_US;
+	int ret = -1, err = 0, wd = -1, owned = 0, periodic = 0;
 
-	pfds[0].fd = inotify_get();
-	if (pfds[0].fd < 0)
-		return -1;
-	wd = inotify_add_watch(pfds[0].fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-	if (wd < 0) {
+	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
+		pfds[0].fd = inotify_get();
+		if (pfds[0].fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+			return -1;
+		if (pfds[0].fd >= 0) {
+			wd = inotify_add_watch(pfds[0].fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF);
+			if (wd < 0) {
+				err = errno;
+				goto out;
+			}
+		}
+	}
+	pfds[1].fd = guard_open(guard_pid, guard_fd, flags, &owned, &periodic);
+	if (pfds[1].fd < 0 && errno) {
 		err = errno;
 		goto out;
 	}
-	/* Armed: a write since the caller's read shows in the size. */
-	if (known_size >= 0 && stat(path, &st) == 0 && st.st_size != known_size) {
-		ret = 0;
-		goto out;
-	}
-	if (guard_pid > 0) {
-		pfds[1].fd = ocirt_pidfd_open(guard_pid);
-		if (pfds[1].fd < 0) {
-			err = errno == ESRCH ? ESRCH : errno;
-			goto out;
-		}
-	}
-	for (;;) {
-		int r = poll(pfds, 2, ocirt_ms_left(deadline));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err = errno;
-			goto out;
-		}
-		if (pfds[0].revents) {
+	periodic |= pfds[0].fd < 0;
+
+	for (int polled = 0;; polled = 1) {
+		/* Armed (or polling): a write since the caller's read shows in the size. */
+		if (known_size >= 0 && stat(path, &st) == 0 && st.st_size != known_size) {
 			ret = 0;
 			goto out;
 		}
-		if (pfds[1].revents) {
+		if (pfds[0].fd >= 0 && pfds[0].revents) {
+			ret = 0;
+			goto out;
+		}
+		if (guard_gone(&pfds[1], guard_pid)) {
 			err = ESRCH;
 			goto out;
 		}
-		if (ocirt_ms_left(deadline) == 0) {
+		int left = ocirt_ms_left(deadline);
+		if (left == 0 && polled) {
 			err = ETIMEDOUT;
+			goto out;
+		}
+		int wait_ms = left;
+		if (periodic) {
+			wait_ms = ocirt_min_timeout(left, (delay + 999) / 1000);
+			delay = delay * 2 > BACKOFF_MAX_US ? BACKOFF_MAX_US : delay * 2;
+		}
+		pfds[0].revents = pfds[1].revents = 0;
+		if (poll(pfds, 2, wait_ms) < 0) {
+			err = errno;
 			goto out;
 		}
 	}
 out:
-	return finish(pfds, wd, ret, err);
+	return finish(pfds, wd, owned, ret, err);
 }

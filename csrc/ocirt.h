@@ -62,6 +62,11 @@ int ocirt_set_subreaper(int on);
 int ocirt_pid_gone(pid_t pid);
 
 /*
+ * Waits return -1 with EINTR when a signal arrives, so that the caller can
+ * run its signal handlers (Ctrl-C) and wait again with the time left.
+ */
+
+/*
  * Wait until every pid in `pids` has exited; a zombie counts as exited (the
  * fallback without pidfds reads /proc/<pid>/stat for that). Returns 0 when
  * all are gone, -1 with ETIMEDOUT on timeout.
@@ -73,21 +78,33 @@ int ocirt_wait_pids(const pid_t *pids, size_t n, int timeout_ms, int flags,
 /*
  * Wait until `dir`/`name` exists. The inotify watch (IN_CREATE, IN_MOVED_TO,
  * IN_CLOSE_WRITE) is armed before the first existence check, so an
- * appearance between the two is never missed. If `guard_pid` > 0 and that
- * process exits while the file is still missing, fails with ESRCH. Returns
- * 0 when the file exists, -1 with ETIMEDOUT on timeout.
+ * appearance between the two is never missed. A guard process that exits
+ * while the file is still missing fails the wait with ESRCH: `guard_fd`, a
+ * pidfd the caller holds (it names exactly the process meant), else
+ * `guard_pid` (> 0). Returns 0 when the file exists, -1 with ETIMEDOUT on
+ * timeout.
  */
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
-                    pid_t guard_pid, int flags);
+                    pid_t guard_pid, int guard_fd, int flags);
 
 /*
- * Wait until the file `path` is written to (IN_MODIFY, IN_CLOSE_WRITE,
- * IN_ATTRIB), or returns at once if its size is no longer `known_size`
- * (checked after the watch is armed, so no write is missed; -1 skips the
- * check). Fails with ESRCH when `guard_pid` (> 0) exits first, with
+ * Wait until the file `path` is written to, renamed or removed, or return
+ * at once if its size is no longer `known_size` (checked after the watch is
+ * armed, so no write is missed; -1 skips the check; without inotify only a
+ * size change is seen). The guard is as for ocirt_wait_file (ESRCH).
  * ETIMEDOUT on timeout. For following a log: read, then wait, then read.
  */
-int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, pid_t guard_pid);
+int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
+                      pid_t guard_pid, int guard_fd, int flags);
+
+/*
+ * Open the regular file `path` for reading beneath the directory `dirfd`,
+ * resolved as if `dirfd` were the root: symlinks and ".." cannot lead out
+ * (openat2 RESOLVE_IN_ROOT; without openat2 every symlink is refused).
+ * Never blocks (O_NONBLOCK: a FIFO cannot hang it); anything but a regular
+ * file fails with EINVAL. Returns a close-on-exec fd.
+ */
+int ocirt_open_in_root(int dirfd, const char *path);
 
 /* Idle inotify instances kept for reuse by ocirt_wait_file (at most 8). */
 int ocirt_inotify_pool_size(void);

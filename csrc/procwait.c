@@ -86,7 +86,8 @@ static int wait_pids_kill(const pid_t *pids, size_t n, long long deadline,
 		}
 		if (left > 0 && delay > left * 1000)
 			delay = left * 1000;
-		ocirt_backoff(&delay, BACKOFF_MAX_US);
+		if (ocirt_backoff(&delay, BACKOFF_MAX_US) < 0)
+			return -1; /* EINTR: the caller runs signal handlers, then waits again */
 	}
 }
 
@@ -101,8 +102,8 @@ static int wait_pidfds(struct pollfd *pfds, size_t n, long long deadline,
 			return 0;
 		int left = ocirt_ms_left(deadline);
 		int r = poll(pfds, n, left);
-		if (r < 0 && errno != EINTR)
-			return -1;
+		if (r < 0)
+			return -1; /* EINTR too: the caller runs signal handlers, then waits again */
 		if (r == 0 && left == 0) {
 			errno = ETIMEDOUT;
 			return -1;

@@ -29,9 +29,10 @@ ffibuilder.cdef(
     int ocirt_pidfd_send_signal(int pidfd, int sig);
     int ocirt_set_subreaper(int on);
     int ocirt_wait_pids(const int *pids, size_t n, int timeout_ms, int flags, unsigned char *alive);
-    int ocirt_wait_file(const char *dir, const char *name, int timeout_ms, int guard_pid, int flags);
-    int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid);
+    int ocirt_wait_file(const char *dir, const char *name, int timeout_ms, int guard_pid, int guard_fd, int flags);
+    int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid, int guard_fd, int flags);
     int ocirt_inotify_pool_size(void);
+    int ocirt_open_in_root(int dirfd, const char *path);
     int ocirt_pid_gone(int pid);
     """
 )

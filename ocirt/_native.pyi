@@ -30,8 +30,19 @@ def wait_file(
     timeout: Optional[float] = ...,
     *,
     guard_pid: int = ...,
+    guard_fd: int = ...,
     use_inotify: Optional[bool] = ...,
     use_pidfd: Optional[bool] = ...,
 ) -> bool: ...
-def wait_change(path: _Path, timeout: Optional[float] = ..., *, known_size: int = ..., guard_pid: int = ...) -> bool: ...
+def wait_change(
+    path: _Path,
+    timeout: Optional[float] = ...,
+    *,
+    known_size: int = ...,
+    guard_pid: int = ...,
+    guard_fd: int = ...,
+    use_inotify: Optional[bool] = ...,
+    use_pidfd: Optional[bool] = ...,
+) -> bool: ...
 def inotify_pool_size() -> int: ...
+def open_in_root(dirfd: int, path: _Path) -> int: ...

@@ -12,9 +12,10 @@ call with the `use_pidfd` / `use_inotify` arguments.
 
 import os
 
-from . import _spawnargs
+from . import _nativeargs
 
-from libc.errno cimport errno, ETIMEDOUT
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR, ETIMEDOUT
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
@@ -34,9 +35,11 @@ cdef extern from "ocirt.h" nogil:
     int ocirt_wait_pids(const int *pids, size_t n, int timeout_ms, int flags,
                         unsigned char *alive)
     int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
-                        int guard_pid, int flags)
+                        int guard_pid, int guard_fd, int flags)
     int ocirt_inotify_pool_size()
-    int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid)
+    int ocirt_open_in_root(int dirfd, const char *path)
+    int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
+                          int guard_pid, int guard_fd, int flags)
 
 SPAWN_MAX_FDS = OCIRT_SPAWN_MAX_FDS
 PIDFD_DEFAULT = os.environ.get("OCIRT_NO_PIDFD", "") in ("", "0")
@@ -47,15 +50,6 @@ cdef raise_errno(int err, object filename=None):
     if filename is None:
         raise OSError(err, os.strerror(err))
     raise OSError(err, os.strerror(err), filename)
-
-
-cdef int timeout_ms(object timeout) except? -2:
-    if timeout is None:
-        return -1
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    # Round up: a 0.1 ms timeout must still wait, not return at once.
-    return min(<long long>(timeout * 1000 + 0.999), 2**31 - 1)
 
 
 cdef int wait_flags(object use_pidfd, object use_inotify):
@@ -90,11 +84,11 @@ def spawn(path, argv, env=None, fds=(), cwd=None, *, cgroups=(), setsid=False, s
     missing binary, with the cwd for a missing directory), the child
     already reaped. ValueError for NUL bytes, or '=' in an env name.
     """
-    bpath, bargv, benv, bcwd = _spawnargs.encode(path, argv, env, cwd)
+    bpath, bargv, benv, bcwd = _nativeargs.encode(path, argv, env, cwd)
     cdef const char *ccwd = NULL
     if bcwd is not None:
         ccwd = <bytes>bcwd
-    cdef list pairs = _spawnargs.fd_pairs(fds, OCIRT_SPAWN_MAX_FDS)
+    cdef list pairs = _nativeargs.fd_pairs(fds, OCIRT_SPAWN_MAX_FDS)
     cdef list cgroup_fds = [int(fd) for fd in cgroups]
     if len(cgroup_fds) > OCIRT_SPAWN_MAX_FDS:
         raise ValueError(f"at most {OCIRT_SPAWN_MAX_FDS} cgroup files, not {len(cgroup_fds)}")
@@ -118,7 +112,7 @@ def spawn(path, argv, env=None, fds=(), cwd=None, *, cgroups=(), setsid=False, s
         with nogil:
             pid = ocirt_spawn(cpath, cargv, cenv, fdmap, nfds, cgmap, ncg, ccwd, flags, &step)
         if pid < 0:
-            raise _spawnargs.error(errno, step, path, cwd)
+            raise _nativeargs.error(errno, step, path, cwd)
         return pid
     finally:
         free(cargv)
@@ -158,73 +152,113 @@ def wait_pids(pids, timeout=None, *, use_pidfd=None):
 
     Returns the list of pids still running: empty when all exited, the
     stragglers when `timeout` (seconds) ran out. Does not reap children.
+    Signal handlers run while waiting (Ctrl-C raises KeyboardInterrupt).
     """
     cdef list plist = [int(p) for p in pids]
-    cdef size_t n = len(plist)
-    cdef int tmo = timeout_ms(timeout)
+    deadline = _nativeargs.Deadline(timeout)
     cdef int flags = wait_flags(use_pidfd, None)
-    cdef int *cpids = <int *>malloc((n + 1) * sizeof(int))
-    cdef unsigned char *alive = <unsigned char *>malloc(n + 1)
-    cdef int ret
-    try:
-        if cpids == NULL or alive == NULL:
-            raise MemoryError()
-        memset(alive, 0, n + 1)
-        for i, p in enumerate(plist):
-            cpids[i] = p
-        with nogil:
-            ret = ocirt_wait_pids(cpids, n, tmo, flags, alive)
-        if ret < 0 and errno != ETIMEDOUT:
-            raise_errno(errno)
-        return [plist[i] for i in range(n) if alive[i]]
-    finally:
-        free(cpids)
-        free(alive)
+    cdef size_t n
+    cdef int tmo, ret, err
+    cdef int *cpids = NULL
+    cdef unsigned char *alive = NULL
+    while True:
+        n = len(plist)
+        cpids = <int *>malloc((n + 1) * sizeof(int))
+        alive = <unsigned char *>malloc(n + 1)
+        try:
+            if cpids == NULL or alive == NULL:
+                raise MemoryError()
+            memset(alive, 0, n + 1)
+            for i, p in enumerate(plist):
+                cpids[i] = p
+            tmo = deadline.ms()
+            with nogil:
+                ret = ocirt_wait_pids(cpids, n, tmo, flags, alive)
+                err = errno
+            plist = [plist[i] for i in range(n) if alive[i]]
+        finally:
+            free(cpids)
+            free(alive)
+        if ret == 0 or err == ETIMEDOUT:
+            return plist
+        if err != EINTR:
+            raise_errno(err)
+        PyErr_CheckSignals()
 
 
-def wait_file(directory, name, timeout=None, *, guard_pid=0, use_inotify=None, use_pidfd=None):
+def wait_file(directory, name, timeout=None, *, guard_pid=0, guard_fd=-1, use_inotify=None, use_pidfd=None):
     """Wait until `directory`/`name` exists; True if it does, False on timeout.
 
-    With `guard_pid`, raises ProcessLookupError when that process exits while
-    the file is still missing (it wrote nothing and never will).
+    The guard, a process that would write the file: `guard_fd`, a pidfd the
+    caller holds (it names exactly that process), else `guard_pid`. When it
+    exits while the file is still missing, raises ProcessLookupError (it
+    wrote nothing and never will). Signal handlers run while waiting.
     """
     cdef bytes bdir = os.fsencode(directory)
     cdef bytes bname = os.fsencode(name)
     cdef const char *cdir = bdir
     cdef const char *cname = bname
-    cdef int tmo = timeout_ms(timeout)
+    deadline = _nativeargs.Deadline(timeout)
     cdef int flags = wait_flags(use_pidfd, use_inotify)
-    cdef int guard = guard_pid
-    cdef int ret
-    with nogil:
-        ret = ocirt_wait_file(cdir, cname, tmo, guard, flags)
-    if ret == 0:
-        return True
-    if errno == ETIMEDOUT:
-        return False
-    raise_errno(errno, os.path.join(directory, name))
+    cdef int gpid = guard_pid
+    cdef int gfd = guard_fd
+    cdef int tmo, ret, err
+    while True:
+        tmo = deadline.ms()
+        with nogil:
+            ret = ocirt_wait_file(cdir, cname, tmo, gpid, gfd, flags)
+            err = errno
+        if ret == 0:
+            return True
+        if err == ETIMEDOUT:
+            return False
+        if err != EINTR:
+            raise_errno(err, os.path.join(directory, name))
+        PyErr_CheckSignals()
 
 
-def wait_change(path, timeout=None, *, known_size=-1, guard_pid=0):
-    """Wait until the file `path` is written to; True, or False on timeout.
+def wait_change(path, timeout=None, *, known_size=-1, guard_pid=0, guard_fd=-1, use_inotify=None, use_pidfd=None):
+    """Wait until the file `path` is written to, renamed or removed; True, or False on timeout.
 
     Returns at once if its size differs from `known_size` (what the caller
     read up to), so a write between the caller's read and this call is not
-    missed. Raises ProcessLookupError when `guard_pid` exits first.
+    missed. Raises ProcessLookupError when the guard (as for wait_file)
+    exits first. Signal handlers run while waiting.
     """
     cdef bytes bpath = os.fsencode(path)
     cdef const char *cpath = bpath
-    cdef int tmo = timeout_ms(timeout)
-    cdef int guard = guard_pid
+    deadline = _nativeargs.Deadline(timeout)
+    cdef int flags = wait_flags(use_pidfd, use_inotify)
+    cdef int gpid = guard_pid
+    cdef int gfd = guard_fd
     cdef long long size = known_size
-    cdef int ret
-    with nogil:
-        ret = ocirt_wait_change(cpath, size, tmo, guard)
-    if ret == 0:
-        return True
-    if errno == ETIMEDOUT:
-        return False
-    raise_errno(errno, path)
+    cdef int tmo, ret, err
+    while True:
+        tmo = deadline.ms()
+        with nogil:
+            ret = ocirt_wait_change(cpath, size, tmo, gpid, gfd, flags)
+            err = errno
+        if ret == 0:
+            return True
+        if err == ETIMEDOUT:
+            return False
+        if err != EINTR:
+            raise_errno(err, path)
+        PyErr_CheckSignals()
+
+
+def open_in_root(int dirfd, path):
+    """Open the regular file `path` beneath the directory `dirfd` as if that were /.
+
+    Symlinks and ".." cannot lead out of it; never blocks (a FIFO cannot
+    hang it); anything but a regular file raises OSError(EINVAL). For files
+    in a container's root, which the container controls.
+    """
+    cdef bytes bpath = _nativeargs._encode(path, "path")
+    cdef int fd = ocirt_open_in_root(dirfd, bpath)
+    if fd < 0:
+        raise_errno(errno, path)
+    return fd
 
 
 def inotify_pool_size():

@@ -7,10 +7,11 @@ OSError subclass, as in the Cython backend.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _spawnargs
+from . import _nativeargs
 from ._cffi_native import ffi, lib  # type: ignore[import-not-found]
 
 _Path = Union[str, bytes]
@@ -26,14 +27,6 @@ def _raise(filename: object = None) -> None:
     if filename is None:
         raise OSError(err, os.strerror(err))
     raise OSError(err, os.strerror(err), filename)
-
-
-def _timeout_ms(timeout: Optional[float]) -> int:
-    if timeout is None:
-        return -1
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return min(int(timeout * 1000 + 0.999), 2**31 - 1)
 
 
 def _flags(use_pidfd: Optional[bool], use_inotify: Optional[bool]) -> int:
@@ -63,8 +56,8 @@ def spawn(
     setpgid: bool = False,
 ) -> int:
     """See ocirt._native.spawn."""
-    bpath, bargv, benv, bcwd = _spawnargs.encode(path, argv, env, cwd)
-    pairs = _spawnargs.fd_pairs(fds, SPAWN_MAX_FDS)
+    bpath, bargv, benv, bcwd = _nativeargs.encode(path, argv, env, cwd)
+    pairs = _nativeargs.fd_pairs(fds, SPAWN_MAX_FDS)
     cgroup_fds = [int(fd) for fd in cgroups]
     if len(cgroup_fds) > SPAWN_MAX_FDS:
         raise ValueError(f"at most {SPAWN_MAX_FDS} cgroup files, not {len(cgroup_fds)}")
@@ -77,7 +70,7 @@ def spawn(
     step = ffi.new("int *")
     pid = lib.ocirt_spawn(bpath, cargv, cenv, fdmap, len(pairs), cgmap, len(cgroup_fds), ccwd, flags, step)
     if pid < 0:
-        raise _spawnargs.error(ffi.errno, step[0], path, cwd)
+        raise _nativeargs.error(ffi.errno, step[0], path, cwd)
     return int(pid)
 
 
@@ -112,12 +105,19 @@ def set_subreaper(on: bool = True) -> None:
 def wait_pids(pids: Iterable[int], timeout: Optional[float] = None, *, use_pidfd: Optional[bool] = None) -> List[int]:
     """See ocirt._native.wait_pids."""
     plist = [int(p) for p in pids]
-    tmo = _timeout_ms(timeout)
-    cpids = ffi.new("int[]", plist or [0])
-    alive = ffi.new("unsigned char[]", len(plist) or 1)
-    if lib.ocirt_wait_pids(cpids, len(plist), tmo, _flags(use_pidfd, None), alive) < 0 and ffi.errno != _ETIMEDOUT:
-        _raise()
-    return [p for i, p in enumerate(plist) if alive[i]]
+    deadline = _nativeargs.Deadline(timeout)
+    flags = _flags(use_pidfd, None)
+    while True:
+        cpids = ffi.new("int[]", plist or [0])
+        alive = ffi.new("unsigned char[]", len(plist) or 1)
+        ret = lib.ocirt_wait_pids(cpids, len(plist), deadline.ms(), flags, alive)
+        err = ffi.errno
+        plist = [p for i, p in enumerate(plist) if alive[i]]
+        if ret == 0 or err == _ETIMEDOUT:
+            return plist
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+        # EINTR: pending signal handlers run as this loop goes on (Ctrl-C raises).
 
 
 def wait_file(
@@ -126,29 +126,54 @@ def wait_file(
     timeout: Optional[float] = None,
     *,
     guard_pid: int = 0,
+    guard_fd: int = -1,
     use_inotify: Optional[bool] = None,
     use_pidfd: Optional[bool] = None,
 ) -> bool:
     """See ocirt._native.wait_file."""
-    tmo = _timeout_ms(timeout)
-    ret = lib.ocirt_wait_file(os.fsencode(directory), os.fsencode(name), tmo, guard_pid, _flags(use_pidfd, use_inotify))
-    if ret == 0:
-        return True
-    if ffi.errno == _ETIMEDOUT:
-        return False
-    _raise(os.path.join(os.fsdecode(directory), os.fsdecode(name)))
-    return False  # unreachable
+    deadline = _nativeargs.Deadline(timeout)
+    bdir, bname, flags = os.fsencode(directory), os.fsencode(name), _flags(use_pidfd, use_inotify)
+    while True:
+        ret = lib.ocirt_wait_file(bdir, bname, deadline.ms(), guard_pid, guard_fd, flags)
+        err = ffi.errno
+        if ret == 0:
+            return True
+        if err == _ETIMEDOUT:
+            return False
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err), os.path.join(os.fsdecode(directory), os.fsdecode(name)))
 
 
-def wait_change(path: _Path, timeout: Optional[float] = None, *, known_size: int = -1, guard_pid: int = 0) -> bool:
+def wait_change(
+    path: _Path,
+    timeout: Optional[float] = None,
+    *,
+    known_size: int = -1,
+    guard_pid: int = 0,
+    guard_fd: int = -1,
+    use_inotify: Optional[bool] = None,
+    use_pidfd: Optional[bool] = None,
+) -> bool:
     """See ocirt._native.wait_change."""
-    ret = lib.ocirt_wait_change(os.fsencode(path), known_size, _timeout_ms(timeout), guard_pid)
-    if ret == 0:
-        return True
-    if ffi.errno == _ETIMEDOUT:
-        return False
-    _raise(path)
-    return False  # unreachable
+    deadline = _nativeargs.Deadline(timeout)
+    bpath, flags = os.fsencode(path), _flags(use_pidfd, use_inotify)
+    while True:
+        ret = lib.ocirt_wait_change(bpath, known_size, deadline.ms(), guard_pid, guard_fd, flags)
+        err = ffi.errno
+        if ret == 0:
+            return True
+        if err == _ETIMEDOUT:
+            return False
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err), os.fsdecode(path))
+
+
+def open_in_root(dirfd: int, path: _Path) -> int:
+    """See ocirt._native.open_in_root."""
+    fd = lib.ocirt_open_in_root(dirfd, _nativeargs._encode(path, "path"))
+    if fd < 0:
+        _raise(path)
+    return int(fd)
 
 
 def inotify_pool_size() -> int:

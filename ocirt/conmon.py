@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach, native as _native
-from ._spawnargs import STEP_CGROUP
+from ._nativeargs import STEP_CGROUP
 from .errors import CgroupError, ConmonError, Timeout
 
 SYNC_FD = 3

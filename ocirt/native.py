@@ -27,6 +27,7 @@ PUBLIC = (
     "wait_file",
     "wait_change",
     "inotify_pool_size",
+    "open_in_root",
 )
 BACKENDS = {"cython": "ocirt._native", "cffi": "ocirt._native_cffi"}
 

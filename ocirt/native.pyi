@@ -5,6 +5,7 @@ from ._native import (
     PIDFD_DEFAULT as PIDFD_DEFAULT,
     SPAWN_MAX_FDS as SPAWN_MAX_FDS,
     inotify_pool_size as inotify_pool_size,
+    open_in_root as open_in_root,
     pidfd_open as pidfd_open,
     pidfd_send_signal as pidfd_send_signal,
     set_subreaper as set_subreaper,

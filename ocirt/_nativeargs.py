@@ -1,9 +1,14 @@
-"""What both native backends check and encode before a spawn (see native.spawn)."""
+"""What both native backends check and convert before calling C: spawn
+arguments, timeouts, and errors."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+MAX_TIMEOUT_MS = 2**31 - 1  # C's int: about 24 days, the longest a single wait may be
 
 Path = Union[str, bytes]
 
@@ -54,3 +59,22 @@ def error(err: int, step: int, path: Path, cwd: Optional[Path]) -> OSError:
         e = OSError(err, f"{message} ({STEPS.get(step, 'spawning')})")
     e.failed_step = step  # type: ignore[attr-defined]
     return e
+
+
+class Deadline:
+    """A timeout in seconds (None: none) as C's milliseconds, shrinking as time passes.
+
+    A wait that a signal interrupts (EINTR) goes on with the time left.
+    """
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        if timeout is not None and (math.isnan(timeout) or timeout < 0):
+            raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+        self._end = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
+
+    def ms(self) -> int:
+        """Milliseconds left, rounded up (a 0.1 ms wait still waits); -1 for no limit."""
+        if self._end is None:
+            return -1
+        left = self._end - time.monotonic()
+        return 0 if left <= 0 else min(math.ceil(left * 1000), MAX_TIMEOUT_MS)
