@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import signal
 import sys
@@ -18,13 +20,15 @@ import time
 from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, attach, native as _native, rootfs, specgen
+from . import __version__, attach, conmon, native as _native, rootfs, specgen
 from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
+from .layout import make_private_dirs, write_private
 from .runtime import Runtime
 from .state import ContainerStatus
-from .validate import check_id, parse_signal
+from .validate import check_name, parse_signal
 
+STOP_TIMEOUT = 10  # seconds a container gets to stop before SIGKILL, as podman's default
 EXIT_ERROR = 125
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
@@ -106,16 +110,21 @@ def build_parser() -> Parser:
 
 
 def _positive_int(text: str) -> int:
+    """argparse type: a whole number above 0, in ASCII digits."""
+    digits = text.strip()
+    if not text.isascii() or not re.fullmatch(r"[+-]?[0-9]+", digits):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        value = int(digits)
+    except ValueError:  # more digits than int() takes
+        raise argparse.ArgumentTypeError(f"too large: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
 
 def _positive_float(text: str) -> float:
+    """argparse type: a finite number above 0, in ASCII."""
     value = _non_negative_float(text)
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
@@ -123,11 +132,16 @@ def _positive_float(text: str) -> float:
 
 
 def _non_negative_float(text: str) -> float:
+    """argparse type: a finite number of at least 0, in ASCII ("10", "1.5", "2e3")."""
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else math.nan
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
+        value = math.nan
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
@@ -151,10 +165,13 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     """Create the container described by the run/create options."""
     if not args.cmd and not args.bundle:
         raise Usage("ocirt: a command is needed (after --), or --bundle")
-    name = check_id(args.name, "container name") if args.name else None
+    name = check_name(args.name) if args.name else None
     env = _env(args.env)
     memory = specgen.parse_size(args.memory) if args.memory else None
     cid = secrets.token_hex(32)
+    state_root = rt.root or rt.tmp_dir
+    bundle = os.path.join(state_root, "bundles", cid)
+    layer = None
     if args.bundle:
         bundle, owned = args.bundle, False
     else:
@@ -163,7 +180,9 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             if not os.path.isdir(fs):
                 raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
         else:
-            fs = rootfs.busybox_rootfs(os.path.join(rt.root or rt.tmp_dir, "rootfs"))
+            # The cached busybox tree is shared: each container writes to a layer of its own.
+            fs = rootfs.busybox_rootfs(os.path.join(state_root, "rootfs"))
+            layer = (os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
         spec = specgen.generate(
             args.cmd,
             rootfs=fs,
@@ -176,16 +195,24 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             pids_limit=args.pids_limit,
             cpus=args.cpus,
             cap_add=args.cap_add,
+            layer=layer,
         )
-        bundle = os.path.join(rt.root or rt.tmp_dir, "bundles", cid)
-        os.makedirs(bundle)
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        make_private_dirs(os.path.dirname(bundle))
+        os.mkdir(bundle, 0o700)
         owned = True
+        try:
+            if layer is not None:
+                os.mkdir(layer[0], 0o755)  # the container's / : others need to get through
+                os.mkdir(layer[1], 0o700)
+            write_private(os.path.join(bundle, "config.json"), json.dumps(spec).encode())
+        except BaseException:
+            _rmtree(bundle)
+            raise
     # A detached --rm container is removed by conmon's exit command; in the
     # foreground, `run` removes it itself.
     detached = getattr(args, "detach", False) or args.command == "create"
-    exit_command = [sys.executable, "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
+    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
+    exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
     try:
         return rt.create(
             cid,
@@ -195,6 +222,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             auto_remove=args.rm,
             timeout=args.timeout,
             exit_command=exit_command,
+            listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
         )
     except BaseException:
         if owned:
@@ -203,30 +231,56 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
 
 
 def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Create, start and wait; stream the output. On any way out before the
+    container's exit (an error, Ctrl-C before start, a reader gone: `| head`),
+    the container is stopped, and with --rm removed."""
     c = cmd_create(rt, args, out)
     if args.detach:
-        c.start()
+        try:
+            c.start()
+        except BaseException:
+            _undo_run(c, args.rm)
+            raise
         out(c.id)
         return 0
+    code: Optional[int] = None
     try:
-        sock = attach.connect(os.path.join(rt.dirs.sockets, c.id))
-    except OSError as e:
-        raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
-    forwarded = _forward_signals(c)
-    try:
-        with sock:
-            c.start()
-            attach.relay(sock)
-        code = c.wait()
+        try:
+            sock = attach.connect(os.path.join(rt.dirs.sockets, c.id))
+        except OSError as e:
+            raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
+        forwarded = _forward_signals(c)
+        try:
+            with sock:
+                c.start()
+                try:
+                    attach.relay(sock)
+                except BrokenPipeError:
+                    log.debug("output closed: stopping container %s", c.id)
+                    c.stop(STOP_TIMEOUT)
+            code = c.wait()
+        finally:
+            for sig, old in forwarded.items():
+                signal.signal(sig, old)
     finally:
-        for sig, old in forwarded.items():
-            signal.signal(sig, old)
+        if code is None:
+            _undo_run(c, args.rm)
     if args.rm:
         try:
             c.delete()
         except ContainerNotFound:
             pass  # removed by someone else meanwhile: removed all the same
     return code
+
+
+def _undo_run(c: Container, remove: bool) -> None:
+    """Stop a container whose run went wrong, and remove it with --rm; report, never raise."""
+    try:
+        c.stop(STOP_TIMEOUT)
+        if remove:
+            c.delete(force=True)
+    except (OcirtError, OSError) as e:
+        log.warning("cleanup of container %s failed: %s", c.id, e)
 
 
 def _forward_signals(c: Container) -> Dict[int, Any]:
@@ -363,17 +417,21 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
         c = rt.get(args.id)
     except OcirtError:
         return 0  # removed already
+    if c.id != args.id:
+        return 0  # removed already: a name or an id prefix matched another container
     if c._cgroup is not None:
         c._cgroup.leave(os.getpid())
-    conmon_pid = c.conmon_pid
     rt.close()  # no database connection across fork
     if os.fork():
         os._exit(0)
     os.setsid()
     try:
-        if conmon_pid:
-            _native.wait_pids([conmon_pid], 60)
-        rt.get(args.id).delete(force=True)
+        c = rt.get(args.id)
+        if c.id != args.id:
+            raise ContainerNotFound(f"container {args.id} was removed already")  # never delete another one
+        if c._monitor.conmon is not None:  # held only if proven to be this container's conmon
+            c._monitor.conmon.wait(60)
+        c.delete(force=True)
     except OcirtError as e:
         log.warning("cleanup of %s: %s", args.id, e)
     finally:
@@ -403,13 +461,29 @@ def cannot_run_code(error: OcirtError) -> int:
     return EXIT_ERROR
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: raised so that every verb finishes or undoes its job on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--log-level=debug" in argv or any(a == "--log-level" and argv[i + 1 : i + 2] == ["debug"] for i, a in enumerate(argv))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt:
         return 130
+    except Terminated as e:
+        return 128 + e.signum
     except OcirtError as e:
         if debug:
             log.exception("ocirt failed")

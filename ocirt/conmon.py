@@ -14,25 +14,26 @@ replaces them with /dev/null itself.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import select
 import signal
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach, native as _native
 from ._nativeargs import STEP_CGROUP
-from .errors import CgroupError, ConmonError, Timeout
+from .errors import CgroupError, ConmonError, InvalidArgument, Timeout
+from .process import ProcessHandle, cmdline
 
-SYNC_FD = 3
+SYNC_FD = 3  # with socket-activation fds, the pipes come after them (see conmon_env)
 START_FD = 4
-LISTEN_FDS_START = 5  # systemd socket-activation fds are passed on from here
 ATTACH_FD = 5  # exec attach pipe (an exec passes no socket-activation fds)
+LISTEN_FDS_MAX = 32
 EXIT_GRACE = 5.0  # seconds conmon gets to write its exit file and exit once its container (or exec) has
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
@@ -57,6 +58,7 @@ class ConmonArgs:
     log_size_max: int = -1
     no_pivot: bool = False
     sync_log: bool = True  # conmon fsyncs the log when the container exits
+    replace_listen_pid: bool = False  # socket activation: LISTEN_PID becomes the runtime's
     exec_spec: Optional[str] = None  # set for an exec session
     exec_attach: bool = False  # the exec waits until we are attached
     runtime_args: Tuple[str, ...] = ()
@@ -89,6 +91,8 @@ class ConmonArgs:
             args.append("--no-pivot")
         if not self.sync_log:
             args.append("--no-sync-log")
+        if self.replace_listen_pid:
+            args.append("--replace-listen-pid")
         if self.exit_command:
             args += ["--exit-command", self.exit_command[0]]
             for arg in self.exit_command[1:]:
@@ -101,22 +105,51 @@ class ConmonArgs:
         return args
 
 
-def conmon_env(base: Optional[Mapping[str, str]], environ: Mapping[str, str]) -> Tuple[Dict[str, str], int]:
-    """conmon's environment and the number of socket-activation fds to pass.
+def conmon_env(base: Optional[Mapping[str, str]], listen_fds: int = 0) -> Dict[str, str]:
+    """conmon's environment: `base` (default: a standard PATH, nothing of this
+    process's own, so no NOTIFY_SOCKET) plus the pipes' fd numbers.
 
-    `base` (default: a standard PATH) plus the pipe fd numbers, plus
-    NOTIFY_SOCKET and LISTEN_FDS when this process has them.
+    With `listen_fds` socket-activation fds (placed at 3 onwards, the pipes
+    after them), LISTEN_FDS says so; with --replace-listen-pid conmon sets
+    LISTEN_PID to the runtime's pid, and the runtime hands them on.
     """
     env = dict(DEFAULT_ENV if base is None else base)
-    env["_OCI_SYNCPIPE"] = str(SYNC_FD)
-    env["_OCI_STARTPIPE"] = str(START_FD)
-    if "NOTIFY_SOCKET" in environ:
-        env["NOTIFY_SOCKET"] = environ["NOTIFY_SOCKET"]
-    listen = 0
-    if environ.get("LISTEN_FDS", "").isdigit() and environ.get("LISTEN_PID", str(os.getpid())) == str(os.getpid()):
-        listen = int(environ["LISTEN_FDS"])
-        env["LISTEN_FDS"] = str(listen)
-    return env, listen
+    env["_OCI_SYNCPIPE"] = str(SYNC_FD + listen_fds)
+    env["_OCI_STARTPIPE"] = str(START_FD + listen_fds)
+    if listen_fds:
+        env["LISTEN_FDS"] = str(listen_fds)
+        env["LISTEN_PID"] = "1"  # replaced by conmon
+    return env
+
+
+def socket_activation(environ: Mapping[str, str]) -> List[int]:
+    """The fds systemd's socket activation passed to this process (sd_listen_fds).
+
+    Only if LISTEN_PID is this process's pid and LISTEN_FDS a small ASCII
+    number, and only fds that are sockets; InvalidArgument otherwise (never
+    a host fd that merely happens to be open at 3 onwards).
+    """
+    count = environ.get("LISTEN_FDS")
+    if count is None or environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    if not (count.isascii() and count.isdecimal()) or not 0 < int(count) <= LISTEN_FDS_MAX:
+        raise InvalidArgument(f"LISTEN_FDS must be a number from 1 to {LISTEN_FDS_MAX}, not {count[:20]!r}")
+    fds = list(range(3, 3 + int(count)))
+    check_sockets(fds)
+    return fds
+
+
+def check_sockets(fds: Sequence[int]) -> None:
+    """InvalidArgument unless every fd is an open socket."""
+    if len(fds) > LISTEN_FDS_MAX:
+        raise InvalidArgument(f"at most {LISTEN_FDS_MAX} socket-activation fds can be passed, not {len(fds)}")
+    for fd in fds:
+        try:
+            is_socket = isinstance(fd, int) and not isinstance(fd, bool) and fd >= 0 and stat.S_ISSOCK(os.fstat(fd).st_mode)
+        except OSError:
+            is_socket = False
+        if not is_socket:
+            raise InvalidArgument(f"socket-activation fd {fd!r} is not an open socket")
 
 
 @dataclass
@@ -126,6 +159,7 @@ class Launched:
     pid: int  # the container's (or exec process's) pid
     conmon_pid: int  # the conmon daemon's pid
     sync_fd: int = field(repr=False)  # our end of the sync socket, still open
+    conmon: Optional[ProcessHandle] = field(default=None, repr=False)  # the daemon, proven by its argv
     attach: Optional[socket.socket] = field(default=None, repr=False)  # exec output, when attached
 
 
@@ -137,7 +171,7 @@ def launch(
     timeout: Optional[float],
     join_files: Sequence[str] = (),
     join_cgroup: Optional[Callable[[int], None]] = None,
-    listen_fds: int = 0,
+    listen_fds: Sequence[int] = (),
     attach_dir: Optional[str] = None,
 ) -> Launched:
     """Run conmon and wait for its first sync message.
@@ -160,8 +194,9 @@ def launch(
     start_parent, start_child = _native.socketpair()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    fds = [(devnull, 0), (err_w, 1), (err_w, 2), (sync_child, SYNC_FD), (start_child, START_FD)]
-    fds += [(3 + i, LISTEN_FDS_START + i) for i in range(listen_fds)]
+    # Socket-activation fds at 3 onwards, where the runtime hands them on from; the pipes after them.
+    fds = [(devnull, 0), (err_w, 1), (err_w, 2), *((fd, 3 + i) for i, fd in enumerate(listen_fds))]
+    fds += [(sync_child, SYNC_FD + len(listen_fds)), (start_child, START_FD + len(listen_fds))]
     attach_parent = attach_child = -1
     if attach_dir is not None:
         attach_parent, attach_child = _native.socketpair()
@@ -169,6 +204,7 @@ def launch(
         env = dict(env, _OCI_ATTACHPIPE=str(ATTACH_FD))
     pid = -1
     sock: Optional[socket.socket] = None
+    daemon: Optional[ProcessHandle] = None
     joins: List[int] = []
     try:
         try:
@@ -211,24 +247,27 @@ def launch(
             os.write(start_parent, b"0")  # now the exec may start
         message = read_sync(sync_parent, deadline)
         conmon_pid = read_pid(args.conmon_pidfile)
+        daemon = _launched_conmon(conmon_pid, args)
         if message is None:
             detail = _drain(err_r)
             raise ConmonError("conmon exited without reporting the container's pid" + (f": {detail}" if detail else ""))
         value = sync_value(message)
         if value < 0:
-            if conmon_pid:
-                _native.wait_pids([conmon_pid], 5)
+            if daemon is not None:
+                daemon.wait(EXIT_GRACE)  # it exits by itself after reporting the failure
             raise ConmonError(runtime_message(str(message.get("message") or "")) or f"conmon reported failure {value}")
         if conmon_pid is None:
             raise ConmonError(f"conmon reported pid {value} but wrote no pid file {args.conmon_pidfile}")
-        return Launched(value, conmon_pid, sync_parent, sock)
+        return Launched(value, conmon_pid, sync_parent, conmon=daemon, attach=sock)
     except BaseException:
         os.close(sync_parent)
         if sock is not None:
             sock.close()
-        conmon_pid = read_pid(args.conmon_pidfile)
-        if conmon_pid:
-            _kill_quietly(conmon_pid)
+        if daemon is None:
+            daemon = _launched_conmon(read_pid(args.conmon_pidfile), args)
+        if daemon is not None:
+            daemon.stop(0)
+            daemon.close()
         raise
     finally:
         os.close(err_r)
@@ -244,22 +283,28 @@ def _open_cgroup_file(path: str) -> int:
         raise CgroupError(f"cannot join cgroup {os.path.dirname(path)}: {e.strerror}") from e
 
 
+SYNC_MAX = 64 << 10  # bytes in one sync message, at most
+_POLL_MAX_MS = 2**31 - 1  # poll() takes a C int: a longer wait is done in steps
+
+
 def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:
     """Read one JSON line from the sync socket; None on EOF (conmon is gone).
 
     Raises Timeout at `deadline` (time.monotonic() seconds) and ConmonError
-    on anything that is not one JSON object.
+    on anything that is not one JSON object of at most SYNC_MAX bytes.
     """
     buf = b""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     while b"\n" not in buf:
+        if len(buf) > SYNC_MAX:
+            raise ConmonError(f"conmon sent a sync message longer than {SYNC_MAX} bytes: {buf[:200]!r}...")
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not poller.poll(None if left is None else int(left * 1000 + 0.999)):
+        if not poller.poll(None if left is None else int(min(left * 1000, _POLL_MAX_MS) + 0.999)):
             if left is not None and left <= 0:
                 raise Timeout("timed out waiting for conmon's sync message")
             continue
-        chunk = os.read(fd, 4096)
+        chunk = os.read(fd, min(4096, SYNC_MAX + 1 - len(buf)))  # a message of SYNC_MAX bytes and its newline fit
         if not chunk:
             if not buf.strip():
                 return None
@@ -279,11 +324,59 @@ _LOGFMT_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
 def runtime_message(text: str) -> str:
-    """The runtime's error without its logfmt wrapping (time=... level=error msg="...")."""
+    """The runtime's error without its logfmt wrapping (time=... level=error msg="...").
+
+    Each msg is Go-quoted (%q); one that does not decode is kept as written.
+    """
     found = _LOGFMT_MSG.findall(text)
     if not found:
         return text.strip()
-    return "; ".join(json.loads(f'"{m}"') for m in found)
+    messages = []
+    for quoted in found:
+        try:
+            messages.append(go_unquote(quoted))
+        except ValueError:
+            messages.append(quoted)
+    return "; ".join(messages)
+
+
+_GO_ESCAPES = {"a": b"\a", "b": b"\b", "f": b"\f", "n": b"\n", "r": b"\r", "t": b"\t", "v": b"\v", "\\": b"\\", '"': b'"'}
+_GO_TOKEN = re.compile(
+    r"\\(?:([abfnrtv\\\"])|x([0-9A-Fa-f]{2})|([0-7]{3})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8}))|([^\\]+)|(\\)",
+    re.DOTALL,
+)
+
+
+def go_unquote(body: str) -> str:
+    """The text of a Go double-quoted string literal, given without its quotes.
+
+    Decodes Go's escapes: \\a \\b \\f \\n \\r \\t \\v \\\\ \\" \\xNN and \\NNN (octal)
+    as bytes (so they may form UTF-8 characters; invalid UTF-8 becomes
+    U+FFFD), \\uXXXX and \\UXXXXXXXX as characters. Raises ValueError for
+    anything Go would refuse: an unknown or short escape, an octal escape
+    above 255, a surrogate or a code point above U+10FFFF.
+    """
+    out = bytearray()
+    for m in _GO_TOKEN.finditer(body):
+        simple, hex_byte, octal, short, long, plain, bad = m.groups()
+        if bad is not None:
+            raise ValueError(f"invalid escape at {m.start()} in a Go string")
+        if plain is not None:
+            out += plain.encode("utf-8")  # a lone surrogate cannot be encoded: UnicodeEncodeError, a ValueError
+        elif simple is not None:
+            out += _GO_ESCAPES[simple]
+        elif hex_byte is not None:
+            out.append(int(hex_byte, 16))
+        elif octal is not None:
+            if int(octal, 8) > 255:
+                raise ValueError(f"octal escape \\{octal} is above 255")
+            out.append(int(octal, 8))
+        else:
+            code = int(short or long, 16)
+            if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+                raise ValueError(f"escape for U+{code:X} is not a character")
+            out += chr(code).encode("utf-8")
+    return out.decode("utf-8", errors="replace")
 
 
 def sync_value(message: dict) -> int:
@@ -308,14 +401,6 @@ def _reap(pid: int) -> int:
         return code if code >= 0 else 128 - code
 
 
-def reap_if_child(pid: int) -> None:
-    """Reap `pid` if this process is its (sub)reaper; harmless otherwise."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def _drain(fd: int) -> str:
     os.set_blocking(fd, False)
     out = b""
@@ -337,37 +422,28 @@ def read_pid(path: str) -> Optional[int]:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def _kill_quietly(pid: int) -> None:
-    try:
-        fd = _native.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        _native.pidfd_send_signal(fd, signal.SIGKILL)
-    except OSError as e:
-        if e.errno != errno.ESRCH:
-            raise
-    finally:
-        os.close(fd)
-    _native.wait_pids([pid], 5)
-    reap_if_child(pid)
+def is_conmon_of(pid: int, cid: str, cuuid: Optional[str] = None) -> bool:
+    """True if `pid` runs conmon for container `cid` (and `cuuid`, default `cid`: an
+    exec's conmon has its own), not some process that reused the pid."""
+    argv = cmdline(pid)
+    pairs = set(zip(argv, argv[1:]))
+    return (b"-c", cid.encode()) in pairs and (b"-u", (cuuid or cid).encode()) in pairs
 
 
-def is_conmon_of(pid: int, cid: str) -> bool:
-    """True if `pid` runs conmon for container `cid` (not some process that reused the pid)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"-c" in argv and cid.encode() in argv
+def _launched_conmon(pid: Optional[int], args: ConmonArgs) -> Optional[ProcessHandle]:
+    """The daemon of the conmon just launched, from the pid file it just wrote.
+
+    Proven by being our child (when we are its subreaper: only we can reap
+    it, so until we do, the pid is still that conmon's, exiting or not), or
+    else by its argv.
+    """
+    return ProcessHandle.open(pid, parent=os.getpid()) or open_conmon(pid, args.cid, args.cuuid)
 
 
-def stop_daemon(conmon_pid: int, timeout: float) -> None:
-    """Wait up to `timeout` for a conmon daemon to exit, then kill it; reap it."""
-    if _native.wait_pids([conmon_pid], timeout):
-        _kill_quietly(conmon_pid)
-    reap_if_child(conmon_pid)
+def open_conmon(pid: Optional[int], cid: str, cuuid: Optional[str] = None, started: Optional[int] = None) -> Optional[ProcessHandle]:
+    """A handle on the conmon of `cid`/`cuuid` at `pid` (from a pid file or a record),
+    if that is what runs there (and it started at `started`, when given); else None."""
+    return ProcessHandle.open(pid, started=started, check=lambda p: is_conmon_of(p, cid, cuuid))
 
 
-__all__: Sequence[str] = ["ConmonArgs", "Launched", "conmon_env", "launch", "read_sync", "sync_value", "read_pid", "reap_if_child", "stop_daemon"]
+__all__: Sequence[str] = ["ConmonArgs", "Launched", "conmon_env", "launch", "open_conmon", "read_sync", "sync_value", "read_pid"]

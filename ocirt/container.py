@@ -258,11 +258,12 @@ class Container:
         args = execs.check_command(cmd)
         sid = check_id(session_id, "exec session id") if session_id is not None else secrets.token_hex(16)
         limit = check_timeout(timeout)
+        ids = self._resolve_user(user) if user is not None else None  # reads the container's files: never under its lock
         with self._locked():
             self._require(RUNNING, verb="exec in")
             process = specs.exec_process(
-                self.spec, args, env=dict(env) if env else None, user=user, cwd=cwd, tty=tty,
-                cap_add=tuple(cap_add), no_new_privs=no_new_privs, rootfs=self._rootfs(),
+                self.spec, args, env=dict(env) if env else None, user=ids, cwd=cwd, tty=tty,
+                cap_add=tuple(cap_add), no_new_privs=no_new_privs,
             )  # fmt: skip
             files = self._files.exec_session(sid)
             session = execs.start(self._svc.launcher, self, files, self._cgroup, sid, process, timeout=limit, attach=attach)
@@ -286,7 +287,7 @@ class Container:
         self._require_exists()
         if not follow:
             return logfile.read_log(self._files.log)
-        return logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon_pid)
+        return logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon)
 
     # -- the record, shared with other processes through the store -----------
 
@@ -317,7 +318,7 @@ class Container:
 
     def _created(self, launched: conmon.Launched) -> None:
         """conmon reported the container's pid (called by Runtime.create): record it."""
-        self._monitor.launched(launched, remember_start=self._svc.store is not None)
+        self._monitor.launched(launched)
         self.state.pid, self.state.status = launched.pid, CREATED
         self._record.save()
 
@@ -330,8 +331,15 @@ class Container:
         if self.state.status not in allowed:
             raise InvalidState(f"cannot {verb} container {self.id}: it is {self.state.status.value}")
 
-    def _rootfs(self) -> str:
-        return os.path.join(self.bundle, self.spec["root"]["path"])
+    def _resolve_user(self, user: Union[str, int]) -> specs.Spec:
+        """{"uid", "gid"} for `user`, names looked up in the container's own view of
+        its root (its init's /proc/<pid>/root), else in the bundle's root filesystem."""
+        root = self._monitor.open_root()
+        try:
+            return specs.parse_user(user, root if root is not None else os.path.join(self.bundle, self.spec["root"]["path"]))
+        finally:
+            if root is not None:
+                os.close(root)
 
     def _record_exit(self, timeout: Optional[float] = 0) -> None:
         """Read conmon's exit file into `state`, waiting up to `timeout` for it."""
@@ -340,14 +348,16 @@ class Container:
         exit = self._monitor.exit(timeout)
         self.state.record_exit(exit)
         self.note = exit.note or self.note
-        self._monitor.close()
+        self._monitor.close_init()
 
     def _release(self) -> None:
         """After the runtime deleted the container: conmon, cgroup, files, fds."""
         self._deleted = True
+        self._monitor.close_init()
+        conmons = [h for h in (*self._sessions.conmons(), self._monitor.conmon) if h is not None]
+        sessions = {*self.state.exec_sessions, *self._sessions.foreign}
+        errors = self._svc.launcher.teardown(self._files, self._cgroup, conmons, sessions)
         self._monitor.close()
-        conmons = self._sessions.conmon_pids() + [self._monitor.conmon_pid or 0]
-        errors = self._svc.launcher.teardown(self._files, self._cgroup, [p for p in conmons if p])
         self._sessions.close()
         if self.owned_bundle:
             shutil.rmtree(self.bundle, ignore_errors=True)

@@ -12,13 +12,13 @@ import threading
 import time
 from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Sequence
 
-from . import conmon, native as _native, spec as specs
+from . import conmon, spec as specs
 from .cgroups import Cgroup
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, Timeout
 from .launcher import Launcher
 from .layout import ExecDir
 from .logs import LogRecord, read_log
-from .process import KILL_GRACE, ProcessHandle
+from .process import KILL_GRACE, ProcessHandle, wait_all
 from .validate import check_timeout
 
 
@@ -55,9 +55,7 @@ def start(
 ) -> "ExecSession":
     """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files`."""
     try:
-        launched = launcher.exec(
-            container.id, session_id, files, process, cgroup=cgroup, tty=bool(process.get("terminal")), attach=attach, timeout=timeout
-        )
+        launched = launcher.exec(container.id, files, process, cgroup=cgroup, tty=bool(process.get("terminal")), attach=attach, timeout=timeout)
     except FileExistsError:
         raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
     return ExecSession(container, session_id, files, launched)
@@ -65,15 +63,14 @@ def start(
 
 def stop_all(sessions: Sequence["ExecSession"], grace: Optional[float]) -> None:
     """SIGTERM each session, wait `grace` seconds, SIGKILL the rest, wait 5 s; then reap."""
-    pids = [s.pid for s in sessions if s._signal(signal.SIGTERM)]
-    if grace != 0 and pids:
-        pids = _native.wait_pids(pids, grace)
-    if pids:
+    termed = [s._process for s in sessions if s._process is not None and s._signal(signal.SIGTERM)]
+    left = wait_all(termed, grace) if grace != 0 else termed
+    if left:
         for s in sessions:
             s._signal(signal.SIGKILL)
-        pids = _native.wait_pids([s.pid for s in sessions], KILL_GRACE)
-        if pids:
-            raise Timeout(f"exec processes {pids} did not exit {KILL_GRACE:g}s after SIGKILL")
+        left = wait_all([s._process for s in sessions if s._process is not None], KILL_GRACE)
+        if left:
+            raise Timeout(f"exec processes {[h.pid for h in left]} did not exit {KILL_GRACE:g}s after SIGKILL")
     for s in sessions:
         s.wait(KILL_GRACE)
 
@@ -108,9 +105,9 @@ class Sessions:
         """Take over the sessions a record lists (other processes' among them)."""
         self.foreign = {k: v for k, v in recorded.items() if k not in self.mine}
 
-    def conmon_pids(self) -> List[int]:
-        """The conmons of this process's sessions."""
-        return [s.conmon_pid for s in self.mine.values()]
+    def conmons(self) -> List[ProcessHandle]:
+        """The conmons of this process's sessions that are still held."""
+        return [s._conmon for s in self.mine.values() if s._conmon is not None]
 
     def close(self) -> None:
         for s in self.mine.values():
@@ -130,8 +127,10 @@ class ExecSession:
         self._files = files
         self._sync_fd: Optional[int] = launched.sync_fd
         self._lock = threading.Lock()
+        # The process is conmon's child (conmon is its subreaper): proven so.
         # None when it already exited: its code is on the sync socket.
-        self._process = ProcessHandle.open(self.pid)
+        self._process = ProcessHandle.open(self.pid, parent=launched.conmon_pid)
+        self._conmon = launched.conmon
 
     def __repr__(self) -> str:
         return f"<ExecSession {self.id} pid={self.pid} exit_code={self.exit_code}>"
@@ -160,8 +159,12 @@ class ExecSession:
             else:
                 code = conmon.sync_value(message)
             self.exit_code = code
-            conmon.stop_daemon(self.conmon_pid, conmon.EXIT_GRACE)
+            if self._conmon is not None:
+                self._conmon.stop(conmon.EXIT_GRACE)
             self._close()
+            for path in (self._files.socket_link, self._files.process):  # the log stays for logs()
+                if os.path.lexists(path):
+                    os.unlink(path)
         self.container._session_ended()
         return code
 
@@ -185,8 +188,9 @@ class ExecSession:
         if self._sync_fd is not None:
             os.close(self._sync_fd)
             self._sync_fd = None
-        if self._process is not None:
-            self._process.close()
+        for handle in (self._process, self._conmon):
+            if handle is not None:
+                handle.close()
         if self.attach is not None:
             self.attach.close()
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from . import conmon, spec as specs
 from .cgroups import Cgroup
 from .errors import OcirtError
-from .layout import ContainerDir, ExecDir
+from .layout import ContainerDir, ExecDir, write_private
+from .process import KILL_GRACE, ProcessHandle, wait_all
 
 
 class Launcher:
@@ -62,8 +64,12 @@ class Launcher:
         stdin: bool,
         exit_command: Sequence[str],
         timeout: Optional[float],
+        listen_fds: Sequence[int] = (),
     ) -> conmon.Launched:
         """Have conmon create container `cid` from `spec` in its run dir `files.root`.
+
+        `listen_fds` (sockets) reach the container's process at fd 3 onwards,
+        with LISTEN_FDS and LISTEN_PID set for it (systemd socket activation).
 
         The caller made `files.root`; this writes the bundle-independent
         config there and launches conmon. The caller undoes a failure (see
@@ -72,8 +78,7 @@ class Launcher:
         for stale in (files.exit_file, files.socket_link):
             if os.path.lexists(stale):
                 os.unlink(stale)
-        with open(files.config, "w") as f:
-            json.dump(specs.runtime_spec(bundle, spec), f)
+        write_private(files.config, json.dumps(specs.runtime_spec(bundle, spec)).encode())  # env may hold secrets
         args = self.args(
             cid=cid,
             cuuid=cid,
@@ -85,8 +90,9 @@ class Launcher:
             terminal=terminal,
             stdin=stdin,
             exit_command=tuple(exit_command),
+            replace_listen_pid=bool(listen_fds),
         )
-        env, listen_fds = conmon.conmon_env(self.conmon_env, os.environ)
+        env = conmon.conmon_env(self.conmon_env, len(listen_fds))
         launched = conmon.launch(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))
         os.close(launched.sync_fd)  # a container's exit is read from the exit file
         return launched
@@ -94,7 +100,6 @@ class Launcher:
     def exec(
         self,
         cid: str,
-        session_id: str,
         files: ExecDir,
         process: specs.Spec,
         *,
@@ -108,15 +113,14 @@ class Launcher:
         `files.root` must not exist yet (FileExistsError). On failure
         nothing of the session is left.
         """
-        os.makedirs(os.path.dirname(files.root), exist_ok=True)
-        os.mkdir(files.root)
+        os.makedirs(os.path.dirname(files.root), mode=0o700, exist_ok=True)
+        os.mkdir(files.root, 0o700)
         try:
-            os.mkdir(files.exit_dir)
-            with open(files.process, "w") as f:
-                json.dump(process, f)
+            os.mkdir(files.exit_dir, 0o700)
+            write_private(files.process, json.dumps(process).encode())  # env may hold secrets
             args = self.args(
                 cid=cid,
-                cuuid=session_id,
+                cuuid=files.cuuid,
                 bundle=files.root,
                 pidfile=files.pidfile,
                 conmon_pidfile=files.conmon_pidfile,
@@ -126,8 +130,8 @@ class Launcher:
                 exec_spec=files.process,
                 exec_attach=attach,
             )
-            env, _ = conmon.conmon_env(self.conmon_env, {})
-            link = os.path.join(self.socket_dir, session_id)
+            env = conmon.conmon_env(self.conmon_env)
+            link = files.socket_link
             try:
                 attach_dir = link if attach else None
                 return conmon.launch(args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, **_joining(cgroup))
@@ -139,26 +143,39 @@ class Launcher:
             shutil.rmtree(files.root, ignore_errors=True)
             raise
 
-    def teardown(self, files: ContainerDir, cgroup: Optional[Cgroup], conmon_pids: Iterable[int]) -> List[str]:
+    def teardown(
+        self, files: ContainerDir, cgroup: Optional[Cgroup], conmons: Iterable[ProcessHandle], exec_sessions: Iterable[str] = ()
+    ) -> List[str]:
         """Remove what launching a container made, once the runtime has deleted it.
 
-        conmons (the container's and its exec sessions') get a grace period
-        to exit, then are killed; then the cgroup and the run files go.
-        Returns what could not be removed, as messages.
+        The conmons held (the container's and its exec sessions') and every
+        process still in conmon's cgroup (conmons of execs that other, maybe
+        dead, processes started) get a grace period to exit, then are killed;
+        then the cgroup and the run files go, with the attach-socket links of
+        `exec_sessions` (ids). Returns what could not be removed, as messages.
         """
-        pids = list(dict.fromkeys(conmon_pids))
-        if cgroup is not None:
-            # conmons of exec sessions that other (maybe dead) processes started
-            pids += [p for p in cgroup.pids() if p not in pids]
-        for pid in pids:
-            conmon.stop_daemon(pid, conmon.EXIT_GRACE)
-        errors: List[str] = []
+        held = list(conmons)
+        # Everything still in conmon's cgroup and below it: conmons of execs
+        # that other (maybe dead) processes started, and a runtime stuck in
+        # create (its init blocked, say) for a container it never finished.
+        found = cgroup.members(below=True) if cgroup is not None else []
+        known = {h.pid for h in held}
+        held += [h for h in found if h.pid not in known]
+        for h in wait_all(held, conmon.EXIT_GRACE):
+            h.signal(signal.SIGKILL)
+        stuck = wait_all(held, KILL_GRACE)
+        for h in held:
+            h.reap()
+        for h in found:
+            h.close()
+        errors = [f"process {h.pid} did not exit {KILL_GRACE:g}s after SIGKILL" for h in stuck]
         if cgroup is not None:
             try:
                 cgroup.remove()
             except OcirtError as e:
                 errors.append(str(e))
-        for path in (files.exit_file, files.socket_link):
+        links = [files.socket_link, *(files.exec_session(sid).socket_link for sid in exec_sessions)]
+        for path in (files.exit_file, *links):
             if os.path.lexists(path):
                 os.unlink(path)
         shutil.rmtree(files.root, ignore_errors=True)

@@ -8,15 +8,64 @@
         ctr.log                     the container's output (k8s-file format)
         oom                         created by conmon on an OOM kill
         ctl, attach                 conmon's control FIFO and attach socket
-        exec/<session>/             one exec session: process.json, pidfile,
-                                    conmon.pid, ctr.log, exit/<id>
+        exec/<session>/             one exec session: process.json (while it
+                                    runs), pidfile, conmon.pid, ctr.log, exit/<id>
+    tmp_dir/socket/exec:<digest>    an exec session's attach-socket link
+
+Directories are 0700 and files that may hold env 0600: a container's spec
+and its exec processes are nobody else's business.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 
 from .errors import InvalidArgument
+
+PRIVATE_DIR = 0o700  # ocirt's directories: specs and env inside, nobody else's business
+PRIVATE_FILE = 0o600
+
+
+def make_private_dirs(path: str) -> None:
+    """Make `path` (and missing parents) 0700, then check it is ours alone (check_private_dir)."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    check_private_dir(path)
+
+
+def check_private_dir(path: str) -> None:
+    """InvalidArgument unless `path` is a real directory owned by us that no one else
+    can write, below directories that only root or we can change (or sticky ones, like /tmp).
+
+    A directory another user controls could redirect what ocirt writes,
+    removes and locks there.
+    """
+    me = os.geteuid()
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != me or st.st_mode & 0o022:
+        what = "not a directory" if not stat.S_ISDIR(st.st_mode) else (f"owned by uid {st.st_uid}" if st.st_uid != me else "writable by others")
+        raise InvalidArgument(f"refusing to keep ocirt's files in {path}: it is {what}")
+    parent = os.path.dirname(path)
+    while True:
+        st = os.stat(parent)
+        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            raise InvalidArgument(f"refusing to keep ocirt's files in {path}: {parent} can be changed by uid {st.st_uid} or others")
+        if parent == "/":
+            return
+        parent = os.path.dirname(parent)
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write `path` as a 0600 file (never through a symlink)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 class RuntimeDirs:
@@ -29,10 +78,12 @@ class RuntimeDirs:
         self.containers = os.path.join(self.tmp_dir, "containers")
 
     def make(self) -> None:
-        """Make the directories (InvalidArgument if `tmp_dir` cannot hold them)."""
+        """Make the directories, 0700 (InvalidArgument if `tmp_dir` cannot hold them,
+        or is not ocirt's alone: see check_private_dir)."""
         try:
+            make_private_dirs(self.tmp_dir)
             for d in (self.exits, self.sockets, self.containers):
-                os.makedirs(d, exist_ok=True)
+                make_private_dirs(d)
         except OSError as e:
             raise InvalidArgument(f"cannot keep ocirt's run files in {self.tmp_dir}: {e.strerror}") from e
 
@@ -44,6 +95,8 @@ class ContainerDir:
     """The files of one container."""
 
     def __init__(self, dirs: RuntimeDirs, cid: str) -> None:
+        self.cid = cid
+        self.sockets = dirs.sockets
         self.root = os.path.join(dirs.containers, cid)
         self.config = os.path.join(self.root, "config.json")
         self.pidfile = os.path.join(self.root, "pidfile")
@@ -55,13 +108,21 @@ class ContainerDir:
         self.socket_link = os.path.join(dirs.sockets, cid)
 
     def exec_session(self, session_id: str) -> "ExecDir":
-        return ExecDir(os.path.join(self.root, "exec", session_id))
+        return ExecDir(self, session_id)
 
 
 class ExecDir:
-    """The files of one exec session (its own conmon bundle)."""
+    """The files of one exec session (its own conmon bundle).
 
-    def __init__(self, root: str) -> None:
+    Its conmon is named `cuuid`: "exec:" and a digest of the container's and
+    the session's ids, so it can never be a container id (no ':' there) and
+    its attach-socket link never replaces a container's.
+    """
+
+    def __init__(self, container: ContainerDir, session_id: str) -> None:
+        self.cuuid = "exec:" + hashlib.sha256(f"{container.cid}/{session_id}".encode()).hexdigest()[:32]
+        self.socket_link = os.path.join(container.sockets, self.cuuid)
+        root = os.path.join(container.root, "exec", session_id)
         self.root = root
         self.process = os.path.join(root, "process.json")
         self.pidfile = os.path.join(root, "pidfile")

@@ -3,92 +3,235 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from types import TracebackType
+from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
 
 from . import native as _native
+from .errors import InvalidArgument
+from .process import ProcessHandle
+
+CHUNK_SIZE = 1 << 20  # bytes read from the log at a time
+MAX_TEXT = 1 << 20  # bytes of text in one record: a longer run of partial lines is split into records of this size
+MAX_LINE = 1 << 20  # conmon writes at most 8 KiB of text a line: a longer line is not its own, and is skipped
 
 
 class LogRecord(NamedTuple):
-    """One line of container output; partial records (P) are joined."""
+    """One line of container output; partial records (P) are joined (up to MAX_TEXT bytes of text)."""
 
     time: datetime
     stream: str  # "stdout" or "stderr"
     text: str
 
 
+_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+
+
 def parse_time(value: str) -> datetime:
-    """RFC 3339 with nanoseconds (as conmon writes it) to an aware datetime."""
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    head, dot, rest = value.partition(".")
-    if dot:
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        value = head + "." + rest[:min(digits, 6)].ljust(6, "0") + rest[digits:]
-    return datetime.fromisoformat(value)
+    """RFC 3339 with nanoseconds (as conmon writes it) to an aware datetime.
+
+    Digits past microseconds are cut. InvalidArgument (a ValueError) if
+    `value` is not such a time.
+    """
+    found = _TIME.fullmatch(value)
+    if found is None:
+        raise InvalidArgument(f"not an RFC 3339 time: {value[:64]!r}")
+    head, fraction, zone = found.groups()
+    try:
+        return datetime.fromisoformat(f"{head}.{(fraction or '')[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}")
+    except ValueError as e:
+        raise InvalidArgument(f"not an RFC 3339 time: {value!r}: {e}") from e
 
 
 class LogReader:
-    """Reads a conmon log incrementally: each `read()` returns the complete
-    records written since the last one (a partial record waits for its end)."""
+    """Reads a conmon log a chunk (at most CHUNK_SIZE bytes) at a time.
+
+    Each `read()` returns the complete records of the next chunk; a partial
+    record waits for its end, or is cut into records of MAX_TEXT bytes of
+    text. A line that is not conmon's (bad fields or time, longer than
+    MAX_LINE) is skipped. A record's text is exactly what the container
+    wrote on its line (decoded as UTF-8 with replacement), \\r and all.
+
+    The file stays open between reads: close the reader (or use it as a
+    context manager) when done. When conmon rotates the log (--log-size-max
+    renames a new file over it) or it is truncated, the reader finishes the
+    file it has open, then reads the new one from its start.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.offset = 0  # bytes consumed: always at the start of a line
-        self._pending: Dict[str, Tuple[datetime, List[str]]] = {}
+        self.offset = 0  # bytes consumed of the current file: always at the start of a line
+        self.at_end = False  # the last read() reached the end of the log (as it was then)
+        self._file: Optional[BinaryIO] = None
+        self._stale = False  # the file open is finished and the path names another one: open that next
+        self._tail = b""  # the start of a line whose end is not read yet
+        self._skipped = 0  # bytes read of a line at `offset` too long to keep; the rest is skipped up to its end
+        self._pending: Dict[str, Tuple[datetime, bytearray]] = {}  # stream -> time and text of its partial record
+
+    @property
+    def position(self) -> int:
+        """Bytes read from the file open now (what `follow` passes to wait_change as `known_size`)."""
+        return self.offset + len(self._tail) + self._skipped
 
     def read(self, final: bool = False) -> List[LogRecord]:
-        """New records; with `final`, partial records still open are flushed too."""
+        """The complete records of the next chunk of the log, in order.
+
+        Sets `at_end` once a read reaches the end of the log; call again until
+        then to have all of it. With `final` (conmon is done writing), reaching
+        the end also flushes the partial records still open; an incomplete
+        last line is never a record.
+        """
         out: List[LogRecord] = []
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        end = data.rfind(b"\n") + 1  # a line conmon is still writing waits
-        self.offset += end
-        for raw in data[:end].decode("utf-8", errors="replace").splitlines():
-            record = self._parse(raw)
-            if record is not None:
-                out.append(record)
-        if final:
-            out += [LogRecord(when, stream, "".join(parts)) for stream, (when, parts) in self._pending.items()]
+        chunk = self._read_chunk()
+        self._parse_chunk(chunk, out)
+        if final and self.at_end:
+            for stream, (when, text) in self._pending.items():
+                out.append(LogRecord(when, stream, text.decode("utf-8", errors="replace")))
             self._pending.clear()
         return out
 
-    def _parse(self, line: str) -> Optional[LogRecord]:
-        fields = line.split(" ", 3)
-        if len(fields) < 3 or fields[1] not in ("stdout", "stderr"):
-            return None
-        stream, tag = fields[1], fields[2]
-        when, parts = self._pending.pop(stream, (None, []))
-        parts.append(fields[3] if len(fields) == 4 else "")
-        stamp = when or parse_time(fields[0])
-        if tag == "P":
-            self._pending[stream] = (stamp, parts)
-            return None
-        return LogRecord(stamp, stream, "".join(parts))
+    def close(self) -> None:
+        """Close the file open (a later read() opens the log again, from its start)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "LogReader":
+        return self
+
+    def __exit__(self, kind: Optional[Type[BaseException]], error: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def _read_chunk(self) -> bytes:
+        if self._file is None or self._stale:
+            if not self._open():
+                self.at_end = True
+                return b""
+        assert self._file is not None
+        chunk = self._file.read(CHUNK_SIZE)
+        self.at_end = False
+        if len(chunk) < CHUNK_SIZE:  # the end of this file
+            if self._replaced(len(chunk)):
+                self._stale = True  # what is left of this file is `chunk`; the next read opens the new one
+            else:
+                self.at_end = True
+        return chunk
+
+    def _open(self) -> bool:
+        """Open the file the path names now, to read it from its start; False if there is none."""
+        self.close()
+        self._stale = False
+        self.offset = self._skipped = 0
+        self._tail = b""
+        try:
+            self._file = open(self.path, "rb")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _replaced(self, unparsed: int) -> bool:
+        """Whether the path names another file than the one open, or a shorter one (truncated).
+
+        `unparsed` bytes have been read but are not yet counted in `position`.
+        """
+        assert self._file is not None
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # removed: the file open is all there is
+        mine = os.fstat(self._file.fileno())
+        return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino) or now.st_size < self.position + unparsed
+
+    def _parse_chunk(self, chunk: bytes, out: List[LogRecord]) -> None:
+        data = self._tail + chunk
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            line = data[start:end]
+            self.offset += self._skipped + len(line) + 1
+            if not self._skipped and len(line) <= MAX_LINE:
+                self._parse_line(line, out)
+            self._skipped = 0
+            start = end + 1
+        rest = data[start:]
+        if self._skipped or len(rest) > MAX_LINE:
+            self._skipped += len(rest)
+            self._tail = b""
+        else:
+            self._tail = rest
+
+    def _parse_line(self, line: bytes, out: List[LogRecord]) -> None:
+        """Add to `out` what one line of the log completes; nothing for a line that is not conmon's."""
+        fields = line.split(b" ", 3)
+        if len(fields) < 3 or fields[1] not in (b"stdout", b"stderr") or fields[2] not in (b"F", b"P"):
+            return
+        try:
+            when = parse_time(fields[0].decode("ascii"))
+        except ValueError:  # UnicodeDecodeError or InvalidArgument
+            return
+        stream = fields[1].decode("ascii")
+        partial = fields[2] == b"P"
+        first, text = self._pending.get(stream) or (when, bytearray())
+        text += fields[3] if len(fields) == 4 else b""
+        # A partial record that reaches the cap is flushed now; a complete one may be exactly at it.
+        limit = MAX_TEXT - 1 if partial else MAX_TEXT
+        while len(text) > limit:
+            cut = _utf8_cut(text, MAX_TEXT)
+            out.append(LogRecord(first, stream, text[:cut].decode("utf-8", errors="replace")))
+            del text[:cut]
+            first = when
+        if partial and text:
+            self._pending[stream] = (first, text)  # an open record keeps its place: they are flushed in the order they began
+            return
+        self._pending.pop(stream, None)
+        if not partial:
+            out.append(LogRecord(first, stream, text.decode("utf-8", errors="replace")))
 
 
-def follow(path: str, exit_file: str, guard_pid: Optional[int]) -> Iterator[LogRecord]:
+def _utf8_cut(data: bytearray, size: int) -> int:
+    """Where to cut `data` to keep at most `size` bytes: `size`, moved back
+    (by up to 3 bytes) so as not to split a UTF-8 character."""
+    if size >= len(data):
+        return len(data)
+    cut = size
+    while cut > size - 3 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > 0 and (data[cut] & 0xC0) != 0x80 else size  # no character start near: cut at `size`
+
+
+def follow(path: str, exit_file: str, guard: Optional[ProcessHandle]) -> Iterator[LogRecord]:
     """The records of a live log as they are written.
 
     Ends once `exit_file` exists (the container has exited and conmon has
-    written everything) or conmon (`guard_pid`) is gone.
+    written everything) or conmon (`guard`, held by a pidfd; None: not
+    there, or not proven to be this container's) is gone.
     """
-    reader = LogReader(path)
-    while True:
-        yield from reader.read()
-        if os.path.exists(exit_file) or not guard_pid:
-            break
-        try:
-            _native.wait_change(path, known_size=reader.offset, guard_pid=guard_pid)
-        except (ProcessLookupError, FileNotFoundError):
-            break  # conmon is gone: what it wrote is all there is
-    yield from reader.read(final=True)
+    with LogReader(path) as reader:
+        while True:
+            yield from reader.read()
+            if not reader.at_end:
+                continue  # more is written already (or a rotated log is to be opened): no need to wait
+            if os.path.exists(exit_file) or guard is None or guard.fd is None:
+                break
+            try:
+                _native.wait_change(path, known_size=reader.position, guard_fd=guard.fd, guard_pid=guard.pid)
+            except (ProcessLookupError, FileNotFoundError):
+                break  # conmon is gone: what it wrote is all there is
+        yield from _rest(reader)
 
 
 def read_log(path: str) -> Iterator[LogRecord]:
     """Yield the records of a conmon log file in order; nothing if it is missing."""
-    yield from LogReader(path).read(final=True)
+    with LogReader(path) as reader:
+        yield from _rest(reader)
+
+
+def _rest(reader: LogReader) -> Iterator[LogRecord]:
+    """The records up to the end of the log, then the partial records still open."""
+    while True:
+        yield from reader.read(final=True)
+        if reader.at_end:
+            return

@@ -21,37 +21,54 @@ from .state import Exit, read_exit
 
 
 class Monitor:
-    """conmon and the init process of container `cid`."""
+    """conmon and the init process of container `cid`, each held by a pidfd
+    once proven to be the process meant."""
 
     def __init__(self, cid: str, files: ContainerDir, oci: OCIRuntime) -> None:
         self.cid = cid
         self.files = files
         self.oci = oci
-        self.conmon_pid: Optional[int] = None
+        self.conmon_pid: Optional[int] = None  # as recorded; trusted only through `conmon`
         self.conmon_start: Optional[int] = None  # with the pid, conmon's identity
+        self.conmon: Optional[ProcessHandle] = None
         self.init: Optional[ProcessHandle] = None
 
-    def launched(self, launched: conmon.Launched, *, remember_start: bool) -> None:
-        """conmon reported the container's pid. `remember_start` keeps conmon's
-        identity for other processes (only a store needs it)."""
-        self.conmon_pid = launched.conmon_pid
-        if remember_start:
-            self.conmon_start = start_time(launched.conmon_pid)
+    def launched(self, launched: conmon.Launched) -> None:
+        """conmon reported the container's pid."""
+        self.conmon_pid, self.conmon = launched.conmon_pid, launched.conmon
+        self.conmon_start = start_time(launched.conmon_pid)
         # The init is blocked in the runtime until start: alive, so this pidfd names exactly it.
         self.init = ProcessHandle.open(launched.pid)
 
     def adopt(self, pid: Optional[int]) -> None:
-        """A pidfd for the init of a container loaded from the store.
+        """Hold the processes of a container another process recorded.
 
-        Only if it is still a child of the container's own (live) conmon: a
-        reused pid gets none, and signals then go through the runtime.
+        conmon only if the recorded pid still runs conmon for this container
+        and started when recorded; the init only as that conmon's child. What
+        cannot be proven is not held, and so never signalled.
         """
-        if self.init is None and self.conmon_alive():
-            self.init = ProcessHandle.open(pid, parent=self.conmon_pid)
+        if self.conmon is None and self.conmon_start is not None:
+            self.conmon = conmon.open_conmon(self.conmon_pid, self.cid, started=self.conmon_start)
+        if self.init is None and self.conmon is not None:
+            self.init = ProcessHandle.open(pid, parent=self.conmon.pid)
+
+    def open_root(self) -> Optional[int]:
+        """An O_PATH fd of the root the running container sees (its init's
+        /proc/<pid>/root), or None; opened while the init was proven alive."""
+        init = self.init
+        if init is None or init.exited():
+            return None
+        try:
+            fd = os.open(f"/proc/{init.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if init.exited():  # the pid may have gone to another process before the open
+            os.close(fd)
+            return None
+        return fd
 
     def conmon_alive(self) -> bool:
-        pid = self.conmon_pid
-        return pid is not None and self.conmon_start is not None and start_time(pid) == self.conmon_start
+        return self.conmon is not None and not self.conmon.exited()
 
     def signal(self, signum: int) -> bool:
         """Signal the init process; False if it is already gone."""
@@ -76,9 +93,14 @@ class Monitor:
             self.signal(signal.SIGKILL)
 
     def wait_exit(self, timeout: Optional[float]) -> bool:
-        """Wait for conmon's exit file; True once it is there (or conmon died without one)."""
+        """Wait for conmon's exit file; True once it is there, or once conmon is gone without it.
+
+        A conmon that is not held (gone, or not proven) counts as gone.
+        """
+        if self.conmon is None or self.conmon.fd is None:
+            return True
         try:
-            return _native.wait_file(self.files.exit_dir, self.cid, timeout, guard_pid=self.conmon_pid or 0)
+            return _native.wait_file(self.files.exit_dir, self.cid, timeout, guard_fd=self.conmon.fd, guard_pid=self.conmon.pid)
         except ProcessLookupError:
             return True
 
@@ -91,11 +113,20 @@ class Monitor:
     def stop_creating(self) -> None:
         """Stop a conmon that may still be creating the container (left by a process
         that died in create), so the runtime cannot finish it after a delete."""
-        pid = conmon.read_pid(self.files.conmon_pidfile)
-        if pid and conmon.is_conmon_of(pid, self.cid):
-            conmon.stop_daemon(pid, 0)
+        daemon = conmon.open_conmon(conmon.read_pid(self.files.conmon_pidfile), self.cid)
+        if daemon is not None:
+            daemon.stop(0)
+            daemon.close()
 
-    def close(self) -> None:
+    def close_init(self) -> None:
+        """The container has exited: nothing more to signal. (conmon stays held
+        until the container is deleted: it may still be finishing.)"""
         if self.init is not None:
             self.init.close()
             self.init = None
+
+    def close(self) -> None:
+        self.close_init()
+        if self.conmon is not None:
+            self.conmon.close()
+            self.conmon = None

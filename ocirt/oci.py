@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .process import ProcessHandle
 
 EXEC_FIFO_TIMEOUT_MS = 10_000
+HOST_ONLY_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")  # this process's, not a container's
 
 # Substrings of runc's stderr that mean "no such container".
 _NOT_FOUND = ("does not exist", "not found", "no such")
@@ -121,8 +122,9 @@ class OCIRuntime:
 
     def run(self, argv: List[str]) -> str:
         """Run the runtime with `argv`, its stdin on /dev/null; return stdout."""
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}  # no notify proxy, no activation fds
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, close_fds=True)
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, close_fds=True, env=env)
         except OSError as e:
             raise RuntimeCommandError(argv, -1, f"cannot run {argv[0]}: {e}") from e
         if proc.returncode != 0:

@@ -10,14 +10,18 @@ command line), so what it checked is the very process the pidfd holds.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
+import signal
 import threading
-from typing import Callable, List, Optional
+import time
+from typing import Callable, Iterable, List, Optional
 
 from . import native as _native
 
 KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is an error
+MAX_POLL_MS = 2**31 - 1  # poll's timeout is a C int; a longer wait polls again
 
 
 def proc_stat(pid: int) -> Optional[List[str]]:
@@ -119,12 +123,38 @@ class ProcessHandle:
 
     def exited(self) -> bool:
         """True once the process has exited (a zombie counts), or the handle is closed."""
+        return self.wait(0)
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """Wait up to `timeout` seconds (None: no limit) for the exit; True once exited."""
+        return not wait_all([self], timeout)
+
+    def stop(self, grace: Optional[float]) -> bool:
+        """Give it `grace` seconds to exit, then SIGKILL it and wait KILL_GRACE more.
+
+        Reaps it if it is this process's child. False if it is still there.
+        """
+        if not self.wait(grace):
+            self.signal(signal.SIGKILL)
+            if not self.wait(KILL_GRACE):
+                return False
+        self.reap()
+        return True
+
+    def reap(self) -> bool:
+        """Reap it if it is an exited child of this process (or of this subreaper).
+
+        Through the pidfd: exactly this process, never another child that
+        got its pid. False if there was nothing to reap.
+        """
         with self._lock:
             if self._fd is None:
-                return True
-            poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-            return bool(poller.poll(0))
+                return False
+            try:
+                return os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG) is not None
+            except ChildProcessError:
+                return False
+
 
     def close(self) -> None:
         with self._lock:
@@ -136,3 +166,26 @@ class ProcessHandle:
         fd = getattr(self, "_fd", None)
         if fd is not None:
             os.close(fd)
+
+
+def wait_all(handles: Iterable[ProcessHandle], timeout: Optional[float]) -> List[ProcessHandle]:
+    """Wait up to `timeout` seconds (None: no limit) until every one has exited; those still running.
+
+    A closed handle counts as exited. Signal handlers run while waiting (select retries after them).
+    """
+    waiting = [h for h in handles if h.fd is not None]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while waiting:
+        poller = select.poll()
+        by_fd = {}
+        for h in waiting:
+            fd = h.fd
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
+                by_fd[fd] = h
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = {fd for fd, _ in poller.poll(None if left is None else min(math.ceil(left * 1000), MAX_POLL_MS))}
+        waiting = [h for fd, h in by_fd.items() if fd not in ready and h.fd is not None]
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    return waiting

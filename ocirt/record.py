@@ -91,7 +91,7 @@ class Recorder:
         c.owned_bundle, c.auto_remove, c.note = record.owned_bundle, record.auto_remove, record.note
         c._sessions.take_recorded(record.exec_sessions)
         if c.state.status is ContainerStatus.STOPPED:
-            m.close()
+            m.close_init()
 
     def _load(self, deep: bool) -> bool:
         """Take over the stored record and reconcile it; False if it is gone."""
@@ -101,7 +101,7 @@ class Recorder:
         status = self._runtime_status if deep else None
         c.note = reconcile(c.state, c._files, conmon_alive=m.conmon_alive, runtime_status=status, wait_exit=m.wait_exit) or c.note
         if c.state.status is ContainerStatus.STOPPED:
-            m.close()
+            m.close_init()
         return True
 
     def _take_stored(self) -> bool:

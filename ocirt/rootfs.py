@@ -1,24 +1,36 @@
 """The default root filesystem: the host's static busybox and its applets.
 
-Built once per ocirt root directory and cached there. The build happens in
-a temporary directory renamed into place, so a crash mid-build leaves no
-half-made root filesystem and concurrent builders agree on one.
+Built once per ocirt root directory and cached there, in a 0700 directory:
+the tree is the read-only lower layer that every container gets its own
+writable overlay on (see specgen.generate's `layer`), and no host user but
+root reaches it. The build happens in a temporary directory renamed into
+place, so a crash mid-build leaves no half-made root filesystem and
+concurrent builders (one at a time, under a lock file) agree on one. A
+cached tree is reused only if its stamp
+(written last by the build) still describes its busybox: a tree without one
+(an older ocirt's, which containers could write to) is rebuilt.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from typing import Optional
 
 from .errors import OcirtError
+from .layout import make_private_dirs
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\nnobody:x:65534:\n"
 DIRS = ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "var", "run")
+STAMP = ".ocirt-rootfs"  # beside the tree: the container never sees it
+STAMP_VERSION = 2
 
 
 def find_busybox() -> str:
@@ -37,34 +49,80 @@ def _is_static(path: str) -> bool:
 
 
 def busybox_rootfs(cache_dir: str, busybox: Optional[str] = None) -> str:
-    """The path of the busybox root filesystem under `cache_dir`, built if missing."""
+    """The path of the busybox root filesystem under `cache_dir`, built if missing or untrusted."""
     dest = os.path.join(cache_dir, "busybox")
-    if os.path.isdir(dest):
-        return dest
-    os.makedirs(cache_dir, exist_ok=True)
-    source = busybox or find_busybox()
+    stamp = os.path.join(cache_dir, STAMP)
+    make_private_dirs(cache_dir)
+    fd = os.open(os.path.join(cache_dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # one builder at a time; the others then find its tree
+        if not _stamp_matches(stamp, dest):
+            _build(dest, stamp, cache_dir, busybox or find_busybox())
+    finally:
+        os.close(fd)
+    return dest
+
+
+def _build(dest: str, stamp: str, cache_dir: str, source: str) -> None:
+    if os.path.lexists(dest):
+        _discard(dest, cache_dir)
     work = tempfile.mkdtemp(prefix=".busybox-", dir=cache_dir)
     try:
         os.chmod(work, 0o755)  # it is / inside the container: others need to get through
         for d in DIRS:
-            os.mkdir(os.path.join(work, d))
+            os.mkdir(os.path.join(work, d), 0o755)
         os.chmod(os.path.join(work, "tmp"), 0o1777)
-        shutil.copy2(source, os.path.join(work, "bin", "busybox"))
+        shutil.copyfile(source, os.path.join(work, "bin", "busybox"))
+        os.chmod(os.path.join(work, "bin", "busybox"), 0o755)
         listed = subprocess.run([source, "--list"], capture_output=True, text=True, check=True).stdout.split()
         for applet in listed:
             if applet != "busybox":
                 os.symlink("busybox", os.path.join(work, "bin", applet))
-        with open(os.path.join(work, "etc", "passwd"), "w") as f:
-            f.write(PASSWD)
-        with open(os.path.join(work, "etc", "group"), "w") as f:
-            f.write(GROUP)
-        try:
-            os.rename(work, dest)
-        except OSError:
-            if not os.path.isdir(dest):  # another builder did not win either
-                raise
+        for name, text in (("passwd", PASSWD), ("group", GROUP)):
+            with open(os.path.join(work, "etc", name), "w") as f:
+                f.write(text)
+        os.rename(work, dest)
+        _write_stamp(stamp, dest)
     except (OSError, subprocess.CalledProcessError) as e:
         raise OcirtError(f"cannot build the busybox root filesystem in {dest}: {e}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return dest
+
+
+def _describe(dest: str) -> Optional[dict]:
+    """What the stamp holds for the tree at `dest`: its busybox, as it must be."""
+    try:
+        st = os.lstat(os.path.join(dest, "bin", "busybox"))
+        top = os.lstat(dest)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o7022 or not stat.S_ISDIR(top.st_mode):
+        return None  # not a plain root-owned file anyone else could change, or setuid: not ours
+    return {"version": STAMP_VERSION, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "dir_ino": top.st_ino}
+
+
+def _write_stamp(stamp: str, dest: str) -> None:
+    described = _describe(dest)
+    if described is None:
+        raise OcirtError(f"the busybox root filesystem just built in {dest} does not look as built")
+    tmp = f"{stamp}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(described, f)
+    os.rename(tmp, stamp)
+
+
+def _stamp_matches(stamp: str, dest: str) -> bool:
+    try:
+        with open(stamp) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return recorded == _describe(dest)
+
+
+def _discard(dest: str, cache_dir: str) -> None:
+    """Move an untrusted tree out of the way (atomically, for containers that may
+    still run on it), then remove it."""
+    stale = tempfile.mkdtemp(prefix=".stale-", dir=cache_dir)
+    os.rename(dest, os.path.join(stale, "busybox"))
+    shutil.rmtree(stale, ignore_errors=True)

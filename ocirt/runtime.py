@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
+import signal
 import threading
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -13,7 +15,6 @@ from . import cgroups, conmon, spec as specs
 from .container import Container, Services
 from .errors import (
     BinaryNotFound,
-    CgroupError,
     ConmonError,
     ContainerExists,
     ContainerNotFound,
@@ -24,10 +25,13 @@ from .errors import (
 from .launcher import Launcher
 from .layout import RuntimeDirs
 from .oci import OCIRuntime, is_not_found
+from .process import KILL_GRACE, wait_all
 from .store import Record, Store
-from .validate import check_id, check_timeout
+from .validate import check_id, check_name, check_timeout
 
 DEFAULT_ROOT = "/var/lib/ocirt"
+RUNTIME_ID_TAKEN = ("container with given ID already exists", "container with id exists")  # runc's words (1.1, older)
+log = logging.getLogger("ocirt")
 DEFAULT_RUN_DIR = "/run/ocirt"
 
 
@@ -145,6 +149,7 @@ class Runtime:
         owned_bundle: bool = False,
         auto_remove: bool = False,
         exit_command: Sequence[str] = (),
+        listen_fds: Sequence[int] = (),
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`.
 
@@ -155,10 +160,14 @@ class Runtime:
         leaves the existing container untouched. `name` (default: the id)
         follows the id rules; `owned_bundle` has delete remove the bundle;
         conmon runs `exit_command` (an argv) once the container has exited.
+        `listen_fds` are sockets handed to the container's process at fd 3
+        onwards, with LISTEN_FDS and LISTEN_PID set (systemd socket
+        activation; see conmon.socket_activation for this process's own).
         """
         cid = check_id(container_id)
-        name = check_id(name, "container name") if name is not None else cid
+        name = check_name(name) if name is not None else cid
         limit = check_timeout(timeout)
+        conmon.check_sockets(listen_fds)
         bundle_path, spec = specs.load_bundle(bundle)
         if bool(spec["process"].get("terminal", False)) != bool(terminal):
             raise InvalidArgument(
@@ -178,12 +187,12 @@ class Runtime:
             if self.store is not None:
                 self.store.insert(container.to_record())
             try:
-                os.mkdir(files.root)
+                os.mkdir(files.root, 0o700)
             except FileExistsError:
                 if self.store is not None:
                     self.store.delete(cid)
                 raise ContainerExists(f"container {cid!r} already exists") from None
-            self._launch(container, spec, stdin=stdin, terminal=terminal, limit=limit, exit_command=exit_command)
+            self._launch(container, spec, stdin=stdin, terminal=terminal, limit=limit, exit_command=exit_command, listen_fds=listen_fds)
         with self._lock:
             self._containers[cid] = container
         return container
@@ -200,6 +209,7 @@ class Runtime:
         terminal: bool,
         limit: Optional[float],
         exit_command: Sequence[str],
+        listen_fds: Sequence[int],
     ) -> None:
         """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
@@ -207,11 +217,11 @@ class Runtime:
             container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
             launched = self.launcher.create(
                 cid, container._files, container.bundle, spec, cgroup=container._cgroup,
-                terminal=terminal, stdin=stdin, exit_command=exit_command, timeout=limit,
+                terminal=terminal, stdin=stdin, exit_command=exit_command, timeout=limit, listen_fds=listen_fds,
             )  # fmt: skip
             container._created(launched)
         except BaseException as e:
-            already_exists = isinstance(e, ConmonError) and "exists" in str(e)
+            already_exists = isinstance(e, ConmonError) and any(words in str(e) for words in RUNTIME_ID_TAKEN)
             self._undo_create(container, delete_from_runtime=not already_exists)
             if self.store is not None:
                 self.store.delete(cid)
@@ -221,19 +231,38 @@ class Runtime:
             raise
 
     def _undo_create(self, container: Container, *, delete_from_runtime: bool) -> None:
-        """Remove whatever a failed create made, in reverse order."""
+        """Remove whatever a failed create made, in reverse order.
+
+        Best effort, step by step: a step that fails is logged and the next
+        one still runs, and the caller raises the create's own error.
+        """
         files = container._files
+        # conmon joined its cgroup before it ran anything: whatever it started
+        # (the runtime, the container's init) is in it or below, even what a
+        # pid file does not name yet. End all of it before the runtime's delete.
+        members = container._cgroup.members(below=True) if container._cgroup is not None else []
+        for member in members:
+            member.signal(signal.SIGKILL)
+        wait_all(members, KILL_GRACE)
+        for member in members:
+            member.reap()
+            member.close()
         if delete_from_runtime:
             try:
                 self.oci.delete(container.id, force=True)
             except RuntimeCommandError as e:
                 if not is_not_found(e):
-                    raise OcirtError(f"cannot delete half-created container {container.id}: {e}") from e
-        pid = conmon.read_pid(files.conmon_pidfile)
-        conmons = [pid] if pid and conmon.is_conmon_of(pid, container.id) else []
-        errors = self.launcher.teardown(files, container._cgroup, conmons)
-        if errors:
-            raise CgroupError("; ".join(errors))
+                    log.warning("cannot delete half-created container %s from the runtime: %s", container.id, e)
+        daemon = conmon.open_conmon(conmon.read_pid(files.conmon_pidfile), container.id)
+        try:
+            errors = self.launcher.teardown(files, container._cgroup, [daemon] if daemon else [])
+        except (OcirtError, OSError) as e:
+            errors = [str(e)]
+        finally:
+            if daemon is not None:
+                daemon.close()
+        for error in errors:
+            log.warning("cleanup of half-created container %s: %s", container.id, error)
 
     def _forget(self, container: Container) -> None:
         with self._lock:
@@ -251,12 +280,16 @@ class Runtime:
     def get(self, name_or_id: str) -> Container:
         """The container with this name, id or unique id prefix; ContainerNotFound if none."""
         if self.store is None:
-            for c in self.containers().values():
-                if name_or_id in (c.id, c.name):
-                    return c
-            matches = [c for c in self.containers().values() if name_or_id and c.id.startswith(name_or_id)]
+            known = list(self.containers().values())
+            # exact id, then exact name, then a unique id prefix (as the store resolves them)
+            for matches in ([c for c in known if c.id == name_or_id], [c for c in known if c.name == name_or_id]):
+                if matches:
+                    return matches[0]
+            matches = [c for c in known if name_or_id and c.id.startswith(name_or_id)]
             if len(matches) == 1:
                 return matches[0]
+            if len(matches) > 1:
+                raise InvalidArgument(f"{name_or_id!r} matches {len(matches)} containers; give more of the id")
             raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it")
         cid = self.store.resolve(name_or_id)
         container = self._load(cid)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal as _signal
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
+from . import native as _native
 from .errors import InvalidArgument
 from .validate import parse_signal
 
@@ -44,6 +46,10 @@ def load_bundle(bundle: str | os.PathLike[str]) -> tuple[str, Spec]:
     rootfs = os.path.join(path, root["path"])
     if not os.path.isdir(rootfs):
         raise InvalidArgument(f"root filesystem {rootfs} of bundle {path} does not exist")
+    try:
+        stop_signal(spec)  # refused now, not when stop would need it
+    except InvalidArgument as e:
+        raise InvalidArgument(f"{config}: annotation {STOP_SIGNAL_ANNOTATION}: {e}") from None
     return path, spec
 
 
@@ -97,18 +103,17 @@ def exec_process(
     args: list[str],
     *,
     env: Optional[Dict[str, str]] = None,
-    user: Optional[str | int] = None,
+    user: Optional[Spec] = None,
     cwd: Optional[str] = None,
     tty: bool = False,
     cap_add: tuple[str, ...] | list[str] = (),
     no_new_privs: Optional[bool] = None,
-    rootfs: Optional[str] = None,
 ) -> Spec:
     """The OCI process for an exec: the container's process with overrides.
 
     `env` entries are added to (and override) the container's environment;
-    `user` is "uid", "uid:gid" or a user name looked up in the rootfs's
-    /etc/passwd; `cap_add` names are added to every capability set.
+    `user` is {"uid", "gid"} (see parse_user); `cap_add` names are added to
+    every capability set.
     """
     base = dict(spec["process"])
     process: Spec = {
@@ -116,7 +121,7 @@ def exec_process(
         "env": _merge_env(base.get("env") or [], env or {}),
         "cwd": cwd if cwd is not None else base.get("cwd", "/"),
         "terminal": bool(tty),
-        "user": parse_user(user, rootfs) if user is not None else base.get("user", {"uid": 0, "gid": 0}),
+        "user": user if user is not None else base.get("user", {"uid": 0, "gid": 0}),
     }
     if tty:
         process["consoleSize"] = {"height": 24, "width": 80}
@@ -151,30 +156,75 @@ def _merge_env(base: list[str], extra: Dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in merged.items()]
 
 
-def parse_user(user: str | int, rootfs: Optional[str]) -> Spec:
-    """{"uid", "gid"} from an int, "uid", "uid:gid", "name" or "name:group"."""
+ACCOUNTS_MAX = 1 << 20  # a passwd or group file larger than this is refused
+ID_MAX = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
+
+Root = Union[str, int]  # a root filesystem directory, or an open directory fd (a container's /proc/<pid>/root)
+
+
+def parse_user(user: str | int, root: Optional[Root]) -> Spec:
+    """{"uid", "gid"} from an int, "uid", "uid:gid", "name" or "name:group".
+
+    Names are looked up in /etc/passwd and /etc/group of `root`. Those files
+    belong to the container: they are opened inside that root (no symlink or
+    ".." leads out of it), must be regular files (a FIFO cannot hang the
+    lookup) and are read up to ACCOUNTS_MAX bytes. InvalidArgument otherwise.
+    """
     text = str(user)
     name, _, group = text.partition(":")
     if not name:
         raise InvalidArgument(f"invalid user {user!r}")
-    uid, gid = _lookup(name, rootfs, "etc/passwd", user)
+    uid, gid = _lookup(name, root, "etc/passwd", user)
     if group:
-        gid = _lookup(group, rootfs, "etc/group", user)[0]
+        gid = _lookup(group, root, "etc/group", user)[0]
     return {"uid": uid, "gid": gid}
 
 
-def _lookup(name: str, rootfs: Optional[str], table: str, user: object) -> tuple[int, int]:
-    """(id, primary gid) for a number or a name in the rootfs's passwd/group file."""
-    if name.isdigit():
-        return int(name), (int(name) if table == "etc/group" else 0)
-    path = os.path.join(rootfs or "/nonexistent", table)
+def _lookup(name: str, root: Optional[Root], table: str, user: object) -> tuple[int, int]:
+    """(id, primary gid) for a number or a name in the root's passwd/group file."""
+    number = _id_number(name, user)
+    if number is not None:
+        return number, (number if table == "etc/group" else 0)
+    if root is None:
+        raise InvalidArgument(f"user {user!r}: a name needs the container's /{table}, and there is no root to read it from")
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 3 and fields[0] == name:
-                    gid = int(fields[3]) if table == "etc/passwd" and len(fields) > 3 else int(fields[2])
-                    return int(fields[2]), gid
-    except (OSError, ValueError):
-        pass
+        text = _read_in_root(root, table, ACCOUNTS_MAX).decode("utf-8", errors="replace")
+    except OSError as e:
+        raise InvalidArgument(f"user {user!r}: cannot read the container's /{table}: {e.strerror}") from e
+    for line in text.split("\n"):
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            found = _id_number(fields[2], user)
+            gid = _id_number(fields[3], user) if table == "etc/passwd" and len(fields) > 3 else found
+            if found is not None and gid is not None:
+                return found, gid
     raise InvalidArgument(f"user {user!r}: no {name!r} in the container's /{table}")
+
+
+def _id_number(text: str, user: object) -> Optional[int]:
+    """A uid/gid written in ASCII decimal, or None for a name."""
+    if not (text.isascii() and text.isdecimal()):
+        return None
+    value = int(text)
+    if value > ID_MAX:
+        raise InvalidArgument(f"user {user!r}: id {value} is out of range 0-{ID_MAX}")
+    return value
+
+
+def _read_in_root(root: Root, path: str, limit: int) -> bytes:
+    """The regular file `path` of `root`, opened inside it; OSError(EFBIG) above `limit` bytes."""
+    dirfd = root if isinstance(root, int) else os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _native.open_in_root(dirfd, path)
+    finally:
+        if dirfd is not root:
+            os.close(dirfd)
+    try:
+        data = b""
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 import resource
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from fractions import Fraction
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import InvalidArgument
 from .spec import parse_user
@@ -12,6 +15,9 @@ from .spec import parse_user
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 CPU_PERIOD = 100_000
+MIN_CPUS = 0.01  # the smallest --cpus: a quota of 1000 us a period (runc reads a quota of 0 as no limit)
+MIN_QUOTA = 1000
+INT64_MAX = 2**63 - 1  # runc's limits are int64
 
 # What `runc spec` (runc 1.1) writes, less the terminal and the rootfs path.
 _DEFAULT: Dict[str, Any] = {
@@ -68,10 +74,15 @@ def generate(
     pids_limit: Optional[int] = None,
     cpus: Optional[float] = None,
     cap_add: Sequence[str] = (),
+    layer: Optional[Tuple[str, str]] = None,
 ) -> Dict[str, Any]:
     """A complete spec for `args` on `rootfs` (an absolute path).
 
     The rootfs is writable unless `read_only`; /tmp is a tmpfs either way.
+    With `layer` = (upper, work), two directories of the container's own,
+    the rootfs is only the lower layer of an overlay mounted at / inside the
+    container: what the container writes lands in `upper`, and `rootfs`
+    itself (a tree shared by many containers) is never written.
     Rlimits are capped at this process's hard limits: raising one needs
     CAP_SYS_RESOURCE, which these hosts may lack.
     """
@@ -97,22 +108,57 @@ def generate(
                 process["capabilities"][key] = process["capabilities"][key] + [name]
     process["rlimits"] = [_capped(r) for r in process["rlimits"]]
     spec["root"] = {"path": rootfs, "readonly": bool(read_only)}
+    if layer is not None:
+        spec["mounts"].insert(0, _overlay(rootfs, *layer))
     spec["hostname"] = hostname or "ocirt"
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
     resources = spec["linux"]["resources"]
     if memory is not None:
-        if memory <= 0:
-            raise InvalidArgument(f"memory limit must be positive, not {memory}")
+        memory = _limit(memory, "memory limit")
         resources["memory"] = {"limit": memory, "swap": memory}
     if pids_limit is not None:
-        if pids_limit <= 0:
-            raise InvalidArgument(f"pids limit must be positive, not {pids_limit}")
-        resources["pids"] = {"limit": pids_limit}
+        resources["pids"] = {"limit": _limit(pids_limit, "pids limit")}
     if cpus is not None:
-        if not cpus > 0:
-            raise InvalidArgument(f"cpus must be positive, not {cpus}")
-        resources["cpu"] = {"quota": int(cpus * CPU_PERIOD), "period": CPU_PERIOD}
+        resources["cpu"] = {"quota": _cpu_quota(cpus), "period": CPU_PERIOD}
     return spec
+
+
+def _limit(value: object, what: str) -> int:
+    """`value` if it is a whole number from 1 to INT64_MAX, else InvalidArgument naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
+        raise InvalidArgument(f"{what} must be a whole number from 1 to {INT64_MAX}, not {value!r}")
+    return int(value)
+
+
+def _cpu_quota(cpus: object) -> int:
+    """The CFS quota (us per CPU_PERIOD) for `cpus` CPUs: at least MIN_QUOTA; InvalidArgument
+    unless `cpus` is a finite number from MIN_CPUS whose quota fits in an int64."""
+    problem = f"cpus must be a finite number of at least {MIN_CPUS}, not {cpus!r}"
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)):
+        raise InvalidArgument(problem)
+    try:
+        number = float(cpus)
+    except OverflowError:
+        raise InvalidArgument(f"cpus {cpus} is too large") from None
+    if not math.isfinite(number) or number < MIN_CPUS:
+        raise InvalidArgument(problem)
+    quota = max(MIN_QUOTA, round(number * CPU_PERIOD))
+    if quota > INT64_MAX:
+        raise InvalidArgument(f"cpus {cpus} is too large")
+    return quota
+
+
+def _overlay(lower: str, upper: str, work: str) -> Dict[str, Any]:
+    """An overlay at / (mounted in the container's own mount namespace: nothing on the host to leak)."""
+    for path in (lower, upper, work):
+        if not path.startswith("/") or any(c in path for c in ",:\\"):
+            raise InvalidArgument(f"an overlay layer needs an absolute path without ',', ':' or '\\', not {path!r}")
+    return {
+        "destination": "/",
+        "type": "overlay",
+        "source": "overlay",
+        "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"],
+    }
 
 
 def _capped(rlimit: Dict[str, Any]) -> Dict[str, Any]:
@@ -126,21 +172,29 @@ def _capped(rlimit: Dict[str, Any]) -> Dict[str, Any]:
     return {"type": name, "hard": min(rlimit["hard"], hard), "soft": min(rlimit["soft"], hard)}
 
 
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmgtp])i?b?|b)?", re.ASCII | re.IGNORECASE)
+_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
 def parse_size(text: str) -> int:
-    """Bytes from "512", "64k", "16m", "1g" (podman's --memory units)."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    value = text.strip().lower()
-    factor = 1
-    if value and value[-1] in units:
-        factor = units[value[-1]]
-        value = value[:-1]
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidArgument(f"invalid size {text!r}: use a number with an optional unit b, k, m or g") from None
-    if number <= 0:
-        raise InvalidArgument(f"size must be positive, not {text!r}")
-    return int(number * factor)
+    """Bytes from a size as podman's --memory takes it (go-units RAMInBytes).
+
+    A number (whole or decimal), an optional space, then an optional unit
+    k, m, g, t or p (binary: 1k = 1024) with optional "i" and "b", or just
+    "b", in any case: "512", "512b", "64k", "512mb", "512MiB", "1.5g".
+    A fraction of a byte is dropped. InvalidArgument unless the result is
+    from 1 to 2**63-1 bytes.
+    """
+    found = _SIZE.fullmatch(text.strip()) if isinstance(text, str) and text.isascii() and len(text) <= 64 else None
+    if found is None:
+        raise InvalidArgument(f"invalid size {text!r}: use a number with an optional unit k, m, g, t or p (e.g. 64m, 1.5g, 512MiB)")
+    number, unit = found.groups()
+    size = int(Fraction(number) * _SIZE_UNITS[unit.lower()] if unit else Fraction(number))
+    if size <= 0:
+        raise InvalidArgument(f"size must be at least 1 byte, not {text!r}")
+    if size > INT64_MAX:
+        raise InvalidArgument(f"size {text!r} is too large: at most {INT64_MAX} bytes")
+    return size
 
 
 __all__: List[str] = ["generate", "parse_size", "DEFAULT_PATH"]

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, Iterator, List, Optional
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
+from .layout import check_private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -76,10 +77,13 @@ class Store:
         try:
             for d in (os.path.dirname(path), lock_dir):
                 _makedirs(d, made)
+                check_private_dir(d)
             # Switching a new database to WAL fails at once (no busy wait) while
             # another process does the same: opening is serialised.
-            with self.lock(".open"), self._db() as db:
-                db.execute(SCHEMA)
+            with self.lock(".open"):
+                _private_database(path)
+                with self._db() as db:
+                    db.execute(SCHEMA)
         except BaseException as e:
             self.close()
             for d in reversed(made):
@@ -131,15 +135,25 @@ class Store:
         return [Record.from_json(r[0]) for r in rows]
 
     def resolve(self, name_or_id: str) -> str:
-        """The id for a name, a full id or a unique id prefix (as podman does)."""
-        if not name_or_id:
-            raise InvalidArgument("container name or id must not be empty")
+        """The id of the container `name_or_id` names: an exact id, else an exact
+        name, else a unique id prefix (as podman does); all case-sensitive.
+
+        An id always wins over a name, so no container can shadow another
+        by taking its id as a name. InvalidArgument for an empty string or a
+        prefix of several ids; ContainerNotFound if nothing matches.
+        """
+        if not isinstance(name_or_id, str) or not name_or_id:
+            raise InvalidArgument(f"container name or id must be a non-empty string, not {name_or_id!r}")
+        try:
+            name_or_id.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. undecodable bytes of a command line: no id or name is like that
+            raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it") from None
         with self._db() as db:
-            row = db.execute("SELECT id FROM containers WHERE name = ? OR id = ?", (name_or_id, name_or_id)).fetchone()
-            if row:
-                return str(row[0])
-            escaped = name_or_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            rows = db.execute("SELECT id FROM containers WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",)).fetchall()
+            for query in ("SELECT id FROM containers WHERE id = ?", "SELECT id FROM containers WHERE name = ?"):
+                row = db.execute(query, (name_or_id,)).fetchone()
+                if row:
+                    return str(row[0])
+            rows = db.execute("SELECT id FROM containers WHERE substr(id, 1, length(?)) = ?", (name_or_id, name_or_id)).fetchall()
         if len(rows) == 1:
             return str(rows[0][0])
         if len(rows) > 1:
@@ -149,15 +163,36 @@ class Store:
     @contextmanager
     def lock(self, cid: str, *, blocking: bool = True) -> Iterator[bool]:
         """Hold the container's lock file; yields False if not blocking and taken."""
-        fd = os.open(os.path.join(self.lock_dir, cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._flock(os.path.join(self.lock_dir, cid), blocking)
+        if fd is None:
+            yield False
+            return
         try:
+            yield True
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _flock(path: str, blocking: bool) -> Optional[int]:
+        """An fd holding the flock of the file at `path` now; None if taken (not blocking).
+
+        A removal unlinks the lock file while holding it: a process that was
+        waiting on the old file then holds a lock nobody else will ever see,
+        while a newcomer locks a new file. So the lock counts only if the
+        file locked is still the one at `path`; else it is taken again.
+        """
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
+                os.close(fd)
+                return None
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
             os.close(fd)
 
     def remove_lock(self, cid: str) -> None:
@@ -174,6 +209,20 @@ class Store:
                 self._conn = None
 
 
+def _private_database(path: str) -> None:
+    """The database file (SQLite gives its -wal and -shm files the same mode) is 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for extra in ("-wal", "-shm"):
+        try:
+            os.chmod(path + extra, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _makedirs(path: str, made: List[str]) -> None:
     """os.makedirs, noting in `made` the top directory it created (if any)."""
     if os.path.isdir(path):
@@ -182,7 +231,7 @@ def _makedirs(path: str, made: List[str]) -> None:
     if parent != path:
         _makedirs(parent, made)
     try:
-        os.mkdir(path)
+        os.mkdir(path, 0o700)
     except FileExistsError:
         return
     if not any(path.startswith(m + "/") for m in made):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import signal as _signal
 from typing import Union
@@ -10,6 +11,7 @@ from .errors import InvalidArgument
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ID_MAX_LENGTH = 128
+FULL_ID_PATTERN = re.compile(r"[0-9a-f]{64}")  # what ocirt's CLI makes: a name must never look like one
 SIGNAL_MAX = _signal.SIGRTMAX
 
 SignalLike = Union[int, str, _signal.Signals]
@@ -34,13 +36,31 @@ def check_id(value: object, what: str = "container id") -> str:
     return value
 
 
+def check_name(value: object, what: str = "container name") -> str:
+    """Return `value` if it is a valid container name, else raise InvalidArgument.
+
+    A name follows the id rules (see check_id) but must not look like a full
+    container id (64 lowercase hex digits), so it can never be taken for
+    another container's id.
+    """
+    name = check_id(value, what)
+    if FULL_ID_PATTERN.fullmatch(name):
+        raise InvalidArgument(f"invalid {what} {name!r}: 64 hex digits are a container id, not a name")
+    return name
+
+
 def parse_signal(value: SignalLike) -> int:
-    """A signal number from an int, a Signals member or a name like 'TERM' or 'SIGTERM'."""
+    """A signal number from an int, a Signals member, ASCII decimal digits, or a
+    name like 'TERM' or 'SIGTERM' (any case); InvalidArgument for anything else."""
     if isinstance(value, bool):
         raise InvalidArgument(f"invalid signal {value!r}")
     if isinstance(value, str):
         name = value.strip().upper()
-        if name.isdigit():
+        if not value.isascii() or not name:
+            raise InvalidArgument(f"unknown signal {value!r}")
+        if name.isdecimal():
+            if len(name) > 10:  # no need to turn a huge string into a number to know it is out of range
+                raise InvalidArgument(f"signal {value!r} is out of range 1-{SIGNAL_MAX}")
             return parse_signal(int(name))
         if not name.startswith("SIG"):
             name = "SIG" + name
@@ -56,9 +76,17 @@ def parse_signal(value: SignalLike) -> int:
 
 
 def check_timeout(value: object, what: str = "timeout") -> float | None:
-    """A non-negative number of seconds, or None for no limit."""
+    """A non-negative number of seconds, or None for no limit.
+
+    None and infinity (also an int too large for a float) mean no limit;
+    NaN, negatives and non-numbers raise InvalidArgument.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
         raise InvalidArgument(f"{what} must be a non-negative number of seconds or None, not {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return None if math.isinf(seconds) else seconds

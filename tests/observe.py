@@ -21,20 +21,20 @@ def until(condition: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.001)
 
 
-def _fds_of_kind(kind: str):
-    for fd in os.listdir("/proc/self/fd"):
+def _fds_of_kind(kind: str, pid: str = "self"):
+    for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{fd}") == kind:
-                with open(f"/proc/self/fdinfo/{fd}") as f:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == kind:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                     yield f.read()
         except OSError:
             pass
 
 
-def inotify_watching(path: str) -> bool:
-    """True if one of this process's inotify instances has a watch on `path`."""
+def inotify_watching(path: str, pid: object = "self") -> bool:
+    """True if one of the inotify instances of process `pid` (default: this one) has a watch on `path`."""
     inode = format(os.stat(path).st_ino, "x")
-    return any(f" ino:{inode} " in info for info in _fds_of_kind("anon_inode:inotify"))
+    return any(f" ino:{inode} " in info for info in _fds_of_kind("anon_inode:inotify", str(pid)))
 
 
 def pidfd_open_on(pid: int) -> bool:

@@ -294,7 +294,7 @@ def test_terminal_output_goes_to_the_log(create, make_bundle):
     c = create(make_bundle("sh", "-c", "tty; echo hi", edit=tty), terminal=True)
     c.start()
     assert c.wait(30) == 0
-    assert [r.text for r in c.logs()] == ["/dev/pts/0", "hi"]
+    assert [r.text for r in c.logs()] == ["/dev/pts/0\r", "hi\r"]  # a terminal writes \r\n
     c.delete()
 
 

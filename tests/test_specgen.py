@@ -96,7 +96,7 @@ def test_busybox_rootfs_is_built_once(tmp_path):
     marker = os.path.join(path, "marker")
     open(marker, "w").close()
     assert rootfs.busybox_rootfs(str(tmp_path)) == path and os.path.exists(marker)  # not rebuilt
-    assert os.listdir(tmp_path) == ["busybox"]  # no temporary build dirs left
+    assert sorted(os.listdir(tmp_path)) == [".lock", ".ocirt-rootfs", "busybox"]  # no temporary build dirs left
 
 
 def test_concurrent_builders_agree_on_one_rootfs(tmp_path):
@@ -105,7 +105,7 @@ def test_concurrent_builders_agree_on_one_rootfs(tmp_path):
     paths = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert [p.returncode for p in procs] == [0] * 4
     assert paths == {str(tmp_path / "busybox")}
-    assert os.listdir(tmp_path) == ["busybox"]
+    assert sorted(os.listdir(tmp_path)) == [".lock", ".ocirt-rootfs", "busybox"]
     assert os.path.isfile(tmp_path / "busybox" / "bin" / "busybox")
 
 

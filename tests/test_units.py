@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from datetime import datetime, timezone
 
@@ -12,7 +13,7 @@ import pytest
 
 import ocirt
 from ocirt import spec as specs
-from ocirt.conmon import ConmonArgs, conmon_env, sync_value
+from ocirt.conmon import ConmonArgs, check_sockets, conmon_env, socket_activation, sync_value
 from ocirt.logs import parse_time, read_log
 from ocirt.oci import OCIRuntime
 from ocirt.validate import check_id, parse_signal
@@ -59,13 +60,31 @@ def test_every_flag_ocirt_gives_conmon_is_one_conmon_knows():
     assert flags - known == set()
 
 
-def test_conmon_env_passes_pipes_notify_socket_and_listen_fds():
-    env, listen = conmon_env(None, {"NOTIFY_SOCKET": "/run/n", "LISTEN_FDS": "2", "HOME": "/root"})
-    assert env["_OCI_SYNCPIPE"] == "3" and env["_OCI_STARTPIPE"] == "4"
-    assert env["NOTIFY_SOCKET"] == "/run/n" and env["LISTEN_FDS"] == "2" and listen == 2
-    assert "HOME" not in env and "PATH" in env
-    env, listen = conmon_env({"A": "b"}, {"LISTEN_FDS": "2", "LISTEN_PID": "1"})  # not ours
-    assert env == {"A": "b", "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"} and listen == 0
+def test_conmon_env_carries_the_pipes_and_nothing_of_ours(monkeypatch):
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/n")
+    monkeypatch.setenv("LISTEN_FDS", "2")
+    env = conmon_env(None)
+    assert env == {"PATH": env["PATH"], "_OCI_SYNCPIPE": "3", "_OCI_STARTPIPE": "4"}
+    assert conmon_env({"A": "b"}, listen_fds=2) == {"A": "b", "_OCI_SYNCPIPE": "5", "_OCI_STARTPIPE": "6", "LISTEN_FDS": "2", "LISTEN_PID": "1"}
+
+
+def test_socket_activation_is_taken_only_when_it_is_ours():
+    assert socket_activation({"LISTEN_FDS": "2", "LISTEN_PID": "1"}) == []  # another process's
+    assert socket_activation({"LISTEN_FDS": "2"}) == []  # no LISTEN_PID: not for us either
+    for count in ("0", "33", "+1", "1.0", "²"):
+        with pytest.raises(ocirt.InvalidArgument, match="LISTEN_FDS must be"):
+            socket_activation({"LISTEN_FDS": count, "LISTEN_PID": str(os.getpid())})
+    a, b = socket.socketpair()
+    not_a_socket = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        check_sockets([a.fileno(), b.fileno()])
+        for fds in ([a.fileno(), not_a_socket], [10**6], [-1], ["3"]):
+            with pytest.raises(ocirt.InvalidArgument, match="not an open socket"):
+                check_sockets(fds)
+    finally:
+        os.close(not_a_socket)
+        a.close()
+        b.close()
 
 
 def test_sync_values():
@@ -169,13 +188,14 @@ def test_exec_process_overrides(tmp_path):
             "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
         }
     }
-    p = specs.exec_process(spec, ["ls"], env={"A": "2", "B": "3"}, user="app:staff", cwd="/tmp", cap_add=["net_admin"], rootfs=str(tmp_path))
+    ids = specs.parse_user("app:staff", str(tmp_path))
+    p = specs.exec_process(spec, ["ls"], env={"A": "2", "B": "3"}, user=ids, cwd="/tmp", cap_add=["net_admin"])
     assert p["args"] == ["ls"] and p["cwd"] == "/tmp" and p["terminal"] is False
     assert p["env"] == ["PATH=/bin", "A=2", "B=3"]
     assert p["user"] == {"uid": 1000, "gid": 50}
     assert p["capabilities"]["bounding"] == ["CAP_KILL", "CAP_NET_ADMIN"]
     assert p["noNewPrivileges"] is False
-    assert specs.exec_process(spec, ["ls"], user="app", rootfs=str(tmp_path))["user"] == {"uid": 1000, "gid": 1001}
+    assert specs.parse_user("app", str(tmp_path)) == {"uid": 1000, "gid": 1001}
     assert spec["process"]["capabilities"]["bounding"] == ["CAP_KILL"]
     with pytest.raises(ocirt.InvalidArgument, match="environment variable"):
         specs.exec_process(spec, ["ls"], env={"A=B": "x"})

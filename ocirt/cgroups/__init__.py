@@ -10,7 +10,8 @@
 
 A `Cgroup` has `join_files()` (what a new process writes "0" to, to move
 itself in before it runs anything; empty when the manager must be asked),
-`add(pid)`, `pids()`, `leave(pid)` (back to the parent) and `remove()`;
+`add(pid)`, `pids()`, `members()` (held by pidfds), `leave(pid)` (back to
+the parent) and `remove()`;
 `remove()` deletes the cgroup and everything below it once no process is
 left in it.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import List, Optional, Protocol
 
 from ..errors import InvalidArgument
+from ..process import ProcessHandle
 from .cgroupfs import Cgroupfs, CgroupfsGroup, Hierarchy, hierarchies
 from .systemd import Systemd
 
@@ -31,7 +33,9 @@ class Cgroup(Protocol):
 
     def add(self, pid: int) -> None: ...
 
-    def pids(self) -> List[int]: ...
+    def pids(self, below: bool = False) -> List[int]: ...
+
+    def members(self, below: bool = False) -> List[ProcessHandle]: ...
 
     def leave(self, pid: int) -> None: ...
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional
 
 from ..errors import CgroupError, InvalidArgument
+from ..process import ProcessHandle
 
 MOUNTINFO = "/proc/self/mountinfo"
 OWN_CGROUP = "/proc/self/cgroup"
@@ -214,15 +215,34 @@ class CgroupfsGroup:
             except OSError as e:
                 raise CgroupError(f"cannot move process {pid} into cgroup {d}: {e}") from e
 
-    def pids(self) -> List[int]:
-        """The processes directly in this cgroup (from its first hierarchy)."""
+    def pids(self, below: bool = False) -> List[int]:
+        """The pids in this cgroup (from its first hierarchy), as listed now;
+        with `below`, those in the cgroups below it too (the runtime's)."""
         if not self.dirs:
             return []
-        try:
-            with open(os.path.join(self.dirs[0], "cgroup.procs")) as f:
-                return [int(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        found: List[int] = []
+        for root, _, _ in os.walk(self.dirs[0]) if below else [(self.dirs[0], [], [])]:
+            try:
+                with open(os.path.join(root, "cgroup.procs")) as f:
+                    found += [int(line) for line in f if line.strip()]
+            except FileNotFoundError:
+                pass
+        return found
+
+    def members(self, below: bool = False) -> List[ProcessHandle]:
+        """The processes in this cgroup (and, with `below`, in those below it),
+        each held by a pidfd.
+
+        Each pidfd is opened first, then the cgroups are listed again: a pid
+        still listed then is that very process (a process that left or died
+        would not be), so a number reused meanwhile is never held.
+        """
+        opened = [h for h in (ProcessHandle.open(pid) for pid in self.pids(below)) if h is not None]
+        still = set(self.pids(below))
+        for h in opened:
+            if h.pid not in still:
+                h.close()
+        return [h for h in opened if h.pid in still]
 
     def leave(self, pid: int) -> None:
         """Move `pid` from this cgroup to its parent in every hierarchy, so the cgroup can go."""

@@ -15,6 +15,7 @@ import subprocess
 from typing import List, Optional
 
 from ..errors import CgroupError, InvalidArgument
+from ..process import ProcessHandle
 
 SYSTEMD_RUNNING_DIR = "/run/systemd/system"  # sd_booted()'s test
 DEFAULT_SLICE = "machine.slice"
@@ -76,7 +77,10 @@ class SystemdScope:
         if proc.returncode != 0:
             raise CgroupError(f"systemd refused scope {self.unit}: {proc.stderr.strip()}")
 
-    def pids(self) -> List[int]:
+    def pids(self, below: bool = False) -> List[int]:
+        return []
+
+    def members(self, below: bool = False) -> List[ProcessHandle]:
         return []
 
     def join_files(self) -> List[str]:
