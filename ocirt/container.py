@@ -365,6 +365,13 @@ class Container:
         if errors:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
 
+    def _freezer_dir(self) -> Optional[str]:
+        """The container's freezer cgroup (the runtime nests it under conmon's), or None."""
+        for d in getattr(self._cgroup, "dirs", []):
+            if os.path.exists(os.path.join(d, "freezer.state")) or os.path.exists(os.path.join(d, "cgroup.freeze")):
+                return os.path.join(d, self.id)
+        return None
+
     def _close_fds(self) -> None:
         self._monitor.close()
         self._sessions.close()

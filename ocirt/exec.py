@@ -163,8 +163,10 @@ class ExecSession:
                 self._conmon.stop(conmon.EXIT_GRACE)
             self._close()
             for path in (self._files.socket_link, self._files.process):  # the log stays for logs()
-                if os.path.lexists(path):
+                try:
                     os.unlink(path)
+                except FileNotFoundError:
+                    pass  # the container was deleted meanwhile
         self.container._session_ended()
         return code
 

@@ -76,8 +76,10 @@ class Launcher:
         `teardown`).
         """
         for stale in (files.exit_file, files.socket_link):
-            if os.path.lexists(stale):
+            try:
                 os.unlink(stale)
+            except FileNotFoundError:
+                pass
         write_private(files.config, json.dumps(specs.runtime_spec(bundle, spec)).encode())  # env may hold secrets
         args = self.args(
             cid=cid,
@@ -176,8 +178,10 @@ class Launcher:
                 errors.append(str(e))
         links = [files.socket_link, *(files.exec_session(sid).socket_link for sid in exec_sessions)]
         for path in (files.exit_file, *links):
-            if os.path.lexists(path):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
         shutil.rmtree(files.root, ignore_errors=True)
         return errors
 

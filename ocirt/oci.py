@@ -41,6 +41,34 @@ class OCIRuntime:
         """Where the runtime keeps its containers' state (runc as root: /run/runc)."""
         return self.root or os.path.join("/run", self.name)
 
+    def status_from_files(self, cid: str, freezer: Optional[str]) -> Optional[str]:
+        """The status `state` would report, read the way runc reads it, without a runc process.
+
+        runc says "created" while the container's exec.fifo exists, "paused"
+        while its freezer cgroup is frozen, else "running" (its process
+        alive: the caller knows that from a pidfd), and knows no container
+        whose state directory is gone. `freezer` is the container's v1
+        freezer cgroup directory or v2 cgroup directory. None when this
+        cannot be read (another runtime, no freezer): ask `state` then.
+        """
+        if self.name != "runc" or freezer is None:
+            return None
+        directory = os.path.join(self.state_dir, cid)
+        if not os.path.isdir(directory):
+            return "stopped"
+        if os.path.exists(os.path.join(directory, "exec.fifo")):
+            return "created"
+        try:
+            with open(os.path.join(freezer, "freezer.state")) as f:
+                return "paused" if f.read().strip() == "FROZEN" else "running"
+        except FileNotFoundError:
+            pass
+        try:
+            with open(os.path.join(freezer, "cgroup.events")) as f:
+                return "paused" if "frozen 1" in f.read().splitlines() else "running"
+        except FileNotFoundError:
+            return None
+
     def global_args(self) -> List[str]:
         args = [self.path]
         if self.root:

@@ -116,7 +116,13 @@ class Recorder:
         return True
 
     def _runtime_status(self) -> str:
+        """The runtime's status for the container: read from files where runc's own files
+        tell (see OCIRuntime.status_from_files), else from `runtime state`."""
+        c = self._c
+        known = c._svc.oci.status_from_files(c.id, c._freezer_dir())
+        if known is not None:
+            return known
         try:
-            return str(self._c._svc.oci.state(self._c.id)["status"])
+            return str(c._svc.oci.state(c.id)["status"])
         except ContainerNotFound:
             return ContainerStatus.STOPPED.value

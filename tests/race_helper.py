@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from typing import Iterator
 
 import ocirt
@@ -54,7 +55,8 @@ def main() -> None:
             result = {"ok": True}
         else:
             raise SystemExit(f"unknown verb {verb}")
-    except ocirt.OcirtError as e:
+    except Exception as e:  # an error that is no OcirtError is reported too: the test then fails on it
+        traceback.print_exc()
         result = {"ok": False, "error": type(e).__name__, "message": str(e)}
     print(json.dumps(result), flush=True)
 

@@ -376,6 +376,17 @@ def test_start_after_the_init_died_is_the_runtimes_error_not_a_hang(create, make
     c.delete(force=True)
 
 
+def test_status_read_from_runcs_files_is_what_runc_state_says(create, make_bundle, runtime):
+    c = create(make_bundle("sleep", "1000"))
+    seen = []
+    for step in (lambda: None, c.start, c.pause, c.resume):
+        step()
+        seen.append((runtime.oci.status_from_files(c.id, c._freezer_dir()), runtime.oci.state(c.id)["status"]))
+    assert seen == [("created", "created"), ("running", "running"), ("paused", "paused"), ("running", "running")]
+    c.delete(force=True)
+    assert runtime.oci.status_from_files(c.id, c._freezer_dir() or "/nonexistent") == "stopped"
+
+
 def test_stop_of_a_created_container_kills_at_once(create, make_bundle):
     c = create(make_bundle("sleep", "1000"))
     c.stop(timeout=1000)  # would wait it out if it sent SIGTERM to runc's init first
