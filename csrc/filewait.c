@@ -159,6 +159,32 @@ static int drain_events(int ifd, const char *name)
 	return seen;
 }
 
+int ocirt_watch_open(const char *dir, int *wd)
+{
+	int fd = inotify_get();
+
+	if (fd < 0)
+		return -1;
+	*wd = inotify_add_watch(fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
+	if (*wd < 0) {
+		int err = errno;
+		inotify_put(fd, -1);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
+int ocirt_watch_seen(int fd, const char *name)
+{
+	return drain_events(fd, name);
+}
+
+void ocirt_watch_close(int fd, int wd)
+{
+	inotify_put(fd, wd);
+}
+
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		    pid_t guard_pid, int guard_fd, int flags)
 {

@@ -106,6 +106,17 @@ int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
  */
 int ocirt_open_in_root(int dirfd, const char *path);
 
+/*
+ * For an event loop: an inotify instance (from the pool) watching `dir` for
+ * files that appear (IN_CREATE, IN_MOVED_TO, IN_CLOSE_WRITE); *wd receives
+ * the watch. Poll the fd; ocirt_watch_seen drains its events and says
+ * whether one named `name` (or events were lost: look for yourself);
+ * ocirt_watch_close removes the watch and gives the instance back.
+ */
+int ocirt_watch_open(const char *dir, int *wd);
+int ocirt_watch_seen(int fd, const char *name);
+void ocirt_watch_close(int fd, int wd);
+
 /* Idle inotify instances kept for reuse by ocirt_wait_file (at most 8). */
 int ocirt_inotify_pool_size(void);
 

@@ -25,7 +25,7 @@ from .errors import (
 from .exec import ExecSession
 from .logs import LogRecord
 from .runtime import Runtime
-from .state import ContainerState, ContainerStatus
+from .state import ContainerState, ContainerStatus, Timings
 
 try:
     from ._version import __version__
@@ -50,5 +50,6 @@ __all__ = [
     "RuntimeCommandError",
     "StoreError",
     "Timeout",
+    "Timings",
     "__version__",
 ]

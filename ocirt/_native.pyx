@@ -38,6 +38,9 @@ cdef extern from "ocirt.h" nogil:
                         int guard_pid, int guard_fd, int flags)
     int ocirt_inotify_pool_size()
     int ocirt_open_in_root(int dirfd, const char *path)
+    int ocirt_watch_open(const char *dir, int *wd)
+    int ocirt_watch_seen(int fd, const char *name)
+    void ocirt_watch_close(int fd, int wd)
     int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
                           int guard_pid, int guard_fd, int flags)
 
@@ -259,6 +262,28 @@ def open_in_root(int dirfd, path):
     if fd < 0:
         raise_errno(errno, path)
     return fd
+
+
+def watch_open(directory):
+    """(fd, wd): an inotify instance watching `directory` for files that appear, for an
+    event loop to poll. Drain it with watch_seen; give it back with watch_close."""
+    cdef bytes bdir = os.fsencode(directory)
+    cdef int wd = -1
+    cdef int fd = ocirt_watch_open(bdir, &wd)
+    if fd < 0:
+        raise_errno(errno, directory)
+    return fd, wd
+
+
+def watch_seen(int fd, name):
+    """Drain the watch's events: True if one named `name` (or events were lost)."""
+    cdef bytes bname = os.fsencode(name)
+    return ocirt_watch_seen(fd, bname) == 1
+
+
+def watch_close(int fd, int wd):
+    """Remove the watch and give the instance back to the pool (closing it would cost 10+ ms)."""
+    ocirt_watch_close(fd, wd)
 
 
 def inotify_pool_size():

@@ -176,6 +176,25 @@ def open_in_root(dirfd: int, path: _Path) -> int:
     return int(fd)
 
 
+def watch_open(directory: _Path) -> Tuple[int, int]:
+    """See ocirt._native.watch_open."""
+    wd = ffi.new("int *")
+    fd = lib.ocirt_watch_open(os.fsencode(directory), wd)
+    if fd < 0:
+        _raise(directory)
+    return int(fd), int(wd[0])
+
+
+def watch_seen(fd: int, name: _Path) -> bool:
+    """See ocirt._native.watch_seen."""
+    return bool(lib.ocirt_watch_seen(fd, os.fsencode(name)) == 1)
+
+
+def watch_close(fd: int, wd: int) -> None:
+    """See ocirt._native.watch_close."""
+    lib.ocirt_watch_close(fd, wd)
+
+
 def inotify_pool_size() -> int:
     """See ocirt._native.inotify_pool_size."""
     return int(lib.ocirt_inotify_pool_size())

@@ -17,18 +17,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import socket
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach, native as _native
 from ._nativeargs import STEP_CGROUP
 from .errors import CgroupError, ConmonError, InvalidArgument, Timeout
-from .process import ProcessHandle, cmdline
+from .process import ProcessHandle, cmdline, wait_steps
+from .steps import Readable, Steps, block
 
 SYNC_FD = 3  # with socket-activation fds, the pipes come after them (see conmon_env)
 START_FD = 4
@@ -158,12 +158,18 @@ class Launched:
 
     pid: int  # the container's (or exec process's) pid
     conmon_pid: int  # the conmon daemon's pid
+    spawned_at: float = field(repr=False)  # time.monotonic() when conmon was spawned
     sync_fd: int = field(repr=False)  # our end of the sync socket, still open
     conmon: Optional[ProcessHandle] = field(default=None, repr=False)  # the daemon, proven by its argv
     attach: Optional[socket.socket] = field(default=None, repr=False)  # exec output, when attached
 
 
-def launch(
+def launch(args: ConmonArgs, env: Dict[str, str], **options: Any) -> Launched:
+    """launch_steps, blocking."""
+    return block(launch_steps(args, env, **options))
+
+
+def launch_steps(
     args: ConmonArgs,
     env: Dict[str, str],
     *,
@@ -173,8 +179,8 @@ def launch(
     join_cgroup: Optional[Callable[[int], None]] = None,
     listen_fds: Sequence[int] = (),
     attach_dir: Optional[str] = None,
-) -> Launched:
-    """Run conmon and wait for its first sync message.
+) -> Steps[Launched]:
+    """Run conmon and wait for its first sync message (see ocirt.steps).
 
     conmon joins its cgroup before the start byte lets it fork: it writes
     "0" to each of `join_files` itself before it runs (see native.spawn),
@@ -205,12 +211,15 @@ def launch(
     pid = -1
     sock: Optional[socket.socket] = None
     daemon: Optional[ProcessHandle] = None
+    first: Optional[ProcessHandle] = None  # conmon's first process, our child until reaped
     joins: List[int] = []
     try:
         try:
             for path in join_files:
                 joins.append(_open_cgroup_file(path))
             pid = _native.spawn(args.conmon_path, args.argv(), env, fds, cwd, cgroups=joins)
+            spawned_at = time.monotonic()
+            first = ProcessHandle.open(pid)
         except OSError as e:
             if getattr(e, "failed_step", 0) == STEP_CGROUP:
                 raise CgroupError(f"conmon cannot join its cgroup: {e.strerror}") from e
@@ -234,18 +243,22 @@ def launch(
             if attach_dir is None or early is not None:
                 os.close(start_parent)
                 start_parent = -1
+        while first is not None and not first.exited():  # it forks the daemon, then exits
+            if not (yield Readable((first.fd or -1,), deadline)):
+                raise Timeout("timed out waiting for conmon to start")
         status = _reap(pid)
+        pid = -1
         if early is not None and not isinstance(early, OSError):
             raise early  # ours (a CgroupError, KeyboardInterrupt, ...), not conmon's
         said = _drain(err_r) if status != 0 else ""
         if status != 0 or early is not None:
             raise ConmonError(f"conmon exited with status {status}: {said or 'no message'}") from early
         if attach_dir is not None:
-            if read_sync(attach_parent, deadline) is None:
+            if (yield from read_sync_steps(attach_parent, deadline)) is None:
                 raise ConmonError("conmon exited before its attach socket was ready")
             sock = attach.connect(attach_dir)
             os.write(start_parent, b"0")  # now the exec may start
-        message = read_sync(sync_parent, deadline)
+        message = yield from read_sync_steps(sync_parent, deadline)
         conmon_pid = read_pid(args.conmon_pidfile)
         daemon = _launched_conmon(conmon_pid, args)
         if message is None:
@@ -254,15 +267,18 @@ def launch(
         value = sync_value(message)
         if value < 0:
             if daemon is not None:
-                daemon.wait(EXIT_GRACE)  # it exits by itself after reporting the failure
+                yield from wait_steps([daemon], EXIT_GRACE)  # it exits by itself after reporting the failure
             raise ConmonError(runtime_message(str(message.get("message") or "")) or f"conmon reported failure {value}")
         if conmon_pid is None:
             raise ConmonError(f"conmon reported pid {value} but wrote no pid file {args.conmon_pidfile}")
-        return Launched(value, conmon_pid, sync_parent, conmon=daemon, attach=sock)
+        return Launched(value, conmon_pid, spawned_at, sync_parent, conmon=daemon, attach=sock)
     except BaseException:
         os.close(sync_parent)
         if sock is not None:
             sock.close()
+        if pid > 0:  # the first process, still ours: it must not read a closed start pipe as "go"
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
         if daemon is None:
             daemon = _launched_conmon(read_pid(args.conmon_pidfile), args)
         if daemon is not None:
@@ -270,6 +286,8 @@ def launch(
             daemon.close()
         raise
     finally:
+        if first is not None:
+            first.close()
         os.close(err_r)
         for fd in (start_parent, attach_parent):
             if fd >= 0:
@@ -284,26 +302,25 @@ def _open_cgroup_file(path: str) -> int:
 
 
 SYNC_MAX = 64 << 10  # bytes in one sync message, at most
-_POLL_MAX_MS = 2**31 - 1  # poll() takes a C int: a longer wait is done in steps
 
 
 def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:
+    """read_sync_steps, blocking."""
+    return block(read_sync_steps(fd, deadline))
+
+
+def read_sync_steps(fd: int, deadline: Optional[float]) -> Steps[Optional[dict]]:
     """Read one JSON line from the sync socket; None on EOF (conmon is gone).
 
     Raises Timeout at `deadline` (time.monotonic() seconds) and ConmonError
     on anything that is not one JSON object of at most SYNC_MAX bytes.
     """
     buf = b""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
     while b"\n" not in buf:
         if len(buf) > SYNC_MAX:
             raise ConmonError(f"conmon sent a sync message longer than {SYNC_MAX} bytes: {buf[:200]!r}...")
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not poller.poll(None if left is None else int(min(left * 1000, _POLL_MAX_MS) + 0.999)):
-            if left is not None and left <= 0:
-                raise Timeout("timed out waiting for conmon's sync message")
-            continue
+        if not (yield Readable((fd,), deadline)):
+            raise Timeout("timed out waiting for conmon's sync message")
         chunk = os.read(fd, min(4096, SYNC_MAX + 1 - len(buf)))  # a message of SYNC_MAX bytes and its newline fit
         if not chunk:
             if not buf.strip():

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Union
 
@@ -27,7 +28,8 @@ from .monitor import Monitor
 from .oci import OCIRuntime, is_not_found
 from .process import KILL_GRACE
 from .record import Recorder
-from .state import LIVE, ContainerState, ContainerStatus, now, parse_status
+from .state import LIVE, ContainerState, ContainerStatus, Timings, now, parse_status
+from .steps import Steps, block
 from .store import Record, Store
 from .validate import SignalLike, check_id, check_timeout, parse_signal
 
@@ -63,6 +65,7 @@ class Container:
         self.spec = spec
         self.state = ContainerState(ContainerStatus.CONFIGURED)
         self.created_at = now()
+        self.timings = Timings()  # this process's view of the container's phases
         self.owned_bundle = False  # ocirt generated the bundle: delete removes it
         self.auto_remove = False
         self.note = ""  # why the status is what it is, when that is not obvious
@@ -98,15 +101,19 @@ class Container:
         """The container's output, in conmon's k8s-file format (see `logs()`)."""
         return self._files.log
 
-    # -- verbs -------------------------------------------------------------
+    # -- verbs: each blocking verb runs its steps (see ocirt.steps), which ocirt.aio drives too --
 
     def start(self) -> None:
         """Start a created container; InvalidState in any other state."""
-        with self._locked():
+        block(self.start_steps())
+
+    def start_steps(self) -> Steps[None]:
+        with (yield from self._locking()):
             self._require(CREATED, verb="start")
             started = now()  # before: a quick process may finish before start returns
-            self._svc.oci.start(self.id, self._monitor.init, hooks=specs.has_poststart_hooks(self.spec))
+            yield from self._svc.oci.start_steps(self.id, self._monitor.init, hooks=specs.has_poststart_hooks(self.spec))
             self.state.status, self.state.started_at = RUNNING, started
+            self.timings.started = time.monotonic()
 
     def kill(self, sig: SignalLike = signal.SIGKILL) -> None:
         """Send `sig` to the container's init process.
@@ -114,11 +121,14 @@ class Container:
         InvalidArgument for an unknown or out-of-range signal; InvalidState if
         the container is not created, running or paused, or has exited.
         """
+        block(self.kill_steps(sig))
+
+    def kill_steps(self, sig: SignalLike = signal.SIGKILL) -> Steps[None]:
         signum = parse_signal(sig)
-        with self._locked():
+        with (yield from self._locking()):
             self._require(*LIVE, verb="kill")
-            if not self._monitor.signal(signum):
-                self._record_exit(timeout=KILL_GRACE)
+            if not (yield from self._monitor.signal_steps(signum)):
+                yield from self._record_exit(timeout=KILL_GRACE)
                 raise InvalidState(f"container {self.id} has exited (code {self.state.exit_code})")
 
     def stop(self, timeout: Optional[float] = 10) -> None:
@@ -130,40 +140,49 @@ class Container:
         more (then Timeout). A created (never started) container is killed at
         once. Stopping a stopped container does nothing.
         """
+        block(self.stop_steps(timeout))
+
+    def stop_steps(self, timeout: Optional[float] = 10) -> Steps[None]:
         grace = check_timeout(timeout)
-        # The waits hold no lock: another process may kill or stop meanwhile.
-        with self._locked():
+        # The waits hold no lock: another thread, task or process may kill or stop meanwhile.
+        with (yield from self._locking()):
             self._require_exists()
             if self.state.status is STOPPED:
                 return
             self._require(*LIVE, verb="stop")
             if self.state.status is PAUSED:
-                self.resume()
+                yield from self.resume_steps()
             # A created container runs nothing of its own yet: nothing to be gentle with.
             polite = self.state.status is not CREATED and grace != 0
-            signalled = polite and self._monitor.signal(specs.stop_signal(self.spec))
-        if not (signalled and self._monitor.wait_exit(grace)):
-            with self._locked():
+            signalled = polite and (yield from self._monitor.signal_steps(specs.stop_signal(self.spec)))
+        if not (signalled and (yield from self._monitor.wait_exit_steps(grace))):
+            with (yield from self._locking()):
                 if self._deleted or self.state.status is STOPPED:
                     return
-                self._monitor.kill_all(self.spec)
-            if not self._monitor.wait_exit(KILL_GRACE):
+                yield from self._monitor.kill_all_steps(self.spec)
+            if not (yield from self._monitor.wait_exit_steps(KILL_GRACE)):
                 raise Timeout(f"container {self.id} did not exit {KILL_GRACE:g}s after SIGKILL")
-        with self._locked():
-            self._record_exit()
+        with (yield from self._locking()):
+            yield from self._record_exit()
 
     def pause(self) -> None:
         """Freeze every process of a running container."""
-        with self._locked():
+        block(self.pause_steps())
+
+    def pause_steps(self) -> Steps[None]:
+        with (yield from self._locking()):
             self._require(RUNNING, verb="pause")
-            self._svc.oci.pause(self.id)
+            yield from self._svc.oci.run_steps(self._svc.oci.pause_args(self.id))
             self.state.status = PAUSED
 
     def resume(self) -> None:
         """Thaw a paused container."""
-        with self._locked():
+        block(self.resume_steps())
+
+    def resume_steps(self) -> Steps[None]:
+        with (yield from self._locking()):
             self._require(PAUSED, verb="resume")
-            self._svc.oci.resume(self.id)
+            yield from self._svc.oci.run_steps(self._svc.oci.resume_args(self.id))
             self.state.status = RUNNING
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -173,15 +192,19 @@ class Container:
         conmon that dies without an exit file records exit code -1 and
         raises ConmonError.
         """
+        return block(self.wait_steps(timeout))
+
+    def wait_steps(self, timeout: Optional[float] = None) -> Steps[int]:
         limit = check_timeout(timeout)
         self._require_exists()
         if self.state.status is not STOPPED:
-            # No lock while blocking: another thread may stop or kill meanwhile.
-            if not self._monitor.wait_exit(limit):
+            # No lock while waiting: another thread, task or process may stop or kill meanwhile.
+            if not (yield from self._monitor.wait_exit_steps(limit)):
                 raise Timeout(f"container {self.id} still running after {limit:g}s")
-            with self._locked():
+            self.timings.exited = self.timings.exited or time.monotonic()
+            with (yield from self._locking()):
                 self._require_exists()
-                self._record_exit()
+                yield from self._record_exit()
         if self.state.exit_code == -1:
             raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
         assert self.state.exit_code is not None
@@ -194,18 +217,21 @@ class Container:
         (the exit file's ctime) and the OOM flag. An unknown status is an
         OcirtError.
         """
-        with self._locked():
+        return block(self.update_status_steps())
+
+    def update_status_steps(self) -> Steps[ContainerState]:
+        with (yield from self._locking()):
             self._require_exists()
             if self.state.status is STOPPED:
                 return self.state
             try:
-                status = parse_status(self._svc.oci.state(self.id)["status"], self.id)
+                status = parse_status((yield from self._svc.oci.state_steps(self.id))["status"], self.id)
             except ContainerNotFound:
                 if not os.path.exists(self._files.exit_file):
                     raise
                 status = STOPPED
             if status is STOPPED:
-                self._record_exit(timeout=conmon.EXIT_GRACE)
+                yield from self._record_exit(timeout=conmon.EXIT_GRACE)
             else:
                 self.state.status = status
             return self.state
@@ -218,20 +244,23 @@ class Container:
         Afterwards conmon has exited, its cgroup is gone, and every verb
         raises ContainerNotFound.
         """
-        with self._locked():
+        block(self.delete_steps(force))
+
+    def delete_steps(self, force: bool = False) -> Steps[None]:
+        with (yield from self._locking()):
             self._require_exists()
             status = self.state.status
             if status in (RUNNING, PAUSED, ContainerStatus.CONFIGURED) and not force:
                 what = "half-created" if status is ContainerStatus.CONFIGURED else status.value
                 raise InvalidState(f"container {self.id} is {what}: stop it first, or force the delete (rm -f)")
             if status is ContainerStatus.CONFIGURED:
-                self._monitor.stop_creating()
+                yield from self._monitor.stop_creating()
             try:
-                self._svc.oci.delete(self.id, force=force or status is CREATED)
+                yield from self._svc.oci.run_steps(self._svc.oci.delete_args(self.id, force=force or status is CREATED))
             except RuntimeCommandError as e:
                 if not is_not_found(e):
                     raise
-            self._release()
+            yield from self._release()
 
     def exec(
         self,
@@ -255,28 +284,36 @@ class Container:
         socket (or close it): conmon waits while it is full.
         InvalidArgument for an empty or malformed `cmd`, user or env.
         """
+        options = execs.ExecOptions(env, user, cwd, tty, tuple(cap_add), no_new_privs, session_id, timeout, attach)
+        return block(self.exec_steps(cmd, options))
+
+    def exec_steps(self, cmd: Sequence[str], options: Optional[execs.ExecOptions] = None) -> Steps[ExecSession]:
+        o = options or execs.ExecOptions()
         args = execs.check_command(cmd)
-        sid = check_id(session_id, "exec session id") if session_id is not None else secrets.token_hex(16)
-        limit = check_timeout(timeout)
-        ids = self._resolve_user(user) if user is not None else None  # reads the container's files: never under its lock
-        with self._locked():
+        sid = check_id(o.session_id, "exec session id") if o.session_id is not None else secrets.token_hex(16)
+        limit = check_timeout(o.timeout)
+        ids = self._resolve_user(o.user) if o.user is not None else None  # reads the container's files: never under its lock
+        with (yield from self._locking()):
             self._require(RUNNING, verb="exec in")
             process = specs.exec_process(
-                self.spec, args, env=dict(env) if env else None, user=ids, cwd=cwd, tty=tty,
-                cap_add=tuple(cap_add), no_new_privs=no_new_privs,
+                self.spec, args, env=dict(o.env) if o.env else None, user=ids, cwd=o.cwd, tty=o.tty,
+                cap_add=tuple(o.cap_add), no_new_privs=o.no_new_privs,
             )  # fmt: skip
             files = self._files.exec_session(sid)
-            session = execs.start(self._svc.launcher, self, files, self._cgroup, sid, process, timeout=limit, attach=attach)
+            session = yield from execs.start_steps(self._svc.launcher, self, files, self._cgroup, sid, process, timeout=limit, attach=o.attach)
             self._sessions.add(session)
             return session
 
     def exec_stop(self, timeout: Optional[float] = 10) -> None:
         """Stop every exec session: SIGTERM, wait `timeout`, SIGKILL, wait 5 s."""
+        block(self.exec_stop_steps(timeout))
+
+    def exec_stop_steps(self, timeout: Optional[float] = 10) -> Steps[None]:
         grace = check_timeout(timeout)
-        with self._locked():
+        with (yield from self._locking()):
             self._require_exists()
             sessions = self._sessions.running()
-        execs.stop_all(sessions, grace)
+        yield from execs.stop_all_steps(sessions, grace)
 
     def logs(self, follow: bool = False) -> Iterator[LogRecord]:
         """The container's output as LogRecord(time, stream, text).
@@ -307,12 +344,15 @@ class Container:
         """Exec sessions not known to have ended, by id: {"pid", "conmon_pid"}; other processes' too."""
         return self._sessions.live_pids()
 
-    def _locked(self) -> ContextManager[None]:
-        return self._record.locked()
+    def refresh_steps(self, blocking: bool = True) -> Steps[ContainerState]:
+        return self._record.refresh_steps(blocking)
 
-    def _session_ended(self) -> None:
+    def _locking(self) -> Steps[ContextManager[None]]:
+        return self._record.locking()
+
+    def _session_ended(self) -> Steps[None]:
         """An exec session ended: others stop seeing it in the record."""
-        self._record.save_now()
+        return self._record.save_now()
 
     # -- internals -----------------------------------------------------------
 
@@ -320,6 +360,7 @@ class Container:
         """conmon reported the container's pid (called by Runtime.create): record it."""
         self._monitor.launched(launched)
         self.state.pid, self.state.status = launched.pid, CREATED
+        self.timings.spawned, self.timings.created = launched.spawned_at, time.monotonic()
         self._record.save()
 
     def _require_exists(self) -> None:
@@ -341,27 +382,30 @@ class Container:
             if root is not None:
                 os.close(root)
 
-    def _record_exit(self, timeout: Optional[float] = 0) -> None:
+    def _record_exit(self, timeout: Optional[float] = 0) -> Steps[None]:
         """Read conmon's exit file into `state`, waiting up to `timeout` for it."""
         if self._deleted or self.state.status is STOPPED:
             return
-        exit = self._monitor.exit(timeout)
+        exit = yield from self._monitor.exit_steps(timeout)
+        self.timings.exited = self.timings.exited or time.monotonic()
         self.state.record_exit(exit)
         self.note = exit.note or self.note
         self._monitor.close_init()
+        self.timings.recorded = time.monotonic()
 
-    def _release(self) -> None:
+    def _release(self) -> Steps[None]:
         """After the runtime deleted the container: conmon, cgroup, files, fds."""
         self._deleted = True
         self._monitor.close_init()
         conmons = [h for h in (*self._sessions.conmons(), self._monitor.conmon) if h is not None]
         sessions = {*self.state.exec_sessions, *self._sessions.foreign}
-        errors = self._svc.launcher.teardown(self._files, self._cgroup, conmons, sessions)
+        errors = yield from self._svc.launcher.teardown_steps(self._files, self._cgroup, conmons, sessions)
         self._monitor.close()
         self._sessions.close()
         if self.owned_bundle:
             shutil.rmtree(self.bundle, ignore_errors=True)
         self._svc.forget(self)
+        self.timings.deleted = time.monotonic()
         if errors:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from typing import Dict, Iterable, Iterator, List, Optional, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Union
 
 from . import conmon, spec as specs
 from .cgroups import Cgroup
@@ -18,7 +18,8 @@ from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidStat
 from .launcher import Launcher
 from .layout import ExecDir
 from .logs import LogRecord, read_log
-from .process import KILL_GRACE, ProcessHandle, wait_all
+from .process import KILL_GRACE, ProcessHandle, wait_steps
+from .steps import StepLock, Steps, block
 from .validate import check_timeout
 
 
@@ -27,7 +28,7 @@ class Owner(Protocol):
 
     id: str
 
-    def _session_ended(self) -> None:
+    def _session_ended(self) -> Steps[None]:
         """Record that a session ended (so other processes stop seeing it)."""
 
 
@@ -42,7 +43,22 @@ def check_command(cmd: object) -> List[str]:
     return args
 
 
-def start(
+@dataclass(frozen=True)
+class ExecOptions:
+    """Container.exec's options (see there); the asyncio API takes the same."""
+
+    env: Optional[Mapping[str, str]] = None
+    user: Union[str, int, None] = None
+    cwd: Optional[str] = None
+    tty: bool = False
+    cap_add: Sequence[str] = ()
+    no_new_privs: Optional[bool] = None
+    session_id: Optional[str] = None
+    timeout: Optional[float] = 240
+    attach: bool = False
+
+
+def start_steps(
     launcher: Launcher,
     container: Owner,
     files: ExecDir,
@@ -52,27 +68,28 @@ def start(
     *,
     timeout: Optional[float],
     attach: bool,
-) -> "ExecSession":
-    """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files`."""
+) -> Steps["ExecSession"]:
+    """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files` (steps)."""
+    tty = bool(process.get("terminal"))
     try:
-        launched = launcher.exec(container.id, files, process, cgroup=cgroup, tty=bool(process.get("terminal")), attach=attach, timeout=timeout)
+        launched = yield from launcher.exec_steps(container.id, files, process, cgroup=cgroup, tty=tty, attach=attach, timeout=timeout)
     except FileExistsError:
         raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
     return ExecSession(container, session_id, files, launched)
 
 
-def stop_all(sessions: Sequence["ExecSession"], grace: Optional[float]) -> None:
-    """SIGTERM each session, wait `grace` seconds, SIGKILL the rest, wait 5 s; then reap."""
+def stop_all_steps(sessions: Sequence["ExecSession"], grace: Optional[float]) -> Steps[None]:
+    """SIGTERM each session, wait `grace` seconds, SIGKILL the rest, wait 5 s; then reap (steps)."""
     termed = [s._process for s in sessions if s._process is not None and s._signal(signal.SIGTERM)]
-    left = wait_all(termed, grace) if grace != 0 else termed
+    left = (yield from wait_steps(termed, grace)) if grace != 0 else termed
     if left:
         for s in sessions:
             s._signal(signal.SIGKILL)
-        left = wait_all([s._process for s in sessions if s._process is not None], KILL_GRACE)
+        left = yield from wait_steps([s._process for s in sessions if s._process is not None], KILL_GRACE)
         if left:
             raise Timeout(f"exec processes {[h.pid for h in left]} did not exit {KILL_GRACE:g}s after SIGKILL")
     for s in sessions:
-        s.wait(KILL_GRACE)
+        yield from s.wait_steps(KILL_GRACE)
 
 
 class Sessions:
@@ -126,7 +143,7 @@ class ExecSession:
         self.attach = launched.attach  # the live output socket, with exec(attach=True)
         self._files = files
         self._sync_fd: Optional[int] = launched.sync_fd
-        self._lock = threading.Lock()
+        self._lock = StepLock()  # held across the wait: one waiter reads the sync socket
         # The process is conmon's child (conmon is its subreaper): proven so.
         # None when it already exited: its code is on the sync socket.
         self._process = ProcessHandle.open(self.pid, parent=launched.conmon_pid)
@@ -143,14 +160,18 @@ class ExecSession:
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Block until the process exits; its exit code (128+N for signal N)."""
+        return block(self.wait_steps(timeout))
+
+    def wait_steps(self, timeout: Optional[float] = None) -> Steps[int]:
+        """wait, as steps (see ocirt.steps)."""
         limit = check_timeout(timeout)
-        with self._lock:
+        with (yield from self._lock.hold()):
             if self.exit_code is not None:
                 return self.exit_code
             if self._sync_fd is None:
                 raise ContainerNotFound(f"container {self.container.id} was deleted")
             deadline = None if limit is None else time.monotonic() + limit
-            message = conmon.read_sync(self._sync_fd, deadline)
+            message = yield from conmon.read_sync_steps(self._sync_fd, deadline)
             if message is None:
                 code = self._exit_file_code()
                 if code is None:
@@ -160,14 +181,14 @@ class ExecSession:
                 code = conmon.sync_value(message)
             self.exit_code = code
             if self._conmon is not None:
-                self._conmon.stop(conmon.EXIT_GRACE)
+                yield from self._conmon.stop_steps(conmon.EXIT_GRACE)
             self._close()
             for path in (self._files.socket_link, self._files.process):  # the log stays for logs()
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass  # the container was deleted meanwhile
-        self.container._session_ended()
+        yield from self.container._session_ended()
         return code
 
     def logs(self) -> Iterator[LogRecord]:

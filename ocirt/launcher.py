@@ -13,7 +13,8 @@ from . import conmon, spec as specs
 from .cgroups import Cgroup
 from .errors import OcirtError
 from .layout import ContainerDir, ExecDir, write_private
-from .process import KILL_GRACE, ProcessHandle, wait_all
+from .process import KILL_GRACE, ProcessHandle, wait_steps
+from .steps import Steps, block
 
 
 class Launcher:
@@ -52,7 +53,7 @@ class Launcher:
             **kw,  # type: ignore[arg-type]
         )
 
-    def create(
+    def create_steps(
         self,
         cid: str,
         files: ContainerDir,
@@ -65,8 +66,8 @@ class Launcher:
         exit_command: Sequence[str],
         timeout: Optional[float],
         listen_fds: Sequence[int] = (),
-    ) -> conmon.Launched:
-        """Have conmon create container `cid` from `spec` in its run dir `files.root`.
+    ) -> Steps[conmon.Launched]:
+        """Have conmon create container `cid` from `spec` in its run dir `files.root` (steps: see ocirt.steps).
 
         `listen_fds` (sockets) reach the container's process at fd 3 onwards,
         with LISTEN_FDS and LISTEN_PID set for it (systemd socket activation).
@@ -95,11 +96,11 @@ class Launcher:
             replace_listen_pid=bool(listen_fds),
         )
         env = conmon.conmon_env(self.conmon_env, len(listen_fds))
-        launched = conmon.launch(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))
+        launched = yield from conmon.launch_steps(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))
         os.close(launched.sync_fd)  # a container's exit is read from the exit file
         return launched
 
-    def exec(
+    def exec_steps(
         self,
         cid: str,
         files: ExecDir,
@@ -109,8 +110,8 @@ class Launcher:
         tty: bool,
         attach: bool,
         timeout: Optional[float],
-    ) -> conmon.Launched:
-        """Have conmon run `process` in container `cid`; its files go to `files.root`.
+    ) -> Steps[conmon.Launched]:
+        """Have conmon run `process` in container `cid`; its files go to `files.root` (steps).
 
         `files.root` must not exist yet (FileExistsError). On failure
         nothing of the session is left.
@@ -136,7 +137,7 @@ class Launcher:
             link = files.socket_link
             try:
                 attach_dir = link if attach else None
-                return conmon.launch(args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, **_joining(cgroup))
+                return (yield from conmon.launch_steps(args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, **_joining(cgroup)))
             except BaseException:
                 if os.path.islink(link):  # conmon may have linked the session's socket dir before failing
                     os.unlink(link)
@@ -145,9 +146,13 @@ class Launcher:
             shutil.rmtree(files.root, ignore_errors=True)
             raise
 
-    def teardown(
+    def teardown(self, *args: Any, **kw: Any) -> List[str]:
+        """teardown_steps, blocking."""
+        return block(self.teardown_steps(*args, **kw))
+
+    def teardown_steps(
         self, files: ContainerDir, cgroup: Optional[Cgroup], conmons: Iterable[ProcessHandle], exec_sessions: Iterable[str] = ()
-    ) -> List[str]:
+    ) -> Steps[List[str]]:
         """Remove what launching a container made, once the runtime has deleted it.
 
         The conmons held (the container's and its exec sessions') and every
@@ -163,9 +168,9 @@ class Launcher:
         found = cgroup.members(below=True) if cgroup is not None else []
         known = {h.pid for h in held}
         held += [h for h in found if h.pid not in known]
-        for h in wait_all(held, conmon.EXIT_GRACE):
+        for h in (yield from wait_steps(held, conmon.EXIT_GRACE)):
             h.signal(signal.SIGKILL)
-        stuck = wait_all(held, KILL_GRACE)
+        stuck = yield from wait_steps(held, KILL_GRACE)
         for h in held:
             h.reap()
         for h in found:

@@ -1,48 +1,71 @@
-"""The lock that makes a container's verbs exclusive, across threads and processes."""
+"""The lock that makes a container's verbs exclusive, across threads, asyncio tasks and processes."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
+from .steps import StepLock, Steps, block
 from .store import Store
+
+
+class Hold:
+    """A hold on a ContainerLock, released when the context is left."""
+
+    def __init__(self, release: Callable[[], None], *, outermost: bool = False, contended: bool = False) -> None:
+        self.outermost = outermost  # the first hold of a store-backed container: load the record, save it after
+        self.contended = contended  # (blocking=False) another process holds the lock file
+        self._release = release
+
+    def __enter__(self) -> "Hold":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
 
 
 class ContainerLock:
     """Exclusive use of one container.
 
-    A reentrant lock for the threads of this process and, with a store, the
-    container's lock file for other processes. A verb may call another verb
-    (stop calls resume) while holding it: only the outermost hold takes the
-    lock file, and only it should load and save the container's record.
+    A reentrant lock for the threads and asyncio tasks of this process (see
+    steps.StepLock) and, with a store, the container's lock file for other
+    processes. A verb may call another verb (stop calls resume) while holding
+    it: only the outermost hold takes the lock file, and only it should load
+    and save the container's record.
     """
 
     def __init__(self, cid: str, store: Optional[Store]) -> None:
         self._cid = cid
         self._store = store
-        self._mutex = threading.RLock()
-        self._depth = 0
+        self._mutex = StepLock()
+
+    def hold(self, *, blocking: bool = True) -> Steps[Optional[Hold]]:
+        """Take the lock, waiting as a step for other threads and tasks of this process.
+
+        None only with `blocking=False` when another thread or task of this
+        process holds it. Waiting for another process's hold blocks (a lock
+        file has no descriptor to wait on).
+        """
+        depth = yield from self._mutex.acquire(blocking)
+        if not depth:
+            return None
+        if depth > 1 or self._store is None:
+            return Hold(self._mutex.release)
+        stack = contextlib.ExitStack()
+        stack.callback(self._mutex.release)
+        try:
+            got = stack.enter_context(self._store.lock(self._cid, blocking=blocking))
+        except BaseException:
+            stack.close()
+            raise
+        return Hold(stack.close, outermost=got, contended=not got)
 
     @contextlib.contextmanager
-    def held(self, *, blocking: bool = True) -> Iterator[bool]:
-        """Hold the lock; yields True for the outermost hold of a store-backed container.
-
-        False means there is nothing to load or save here: no store, a
-        nested hold, or (with `blocking=False`) another process holds it and
-        the caller goes on without it.
-        """
-        with self._mutex:
-            if self._store is None or self._depth:
-                self._depth += 1
-                try:
-                    yield False
-                finally:
-                    self._depth -= 1
-                return
-            with self._store.lock(self._cid, blocking=blocking) as got:
-                self._depth += 1
-                try:
-                    yield got
-                finally:
-                    self._depth -= 1
+    def held(self, *, blocking: bool = True) -> Iterator[Optional[Hold]]:
+        """`hold`, for blocking code."""
+        hold = block(self.hold(blocking=blocking))
+        if hold is None:
+            yield None
+            return
+        with hold:
+            yield hold

@@ -8,9 +8,12 @@ conmon is an error, not a hang.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import signal
-from typing import Optional
+import time
+from typing import Optional, Tuple
 
 from . import conmon, native as _native, spec as specs
 from .errors import RuntimeCommandError, Timeout
@@ -18,6 +21,7 @@ from .layout import ContainerDir
 from .oci import OCIRuntime, is_not_found
 from .process import ProcessHandle, start_time
 from .state import Exit, read_exit
+from .steps import Readable, Steps, block, deadline_after
 
 
 class Monitor:
@@ -70,53 +74,91 @@ class Monitor:
     def conmon_alive(self) -> bool:
         return self.conmon is not None and not self.conmon.exited()
 
-    def signal(self, signum: int) -> bool:
-        """Signal the init process; False if it is already gone."""
+    def signal_steps(self, signum: int) -> Steps[bool]:
+        """Signal the init process (through the runtime when it is not held); False if it is already gone."""
         if self.init is not None:
             return self.init.signal(signum)
         try:
-            self.oci.kill(self.cid, signum)
+            yield from self.oci.run_steps(self.oci.kill_args(self.cid, signum))
         except RuntimeCommandError as e:
             if "not running" in e.stderr or is_not_found(e):
                 return False
             raise
         return True
 
-    def kill_all(self, spec: specs.Spec) -> None:
+    def kill_all_steps(self, spec: specs.Spec) -> Steps[None]:
         """SIGKILL every process of the container."""
         if specs.has_own_pid_namespace(spec):
-            self.signal(signal.SIGKILL)  # the kernel takes the rest of the namespace
+            yield from self.signal_steps(signal.SIGKILL)  # the kernel takes the rest of the namespace
             return
         try:
-            self.oci.kill(self.cid, signal.SIGKILL, all_processes=True)
+            yield from self.oci.run_steps(self.oci.kill_args(self.cid, signal.SIGKILL, all_processes=True))
         except RuntimeCommandError:
-            self.signal(signal.SIGKILL)
+            yield from self.signal_steps(signal.SIGKILL)
 
     def wait_exit(self, timeout: Optional[float]) -> bool:
-        """Wait for conmon's exit file; True once it is there, or once conmon is gone without it.
+        """wait_exit_steps, blocking."""
+        return block(self.wait_exit_steps(timeout))
 
-        A conmon that is not held (gone, or not proven) counts as gone.
+    def wait_exit_steps(self, timeout: Optional[float]) -> Steps[bool]:
+        """Wait for conmon's exit file; True once it is there (or conmon is gone without it).
+
+        An inotify watch on the exit directory, armed before the check, and
+        conmon's pidfd: no polling. Without inotify (OCIRT_NO_INOTIFY, or
+        out of instances) it looks again after pauses growing to 10 ms. A
+        conmon that is not held (gone, or not proven) counts as gone.
         """
-        if self.conmon is None or self.conmon.fd is None:
+        daemon = self.conmon
+        if daemon is None or daemon.fd is None:
             return True
+        deadline = deadline_after(timeout)
+        watch = self._watch()
+        delay = 100e-6
         try:
-            return _native.wait_file(self.files.exit_dir, self.cid, timeout, guard_fd=self.conmon.fd, guard_pid=self.conmon.pid)
-        except ProcessLookupError:
+            while not os.path.exists(self.files.exit_file):
+                daemon_fd = daemon.fd
+                if daemon_fd is None:
+                    return True  # closed meanwhile: the container was deleted
+                wake = deadline if watch else min(math.inf if deadline is None else deadline, time.monotonic() + delay)
+                ready = yield Readable((daemon_fd,) + ((watch[0],) if watch else ()), wake)
+                if daemon_fd in ready:
+                    return True  # gone: with an exit file, or without one (exit() tells)
+                if watch and watch[0] in ready:
+                    _native.watch_seen(watch[0], self.cid)
+                if deadline is not None and time.monotonic() >= deadline and not os.path.exists(self.files.exit_file):
+                    return False
+                delay = min(delay * 2, 0.01)
             return True
+        finally:
+            if watch:
+                _native.watch_close(*watch)
 
-    def exit(self, timeout: Optional[float] = 0) -> Exit:
+    def _watch(self) -> Optional[Tuple[int, int]]:
+        """An inotify watch on the exit directory, or None to look from time to time instead."""
+        if not _native.INOTIFY_DEFAULT:
+            return None
+        try:
+            return _native.watch_open(self.files.exit_dir)
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                return None  # out of inotify instances
+            raise
+
+    def exit_steps(self, timeout: Optional[float] = 0) -> Steps[Exit]:
         """The exit conmon recorded, waiting up to `timeout` for it (then Timeout)."""
-        if not os.path.exists(self.files.exit_file) and not self.wait_exit(timeout):
+        if not os.path.exists(self.files.exit_file) and not (yield from self.wait_exit_steps(timeout)):
             raise Timeout(f"no exit file from conmon for container {self.cid} after {timeout:g}s")
         return read_exit(self.files)
 
-    def stop_creating(self) -> None:
+    def stop_creating(self) -> Steps[None]:
         """Stop a conmon that may still be creating the container (left by a process
         that died in create), so the runtime cannot finish it after a delete."""
         daemon = conmon.open_conmon(conmon.read_pid(self.files.conmon_pidfile), self.cid)
         if daemon is not None:
-            daemon.stop(0)
-            daemon.close()
+            try:
+                yield from daemon.stop_steps(0)
+            finally:
+                daemon.close()
 
     def close_init(self) -> None:
         """The container has exited: nothing more to signal. (conmon stays held

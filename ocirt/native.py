@@ -28,6 +28,9 @@ PUBLIC = (
     "wait_change",
     "inotify_pool_size",
     "open_in_root",
+    "watch_open",
+    "watch_seen",
+    "watch_close",
 )
 BACKENDS = {"cython": "ocirt._native", "cffi": "ocirt._native_cffi"}
 

@@ -14,6 +14,9 @@ from ._native import (
     wait_change as wait_change,
     wait_file as wait_file,
     wait_pids as wait_pids,
+    watch_close as watch_close,
+    watch_open as watch_open,
+    watch_seen as watch_seen,
 )
 
 PUBLIC: tuple[str, ...]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import subprocess
+import signal
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+from . import native as _native
 from .errors import ContainerNotFound, RuntimeCommandError
+from .steps import Readable, Steps, block
 
 if TYPE_CHECKING:
     from .process import ProcessHandle
@@ -97,9 +98,9 @@ class OCIRuntime:
     def state_args(self, cid: str) -> List[str]:
         return self.global_args() + ["state", cid]
 
-    # verbs
+    # verbs, as steps (see ocirt.steps); the few used outside any verb also blocking
 
-    def start(self, cid: str, init: Optional[ProcessHandle] = None, *, hooks: bool = False) -> None:
+    def start_steps(self, cid: str, init: Optional[ProcessHandle] = None, *, hooks: bool = False) -> Steps[None]:
         """Start a created container; with runc, return once its process runs.
 
         What `runc start` does is read the container's exec.fifo, which lets
@@ -113,29 +114,23 @@ class OCIRuntime:
         """
         init_fd = init.fd if init is not None and self.name == "runc" else None
         if init is None or init_fd is None:
-            self.run(self.start_args(cid))
+            yield from self.run_steps(self.start_args(cid))
             return
-        if hooks or not _read_exec_fifo(os.path.join(self.state_dir, cid, "exec.fifo"), init_fd):
-            self.run(self.start_args(cid))
-        _await_exec(init.pid, init_fd)
-
-    def kill(self, cid: str, sig: int, all_processes: bool = False) -> None:
-        self.run(self.kill_args(cid, sig, all_processes))
-
-    def pause(self, cid: str) -> None:
-        self.run(self.pause_args(cid))
-
-    def resume(self, cid: str) -> None:
-        self.run(self.resume_args(cid))
+        if hooks or not (yield from _read_exec_fifo(os.path.join(self.state_dir, cid, "exec.fifo"), init_fd)):
+            yield from self.run_steps(self.start_args(cid))
+        yield from _await_exec(init.pid, init_fd)
 
     def delete(self, cid: str, force: bool = False) -> None:
-        self.run(self.delete_args(cid, force))
+        block(self.run_steps(self.delete_args(cid, force)))
 
     def state(self, cid: str) -> Dict[str, Any]:
+        return block(self.state_steps(cid))
+
+    def state_steps(self, cid: str) -> Steps[Dict[str, Any]]:
         """`runtime state`: a dict with at least `status`; ContainerNotFound if unknown."""
         argv = self.state_args(cid)
         try:
-            out = self.run(argv)
+            out = yield from self.run_steps(argv)
         except RuntimeCommandError as e:
             if is_not_found(e):
                 raise ContainerNotFound(f"the runtime has no container {cid!r}") from e
@@ -149,18 +144,53 @@ class OCIRuntime:
         return state
 
     def run(self, argv: List[str]) -> str:
-        """Run the runtime with `argv`, its stdin on /dev/null; return stdout."""
-        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}  # no notify proxy, no activation fds
+        """run_steps, blocking."""
+        return block(self.run_steps(argv))
+
+    def run_steps(self, argv: List[str]) -> Steps[str]:
+        """Run the runtime with `argv`, stdin on /dev/null, through the native spawn; its stdout.
+
+        RuntimeCommandError (argv, status, stderr) if it fails. Its env is
+        this process's without the host-only variables (no notify proxy, no
+        activation fds).
+        """
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, close_fds=True, env=env)
+            pid = _native.spawn(argv[0], argv, env, [(devnull, 0), (out_w, 1), (err_w, 2)])
         except OSError as e:
+            for fd in (out_r, err_r):
+                os.close(fd)
             raise RuntimeCommandError(argv, -1, f"cannot run {argv[0]}: {e}") from e
-        if proc.returncode != 0:
-            raise RuntimeCommandError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
-        return proc.stdout.decode(errors="replace")
+        finally:
+            for fd in (out_w, err_w, devnull):
+                os.close(fd)
+        captured = {out_r: bytearray(), err_r: bytearray()}
+        open_fds = [out_r, err_r]
+        try:
+            while open_fds:  # both pipes end when it exits
+                for fd in (yield Readable(tuple(open_fds))):
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        captured[fd] += chunk
+                    else:
+                        open_fds.remove(fd)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            pid = -1
+        finally:
+            if pid > 0:  # interrupted: it is ours to end
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            for fd in (out_r, err_r):
+                os.close(fd)
+        if code != 0:
+            raise RuntimeCommandError(argv, code if code > 0 else 128 - code, captured[err_r].decode(errors="replace"))
+        return captured[out_r].decode(errors="replace")
 
 
-def _read_exec_fifo(path: str, init_fd: int) -> bool:
+def _read_exec_fifo(path: str, init_fd: int) -> Steps[bool]:
     """Read runc's exec.fifo to its end, then remove it; False if that is not
     for us to do (no fifo, or the init gone before it wrote)."""
     try:
@@ -168,25 +198,23 @@ def _read_exec_fifo(path: str, init_fd: int) -> bool:
     except FileNotFoundError:
         return False
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.register(init_fd, select.POLLIN)
         data = b""
+        deadline = time.monotonic() + EXEC_FIFO_TIMEOUT_MS / 1000
         while True:
-            ready = dict(poller.poll(EXEC_FIFO_TIMEOUT_MS))
+            ready = yield Readable((fd, init_fd), deadline)
             if not ready:
                 return False  # runc init never wrote: let runc start say why
-            if ready.get(fd):
+            if fd in ready:
                 try:
                     chunk = os.read(fd, 64)
                 except BlockingIOError:
                     continue
                 if not chunk:
                     if data:
-                        break  # runc init wrote, then exec'd the process
+                        break  # runc init wrote, then closed it: it is about to exec the process
                     return False
                 data += chunk
-            elif ready.get(init_fd) and not data:
+            elif not data:
                 return False  # runc init died before it wrote: runc start reports it
     finally:
         os.close(fd)
@@ -197,7 +225,7 @@ def _read_exec_fifo(path: str, init_fd: int) -> bool:
 RUNC_INIT_COMM = "runc:[2:INIT]"  # the name runc's init process gives itself
 
 
-def _await_exec(pid: int, init_fd: int, timeout: float = EXEC_FIFO_TIMEOUT_MS / 1000) -> None:
+def _await_exec(pid: int, init_fd: int, timeout: float = EXEC_FIFO_TIMEOUT_MS / 1000) -> Steps[None]:
     """Wait until runc init has exec'd the container's process, or exited.
 
     No event says "exec'd": the process's name is looked at in pauses that
@@ -211,7 +239,7 @@ def _await_exec(pid: int, init_fd: int, timeout: float = EXEC_FIFO_TIMEOUT_MS / 
                     return
         except OSError:
             return  # gone: its exit is the container's to report
-        if select.select([init_fd], [], [], delay)[0]:
+        if (yield Readable((init_fd,), time.monotonic() + delay)):
             return
         delay = min(delay * 2, 1e-3)
 

@@ -10,18 +10,15 @@ command line), so what it checked is the very process the pidfd holds.
 from __future__ import annotations
 
 import errno
-import math
 import os
-import select
 import signal
 import threading
-import time
 from typing import Callable, Iterable, List, Optional
 
 from . import native as _native
+from .steps import Readable, Steps, block, deadline_after
 
 KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is an error
-MAX_POLL_MS = 2**31 - 1  # poll's timeout is a C int; a longer wait polls again
 
 
 def proc_stat(pid: int) -> Optional[List[str]]:
@@ -129,17 +126,21 @@ class ProcessHandle:
         """Wait up to `timeout` seconds (None: no limit) for the exit; True once exited."""
         return not wait_all([self], timeout)
 
+    def stop_steps(self, grace: Optional[float]) -> Steps[bool]:
+        """stop, as steps (see ocirt.steps)."""
+        if (yield from wait_steps([self], grace)):
+            self.signal(signal.SIGKILL)
+            if (yield from wait_steps([self], KILL_GRACE)):
+                return False
+        self.reap()
+        return True
+
     def stop(self, grace: Optional[float]) -> bool:
         """Give it `grace` seconds to exit, then SIGKILL it and wait KILL_GRACE more.
 
         Reaps it if it is this process's child. False if it is still there.
         """
-        if not self.wait(grace):
-            self.signal(signal.SIGKILL)
-            if not self.wait(KILL_GRACE):
-                return False
-        self.reap()
-        return True
+        return block(self.stop_steps(grace))
 
     def reap(self) -> bool:
         """Reap it if it is an exited child of this process (or of this subreaper).
@@ -169,23 +170,20 @@ class ProcessHandle:
 
 
 def wait_all(handles: Iterable[ProcessHandle], timeout: Optional[float]) -> List[ProcessHandle]:
+    """wait_steps, blocking."""
+    return block(wait_steps(handles, timeout))
+
+
+def wait_steps(handles: Iterable[ProcessHandle], timeout: Optional[float]) -> Steps[List[ProcessHandle]]:
     """Wait up to `timeout` seconds (None: no limit) until every one has exited; those still running.
 
-    A closed handle counts as exited. Signal handlers run while waiting (select retries after them).
+    A closed handle counts as exited.
     """
     waiting = [h for h in handles if h.fd is not None]
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while waiting:
-        poller = select.poll()
-        by_fd = {}
-        for h in waiting:
-            fd = h.fd
-            if fd is not None:
-                poller.register(fd, select.POLLIN)
-                by_fd[fd] = h
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = {fd for fd, _ in poller.poll(None if left is None else min(math.ceil(left * 1000), MAX_POLL_MS))}
-        waiting = [h for fd, h in by_fd.items() if fd not in ready and h.fd is not None]
-        if deadline is not None and time.monotonic() >= deadline:
+        ready = yield Readable(tuple(h.fd for h in waiting if h.fd is not None), deadline)
+        waiting = [h for h in waiting if h.fd is not None and h.fd not in ready]
+        if not ready:
             break
     return waiting

@@ -9,11 +9,12 @@ process that died mid-verb leaves a record the next one can reconcile.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
 from .errors import ContainerNotFound
-from .lock import ContainerLock
+from .lock import ContainerLock, Hold
 from .state import ContainerState, ContainerStatus, from_timestamp, reconcile
+from .steps import Steps, block
 from .store import Record, Store
 
 if TYPE_CHECKING:
@@ -28,29 +29,53 @@ class Recorder:
         self._store = store
         self._lock = ContainerLock(container.id, store)
 
+    def locking(self) -> Steps[ContextManager[None]]:
+        """Exclusive use of the container until the returned context is left
+        (`with (yield from recorder.locking()):`); the outermost hold loads the
+        record now and saves it when left."""
+        hold = yield from self._lock.hold()
+        assert hold is not None
+        try:
+            if hold.outermost:
+                self._load(deep=False)
+        except BaseException:
+            hold.__exit__(None, None, None)
+            raise
+        return self._saving(hold)
+
+    def locked(self) -> ContextManager[None]:
+        """`locking`, for blocking code: `with recorder.locked():`."""
+        return block(self.locking())
+
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive use of the container; the outermost hold loads and saves its record."""
-        with self._lock.held() as outermost:
+    def _saving(self, hold: Hold) -> Iterator[None]:
+        with hold:
             try:
-                if outermost:
-                    self._load(deep=False)
                 yield
             finally:
-                if outermost:
+                if hold.outermost:
                     self.save()
 
     def refresh(self, blocking: bool) -> ContainerState:
+        """refresh_steps, blocking."""
+        return block(self.refresh_steps(blocking))
+
+    def refresh_steps(self, blocking: bool) -> Steps[ContainerState]:
         """Reload and reconcile the record, asking the runtime too ("deep").
 
-        With `blocking=False`, a record another process holds is taken as it stands.
+        With `blocking=False`, a record another process holds is taken as it
+        stands, and a container another thread or task of this process is
+        working on is left as it is.
         """
         if self._store is None:
             return self._c.state
-        with self._lock.held(blocking=blocking) as got:
-            if not got:
+        hold = yield from self._lock.hold(blocking=blocking)
+        if hold is None:
+            return self._c.state
+        with hold:
+            if hold.contended:
                 self._take_stored()
-            elif self._load(deep=True):
+            elif hold.outermost and self._load(deep=True):
                 self.save()
         return self._c.state
 
@@ -58,10 +83,10 @@ class Recorder:
         if self._store is not None and not self._c._deleted:
             self._store.save(self.record())
 
-    def save_now(self) -> None:
+    def save_now(self) -> Steps[None]:
         """Save under the lock (for a change made outside any verb)."""
         if self._store is not None:
-            with self.locked():
+            with (yield from self.locking()):
                 pass
 
     def record(self) -> Record:

@@ -9,7 +9,9 @@ import os
 import shutil
 import signal
 import threading
-from typing import Dict, List, Mapping, Optional, Sequence
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import cgroups, conmon, spec as specs
 from .container import Container, Services
@@ -26,6 +28,7 @@ from .launcher import Launcher
 from .layout import RuntimeDirs
 from .oci import OCIRuntime, is_not_found
 from .process import KILL_GRACE, wait_all
+from .steps import Steps, block
 from .store import Record, Store
 from .validate import check_id, check_name, check_timeout
 
@@ -33,6 +36,20 @@ DEFAULT_ROOT = "/var/lib/ocirt"
 RUNTIME_ID_TAKEN = ("container with given ID already exists", "container with id exists")  # runc's words (1.1, older)
 log = logging.getLogger("ocirt")
 DEFAULT_RUN_DIR = "/run/ocirt"
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """Runtime.create's options (see there); the asyncio API takes the same."""
+
+    stdin: bool = False
+    terminal: bool = False
+    timeout: Optional[float] = 240
+    name: Optional[str] = None
+    owned_bundle: bool = False
+    auto_remove: bool = False
+    exit_command: Tuple[str, ...] = ()
+    listen_fds: Tuple[int, ...] = ()
 
 
 class Runtime:
@@ -164,14 +181,20 @@ class Runtime:
         onwards, with LISTEN_FDS and LISTEN_PID set (systemd socket
         activation; see conmon.socket_activation for this process's own).
         """
+        options = CreateOptions(stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds))
+        return block(self._create_steps(container_id, bundle, options))
+
+    def _create_steps(self, container_id: str, bundle: str | os.PathLike[str], o: "CreateOptions") -> Steps[Container]:
+        """create, as steps (see ocirt.steps): every input is checked before anything is made."""
+        began = time.monotonic()
         cid = check_id(container_id)
-        name = check_name(name) if name is not None else cid
-        limit = check_timeout(timeout)
-        conmon.check_sockets(listen_fds)
+        name = check_name(o.name) if o.name is not None else cid
+        limit = check_timeout(o.timeout)
+        conmon.check_sockets(o.listen_fds)
         bundle_path, spec = specs.load_bundle(bundle)
-        if bool(spec["process"].get("terminal", False)) != bool(terminal):
+        if bool(spec["process"].get("terminal", False)) != bool(o.terminal):
             raise InvalidArgument(
-                f"terminal={bool(terminal)} but the bundle's process.terminal is "
+                f"terminal={bool(o.terminal)} but the bundle's process.terminal is "
                 f"{bool(spec['process'].get('terminal', False))}: they must agree"
             )
         self._cgroups.check()
@@ -179,8 +202,9 @@ class Runtime:
         if os.path.exists(os.path.join(self.oci.state_dir, cid)):
             raise ContainerExists(f"the runtime already has a container {cid!r}")
         container = Container(self._services, cid, bundle_path, spec, files, None, name=name)
-        container.owned_bundle = owned_bundle
-        container.auto_remove = auto_remove
+        container.timings.create = began
+        container.owned_bundle = o.owned_bundle
+        container.auto_remove = o.auto_remove
         with self._store_lock(cid):
             # The record comes first: a process that dies after it leaves a
             # container that ps shows and rm -f removes, never a hidden one.
@@ -192,7 +216,7 @@ class Runtime:
                 if self.store is not None:
                     self.store.delete(cid)
                 raise ContainerExists(f"container {cid!r} already exists") from None
-            self._launch(container, spec, stdin=stdin, terminal=terminal, limit=limit, exit_command=exit_command, listen_fds=listen_fds)
+            yield from self._launch_steps(container, spec, o, limit)
         with self._lock:
             self._containers[cid] = container
         return container
@@ -200,27 +224,18 @@ class Runtime:
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
 
-    def _launch(
-        self,
-        container: Container,
-        spec: specs.Spec,
-        *,
-        stdin: bool,
-        terminal: bool,
-        limit: Optional[float],
-        exit_command: Sequence[str],
-        listen_fds: Sequence[int],
-    ) -> None:
+    def _launch_steps(self, container: Container, spec: specs.Spec, o: "CreateOptions", limit: Optional[float]) -> Steps[None]:
         """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
         try:
             container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
-            launched = self.launcher.create(
+            launched = yield from self.launcher.create_steps(
                 cid, container._files, container.bundle, spec, cgroup=container._cgroup,
-                terminal=terminal, stdin=stdin, exit_command=exit_command, timeout=limit, listen_fds=listen_fds,
+                terminal=o.terminal, stdin=o.stdin, exit_command=o.exit_command, timeout=limit, listen_fds=o.listen_fds,
             )  # fmt: skip
             container._created(launched)
         except BaseException as e:
+            # No waiting here (a closed generator must not yield): the undo blocks.
             already_exists = isinstance(e, ConmonError) and any(words in str(e) for words in RUNTIME_ID_TAKEN)
             self._undo_create(container, delete_from_runtime=not already_exists)
             if self.store is not None:
@@ -279,6 +294,12 @@ class Runtime:
 
     def get(self, name_or_id: str) -> Container:
         """The container with this name, id or unique id prefix; ContainerNotFound if none."""
+        container = self._find(name_or_id)
+        container.refresh()
+        return container
+
+    def _find(self, name_or_id: str) -> Container:
+        """get, without reconciling a stored container."""
         if self.store is None:
             known = list(self.containers().values())
             # exact id, then exact name, then a unique id prefix (as the store resolves them)
@@ -291,10 +312,7 @@ class Runtime:
             if len(matches) > 1:
                 raise InvalidArgument(f"{name_or_id!r} matches {len(matches)} containers; give more of the id")
             raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it")
-        cid = self.store.resolve(name_or_id)
-        container = self._load(cid)
-        container.refresh()
-        return container
+        return self._load(self.store.resolve(name_or_id))
 
     def list(self) -> List[Container]:
         """Every container, oldest first; with a store, those of other processes too.

@@ -95,6 +95,38 @@ def parse_status(raw: object, cid: str) -> ContainerStatus:
         raise OcirtError(f"runtime reported unknown status {raw!r} for container {cid}") from None
 
 
+@dataclass
+class Timings:
+    """When each phase of a container's life ended, in time.monotonic() seconds;
+    None until reached (or when another process did it).
+
+    create: Runtime.create was called; spawned: conmon was spawned; created:
+    conmon reported the container's pid (the runtime's create is done);
+    started: start returned; exited: the exit was noticed; recorded: the
+    exit code was read and recorded; deleted: delete returned.
+    """
+
+    create: Optional[float] = None
+    spawned: Optional[float] = None
+    created: Optional[float] = None
+    started: Optional[float] = None
+    exited: Optional[float] = None
+    recorded: Optional[float] = None
+    deleted: Optional[float] = None
+
+    PHASES = (("spawn", "create", "spawned"), ("create", "spawned", "created"), ("start", "created", "started"),
+              ("run", "started", "exited"), ("record", "exited", "recorded"), ("delete", "recorded", "deleted"))  # fmt: skip
+
+    def phases(self) -> Dict[str, float]:
+        """Seconds each phase took, for the phases whose start and end were both seen here."""
+        out = {}
+        for phase, begin, end in self.PHASES:
+            a, b = getattr(self, begin), getattr(self, end)
+            if a is not None and b is not None:
+                out[phase] = b - a
+        return out
+
+
 class Exit(NamedTuple):
     """How a container ended."""
 

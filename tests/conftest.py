@@ -11,6 +11,7 @@ import pytest
 import ocirt as ocirt_lib  # `ocirt` is the CLI fixture below
 
 from .cli_support import Ocirt, reap_orphans
+from .gates import Gate
 from .leaks import Snapshot
 
 _session_start: List[Snapshot] = []
@@ -105,6 +106,12 @@ def ocirt(tmp_path: Any, rootfs: str) -> Iterator[Ocirt]:
         cli("rm", "-f", *leftover)
     reap_orphans()
     assert not leftover, f"test left containers: {leftover}"
+
+
+@pytest.fixture
+def gate(tmp_path: Any) -> Gate:
+    """A Gate (see gates.py) in the test's own directory."""
+    return Gate(tmp_path / "gate")
 
 
 @pytest.fixture

@@ -37,6 +37,17 @@ class Gate:
         with open(os.path.join(self.path, "go" if side is None else f"go.{side}"), "w") as f:
             f.write("go\n")
 
+    def release_if_waiting(self, side: str) -> None:
+        """release(side), if a gated runtime still waits there (else do nothing)."""
+        try:
+            fd = os.open(os.path.join(self.path, f"go.{side}"), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no fifo, or nobody reading it
+            return
+        try:
+            os.write(fd, b"go\n")
+        finally:
+            os.close(fd)
+
     def open(self) -> None:
         """From now on gated runtimes pass through without stopping."""
         open(os.path.join(self.path, "open"), "w").close()

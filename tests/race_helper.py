@@ -12,27 +12,29 @@ record is still loaded and saved): the race tests show that they fail then.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import traceback
-from typing import Iterator
+from typing import Optional
 
 import ocirt
-from ocirt.lock import ContainerLock
+from ocirt.lock import ContainerLock, Hold
+from ocirt.steps import Steps
 
 
 def disable_the_lock() -> None:
-    @contextlib.contextmanager
-    def held(self: ContainerLock, *, blocking: bool = True) -> Iterator[bool]:
-        self._depth += 1
-        try:
-            yield self._store is not None and self._depth == 1
-        finally:
-            self._depth -= 1
+    def hold(self: ContainerLock, *, blocking: bool = True) -> Steps[Optional[Hold]]:
+        depth = self.__dict__.setdefault("unlocked_depth", [0])
+        depth[0] += 1
 
-    ContainerLock.held = held  # type: ignore[method-assign]
+        def release() -> None:
+            depth[0] -= 1
+
+        return Hold(release, outermost=self._store is not None and depth[0] == 1)
+        yield  # a step function that never waits
+
+    ContainerLock.hold = hold  # type: ignore[method-assign]
 
 
 def main() -> None:

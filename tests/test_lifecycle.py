@@ -49,6 +49,16 @@ def test_exit_codes(run, args, code):
     c.delete()
 
 
+def test_timings_mark_every_phase_in_order(run):
+    c = run("true")
+    c.wait(30)
+    c.delete()
+    t = c.timings
+    marks = [t.create, t.spawned, t.created, t.started, t.exited, t.recorded, t.deleted]
+    assert None not in marks and marks == sorted(marks)
+    assert set(t.phases()) == {"spawn", "create", "start", "run", "record", "delete"}
+
+
 def test_create_then_start_states(create, make_bundle, runtime):
     c = create(make_bundle("sleep", "1000"))
     assert c.state.status is ContainerStatus.CREATED

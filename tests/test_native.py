@@ -6,6 +6,7 @@ import errno
 import fcntl
 import inspect
 import os
+import select
 import resource
 import signal
 import sys
@@ -477,3 +478,23 @@ def test_wait_file_bad_arguments(tmp_path):
     assert info.value.errno == errno.EINVAL
     with pytest.raises(ValueError):
         _native.wait_file(str(tmp_path), "x", -1)
+
+
+def test_watch_wakes_a_poll_when_the_named_file_appears(tmp_path):
+    fd, wd = _native.watch_open(str(tmp_path))
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        assert poller.poll(0) == []
+        (tmp_path / "other").write_text("")
+        assert poller.poll(1000) and not _native.watch_seen(fd, "exit")
+        os.rename(tmp_path / "other", tmp_path / "exit")
+        assert poller.poll(1000) and _native.watch_seen(fd, "exit")
+        assert poller.poll(0) == []  # drained
+    finally:
+        _native.watch_close(fd, wd)
+
+
+def test_watch_of_a_missing_directory_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _native.watch_open(str(tmp_path / "missing"))

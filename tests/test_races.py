@@ -17,11 +17,6 @@ from .gates import Gate, blocked_on_flock
 
 
 @pytest.fixture
-def gate(tmp_path):
-    return Gate(tmp_path / "gate")
-
-
-@pytest.fixture
 def root(tmp_path):
     path = str(tmp_path / "root")
     yield path

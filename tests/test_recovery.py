@@ -12,17 +12,10 @@ import os
 import signal
 import time
 
-import pytest
-
 from ocirt import native as _native
 
 from .cli_support import Ocirt, reap_orphans
-from .gates import GATE_TIMEOUT, Gate
-
-
-@pytest.fixture
-def gate(tmp_path):
-    return Gate(tmp_path / "gate")
+from .gates import GATE_TIMEOUT
 
 
 def kill(proc) -> None:

@@ -24,7 +24,7 @@ from ocirt import native as _native
 from ocirt.store import Store
 
 from ..cli_support import Ocirt, reap_orphans
-from ..gates import Gate, blocked_on_flock
+from ..gates import blocked_on_flock
 from ..observe import inotify_watching, spawn_with_pid, until
 
 NOBODY = 65534
@@ -389,16 +389,22 @@ def test_ctrl_c_at_each_step_of_create_leaves_nothing(runtime, make_bundle, new_
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    def after(fn):
-        def run(*args, **kwargs):
-            fn(*args, **kwargs)
+    def interrupt_steps(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+
+    spawn = _native.spawn
+
+    def after_conmon_spawn(path, *args, **kwargs):
+        pid = spawn(path, *args, **kwargs)
+        if path == runtime.conmon_path:  # the runtime's own commands (the undo's delete) go on
             raise KeyboardInterrupt
-        return run
+        return pid
 
     targets = {
         "cgroup": (cgroupfs.CgroupfsGroup, "join_files", interrupt),
-        "spawn": (conmon_module._native, "spawn", after(_native.spawn)),
-        "sync": (conmon_module, "read_sync", interrupt),
+        "spawn": (conmon_module._native, "spawn", after_conmon_spawn),
+        "sync": (conmon_module, "read_sync_steps", interrupt_steps),
         "record": (Container, "_created", interrupt),
     }
     owner, name, replacement = targets[step]
@@ -419,11 +425,6 @@ def test_sigterm_during_create_undoes_it(ocirt, gate):
     assert manager.wait(60) == 128 + signal.SIGTERM
     reap_orphans()
     assert json.loads(ocirt.ok("ps", "-a", "--format", "json")) == []
-
-
-@pytest.fixture
-def gate(tmp_path):
-    return Gate(tmp_path / "gate")
 
 
 # -- 14-23 -------------------------------------------------------------------

@@ -1,0 +1,248 @@
+"""The asyncio API: the same containers and verbs, awaited, with no thread per container.
+
+    async with ocirt.aio.AsyncRuntime("/run/ocirt") as rt:
+        c = await rt.create("web", "/path/to/bundle")
+        await c.start()
+        code = await c.wait()
+        await c.delete()
+
+Every verb runs the container's own steps (see ocirt.steps) on the running
+loop: each wait is a reader on a pidfd, an inotify descriptor, a pipe or a
+socket (the loop's add_reader), and runtime commands are spawned natively
+with their output read the same way. A thousand waiting containers are a
+thousand registered descriptors, not a thousand threads. A cancelled verb
+closes its steps, which undo what the verb had begun: a cancelled create
+leaves nothing behind, a runtime command it was running is killed.
+
+Known limit: a container whose lock another *process* holds (a shared
+store) is waited for with flock(2), which blocks the loop meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import weakref
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
+
+from .container import Container
+from .exec import ExecOptions, ExecSession
+from .logs import LogRecord
+from .runtime import CreateOptions, Runtime
+from .state import ContainerState, Timings
+from .steps import Readable, Steps, T
+from .validate import SignalLike
+
+
+async def drive(steps: Steps[T]) -> T:
+    """Run `steps` to its end on the running loop; closes it if cancelled (or on any error)."""
+    readers = _readers_of(asyncio.get_running_loop())
+    ready: Optional[Set[int]] = None
+    try:
+        while True:
+            try:
+                request = next(steps) if ready is None else steps.send(ready)
+            except StopIteration as done:
+                return done.value
+            ready = await readers.wait(request)
+    finally:
+        steps.close()
+
+
+class _Readers:
+    """The loop's readers for steps: one add_reader per descriptor however
+    many steps wait on it (a loop keeps one callback per descriptor)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: Dict[int, Dict[asyncio.Future, Set[int]]] = {}
+
+    async def wait(self, request: Readable) -> Set[int]:
+        loop = self._loop
+        future: asyncio.Future = loop.create_future()
+        ready: Set[int] = set()
+        timer = None
+        if request.deadline is not None:
+            # loop.time() is monotonic but need not share time.monotonic()'s origin or resolution
+            timer = loop.call_at(loop.time() + request.deadline - time.monotonic(), _settle, future)
+        for fd in request.fds:
+            waiters = self._waiting.get(fd)
+            if waiters is None:
+                waiters = self._waiting[fd] = {}
+                loop.add_reader(fd, self._readable, fd)
+            waiters[future] = ready
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for fd in request.fds:
+                waiters = self._waiting.get(fd)
+                if waiters is not None:
+                    waiters.pop(future, None)
+                    if not waiters:
+                        del self._waiting[fd]
+                        loop.remove_reader(fd)
+        return ready
+
+    def _readable(self, fd: int) -> None:
+        for future, ready in self._waiting.get(fd, {}).items():
+            ready.add(fd)
+            _settle(future)
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Readers]" = weakref.WeakKeyDictionary()
+
+
+def _readers_of(loop: asyncio.AbstractEventLoop) -> _Readers:
+    readers = _by_loop.get(loop)
+    if readers is None:
+        readers = _by_loop[loop] = _Readers(loop)
+    return readers
+
+
+class AsyncRuntime:
+    """A Runtime (same arguments, see ocirt.Runtime) whose containers are awaited.
+
+    `runtime` is the blocking Runtime underneath, shared: a container made
+    here is in `runtime.containers()` too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.runtime = kwargs.pop("runtime", None) or Runtime(*args, **kwargs)
+
+    @classmethod
+    def open(cls, root: Optional[str] = None, **options: Any) -> "AsyncRuntime":
+        """Runtime.open (a store shared with other processes), for asyncio."""
+        return cls(runtime=Runtime.open(root, **options))
+
+    async def create(self, container_id: str, bundle: "str | os.PathLike[str]", **options: Any) -> "AsyncContainer":
+        """Runtime.create, awaited; `options` are its keyword arguments (see CreateOptions)."""
+        if "exit_command" in options:
+            options["exit_command"] = tuple(options["exit_command"])
+        if "listen_fds" in options:
+            options["listen_fds"] = tuple(options["listen_fds"])
+        created = await drive(self.runtime._create_steps(container_id, bundle, CreateOptions(**options)))
+        return AsyncContainer(created)
+
+    async def get(self, name_or_id: str) -> "AsyncContainer":
+        """Runtime.get, awaited."""
+        container = self.runtime._find(name_or_id)
+        await drive(container.refresh_steps())
+        return AsyncContainer(container)
+
+    def list(self) -> List["AsyncContainer"]:
+        """Runtime.list (it does not wait on other containers' verbs: see there)."""
+        return [AsyncContainer(c) for c in self.runtime.list()]
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    async def __aenter__(self) -> "AsyncRuntime":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncContainer:
+    """A Container whose verbs are awaited (see ocirt.Container for each verb's contract)."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container  # the blocking object underneath
+
+    def __repr__(self) -> str:
+        return f"<AsyncContainer {self.id} {self.state.status.value}>"
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    @property
+    def state(self) -> ContainerState:
+        return self.container.state
+
+    @property
+    def timings(self) -> Timings:
+        return self.container.timings
+
+    @property
+    def conmon_pid(self) -> Optional[int]:
+        return self.container.conmon_pid
+
+    async def start(self) -> None:
+        await drive(self.container.start_steps())
+
+    async def kill(self, sig: SignalLike = signal.SIGKILL) -> None:
+        await drive(self.container.kill_steps(sig))
+
+    async def stop(self, timeout: Optional[float] = 10) -> None:
+        await drive(self.container.stop_steps(timeout))
+
+    async def pause(self) -> None:
+        await drive(self.container.pause_steps())
+
+    async def resume(self) -> None:
+        await drive(self.container.resume_steps())
+
+    async def wait(self, timeout: Optional[float] = None) -> int:
+        return await drive(self.container.wait_steps(timeout))
+
+    async def update_status(self) -> ContainerState:
+        return await drive(self.container.update_status_steps())
+
+    async def refresh(self) -> ContainerState:
+        return await drive(self.container.refresh_steps())
+
+    async def delete(self, force: bool = False) -> None:
+        await drive(self.container.delete_steps(force))
+
+    async def exec(self, cmd: Sequence[str], **options: Any) -> "AsyncExecSession":
+        """Container.exec, awaited; `options` are its keyword arguments (see ExecOptions)."""
+        if "cap_add" in options:
+            options["cap_add"] = tuple(options["cap_add"])
+        session = await drive(self.container.exec_steps(cmd, ExecOptions(**options)))
+        return AsyncExecSession(session)
+
+    async def exec_stop(self, timeout: Optional[float] = 10) -> None:
+        await drive(self.container.exec_stop_steps(timeout))
+
+    def logs(self) -> Iterator[LogRecord]:
+        """The output so far (reading a file: nothing to await)."""
+        return self.container.logs()
+
+
+class AsyncExecSession:
+    """An ExecSession whose end is awaited."""
+
+    def __init__(self, session: ExecSession) -> None:
+        self.session = session
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    @property
+    def pid(self) -> int:
+        return self.session.pid
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        return self.session.exit_code
+
+    async def wait(self, timeout: Optional[float] = None) -> int:
+        return await drive(self.session.wait_steps(timeout))
+
+    def logs(self) -> Iterator[LogRecord]:
+        return self.session.logs()
