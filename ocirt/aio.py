@@ -21,19 +21,26 @@ store) is waited for with flock(2), which blocks the loop meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import threading
 import time
 import weakref
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
+from . import churn
+from .churn import Job, OnResult, Result
 from .container import Container
+from .errors import ContainerNotFound, OcirtError, Terminated
 from .exec import ExecOptions, ExecSession
 from .logs import LogRecord
 from .runtime import CreateOptions, Runtime
 from .state import ContainerState, Timings
 from .steps import Readable, Steps, T
 from .validate import SignalLike
+
+log = logging.getLogger("ocirt")
 
 
 async def drive(steps: Steps[T]) -> T:
@@ -117,6 +124,8 @@ class AsyncRuntime:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.runtime = kwargs.pop("runtime", None) or Runtime(*args, **kwargs)
+        self._deletes: Set[asyncio.Future] = set()
+        self._failures: List[Tuple[str, BaseException]] = []
 
     @classmethod
     def open(cls, root: Optional[str] = None, **options: Any) -> "AsyncRuntime":
@@ -142,14 +151,90 @@ class AsyncRuntime:
         """Runtime.list (it does not wait on other containers' verbs: see there)."""
         return [AsyncContainer(c) for c in self.runtime.list()]
 
-    def close(self) -> None:
-        self.runtime.close()
+    def delete_later(self, container: "Container | AsyncContainer") -> None:
+        """Force-delete `container` in a task of this loop; `finish_deletes()` awaits it."""
+        c = container.container if isinstance(container, AsyncContainer) else container
+        task = asyncio.ensure_future(self._delete(c))
+        self._deletes.add(task)
+        task.add_done_callback(self._deletes.discard)
+
+    async def _delete(self, container: Container) -> None:
+        try:
+            await drive(container.delete_steps(force=True))
+        except ContainerNotFound:
+            pass
+        except (OcirtError, OSError) as e:
+            log.warning("background delete of container %s failed: %s", container.id, e)
+            self._failures.append((container.id, e))
+
+    async def finish_deletes(self) -> None:
+        """Await every delete_later; OcirtError naming each container whose delete failed."""
+        while self._deletes:
+            await asyncio.wait(list(self._deletes))
+        failures, self._failures = self._failures, []
+        if failures:
+            raise OcirtError("background delete failed: " + "; ".join(f"container {cid}: {e}" for cid, e in failures)) from failures[0][1]
+
+    async def aclose(self) -> None:
+        """finish_deletes, then Runtime.close."""
+        try:
+            await self.finish_deletes()
+        finally:
+            self.runtime.close()
 
     async def __aenter__(self) -> "AsyncRuntime":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
+
+
+async def run_jobs(runtime: AsyncRuntime, jobs: Iterable[Job], concurrency: int = 8, on_result: Optional[OnResult] = None) -> List[Result]:
+    """ocirt.churn.run_jobs on this loop: `concurrency` tasks, no threads.
+
+    Cancelling it (Ctrl-C under asyncio.run) or SIGTERM (when the loop runs
+    in the main thread) stops every job and removes every container first.
+    """
+    jobs, results = churn._check(jobs, concurrency)
+    claim = iter(range(len(jobs)))
+
+    async def worker() -> None:
+        for i in claim:
+            await drive(churn.job_steps(runtime.runtime, jobs[i], results[i], runtime.delete_later))
+            if on_result is not None:
+                on_result(results[i])
+
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    terminated: List[int] = []
+
+    def on_sigterm() -> None:
+        terminated.append(signal.SIGTERM)
+        if me is not None:
+            me.cancel()
+
+    handles_sigterm = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if handles_sigterm:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(jobs)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.wait(workers)  # each closes its steps: its container is removed
+        try:
+            await runtime.finish_deletes()
+        except OcirtError as e:
+            log.warning("%s", e)  # the error that stopped the jobs goes on
+        if terminated:
+            raise Terminated(signal.SIGTERM) from None
+        raise
+    finally:
+        if handles_sigterm:
+            loop.remove_signal_handler(signal.SIGTERM)
+    await runtime.finish_deletes()
+    return results
 
 
 class AsyncContainer:

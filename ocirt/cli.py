@@ -13,17 +13,15 @@ import logging
 import math
 import os
 import re
-import secrets
 import signal
 import sys
 import time
 from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from . import __version__, attach, conmon, native as _native, rootfs, specgen
+from . import __version__, attach, conmon, native as _native, specgen
 from .container import Container
-from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError
-from .layout import make_private_dirs, write_private
+from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError, Terminated, raise_terminated
 from .runtime import Runtime
 from .state import ContainerStatus
 from .validate import check_name, parse_signal
@@ -168,24 +166,17 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     name = check_name(args.name) if args.name else None
     env = _env(args.env)
     memory = specgen.parse_size(args.memory) if args.memory else None
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     state_root = rt.root or rt.tmp_dir
     bundle = os.path.join(state_root, "bundles", cid)
-    layer = None
     if args.bundle:
         bundle, owned = args.bundle, False
     else:
-        if args.rootfs:
-            fs = os.path.abspath(args.rootfs)
-            if not os.path.isdir(fs):
-                raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
-        else:
-            # The cached busybox tree is shared: each container writes to a layer of its own.
-            fs = rootfs.busybox_rootfs(os.path.join(state_root, "rootfs"))
-            layer = (os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
-        spec = specgen.generate(
+        specgen.write_bundle(
+            bundle,
             args.cmd,
-            rootfs=fs,
+            rootfs=args.rootfs,
+            cache_dir=os.path.join(state_root, "rootfs"),
             env=env,
             cwd=args.workdir,
             user=args.user,
@@ -195,19 +186,8 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             pids_limit=args.pids_limit,
             cpus=args.cpus,
             cap_add=args.cap_add,
-            layer=layer,
         )
-        make_private_dirs(os.path.dirname(bundle))
-        os.mkdir(bundle, 0o700)
         owned = True
-        try:
-            if layer is not None:
-                os.mkdir(layer[0], 0o755)  # the container's / : others need to get through
-                os.mkdir(layer[1], 0o700)
-            write_private(os.path.join(bundle, "config.json"), json.dumps(spec).encode())
-        except BaseException:
-            _rmtree(bundle)
-            raise
     # A detached --rm container is removed by conmon's exit command; in the
     # foreground, `run` removes it itself.
     detached = getattr(args, "detach", False) or args.command == "create"
@@ -461,23 +441,11 @@ def cannot_run_code(error: OcirtError) -> int:
     return EXIT_ERROR
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP: raised so that every verb finishes or undoes its job on the way out."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--log-level=debug" in argv or any(a == "--log-level" and argv[i + 1 : i + 2] == ["debug"] for i, a in enumerate(argv))
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminated)
+        signal.signal(sig, raise_terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt:

@@ -63,3 +63,20 @@ class CgroupError(OcirtError):
 
 class Timeout(OcirtError, TimeoutError):
     """An operation did not finish within its timeout."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (where ocirt handles them: the CLI, run_jobs).
+
+    Like KeyboardInterrupt, no OcirtError: raised so that every verb on the
+    way out finishes or undoes its work, then the process ends.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A signal handler that raises Terminated."""
+    raise Terminated(signum)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import cgroups, conmon, spec as specs
+from .background import Deleter
 from .container import Container, Services
 from .errors import (
     BinaryNotFound,
@@ -115,6 +116,7 @@ class Runtime:
         self.root: Optional[str] = None
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
+        self._deleter = Deleter()
 
     @classmethod
     def open(cls, root: Optional[str] = None, **options: object) -> "Runtime":
@@ -133,7 +135,25 @@ class Runtime:
         return rt
 
     def close(self) -> None:
-        """Release this object's descriptors (database, pidfds); containers keep running."""
+        """Finish the background deletes (see delete_later), then release this object's
+        descriptors (database, pidfds); containers keep running."""
+        try:
+            self.finish_deletes()
+        finally:
+            self._release()
+
+    def delete_later(self, container: Container) -> None:
+        """Force-delete `container` in a background thread, off the caller's path;
+        `finish_deletes()` and `close()` wait for it."""
+        self._deleter.submit(container)
+
+    def finish_deletes(self) -> None:
+        """Wait for every delete_later; OcirtError naming each container whose delete failed."""
+        failures = self._deleter.finish()
+        if failures:
+            raise OcirtError("background delete failed: " + "; ".join(f"container {cid}: {e}" for cid, e in failures)) from failures[0][1]
+
+    def _release(self) -> None:
         for c in self.containers().values():
             c._close_fds()
         with self._lock:

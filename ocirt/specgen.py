@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import re
 import resource
-from fractions import Fraction
+import shutil
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import InvalidArgument
+from .layout import make_private_dirs, write_private
+from .rootfs import busybox_rootfs
 from .spec import parse_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -123,6 +127,36 @@ def generate(
     return spec
 
 
+def write_bundle(bundle: str, args: Sequence[str], *, rootfs: Optional[str], cache_dir: str, **options: Any) -> None:
+    """Make `bundle`, a new private directory, an OCI bundle for `args`.
+
+    Its config.json is `generate(args, **options)` on `rootfs`, or, when that
+    is None, on the busybox tree built once in `cache_dir` (see
+    rootfs.busybox_rootfs) and shared: each container writes to an overlay
+    layer of its own inside its bundle. Bad options raise before anything is
+    made; a failure leaves nothing behind.
+    """
+    layer = None
+    if rootfs is not None:
+        fs = os.path.abspath(rootfs)
+        if not os.path.isdir(fs):
+            raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
+    else:
+        fs = busybox_rootfs(cache_dir)
+        layer = (os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
+    spec = generate(args, rootfs=fs, layer=layer, **options)
+    make_private_dirs(os.path.dirname(bundle))
+    os.mkdir(bundle, 0o700)
+    try:
+        if layer is not None:
+            os.mkdir(layer[0], 0o755)  # the container's / : others need to get through
+            os.mkdir(layer[1], 0o700)
+        write_private(os.path.join(bundle, "config.json"), json.dumps(spec).encode())  # env may hold secrets
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+
+
 def _limit(value: object, what: str) -> int:
     """`value` if it is a whole number from 1 to INT64_MAX, else InvalidArgument naming `what`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
@@ -189,6 +223,8 @@ def parse_size(text: str) -> int:
     if found is None:
         raise InvalidArgument(f"invalid size {text!r}: use a number with an optional unit k, m, g, t or p (e.g. 64m, 1.5g, 512MiB)")
     number, unit = found.groups()
+    from fractions import Fraction  # exact sizes ("1.5g"); imported only when a size is given
+
     size = int(Fraction(number) * _SIZE_UNITS[unit.lower()] if unit else Fraction(number))
     if size <= 0:
         raise InvalidArgument(f"size must be at least 1 byte, not {text!r}")

@@ -58,13 +58,26 @@ def ms_left(deadline: Optional[float]) -> int:
     return min(max(0, math.ceil((deadline - time.monotonic()) * 1000)), MAX_POLL_MS)
 
 
-def block(steps: Steps[T]) -> T:
-    """Run `steps` to its end in this thread, waiting with poll(2)."""
+class Cancelled(BaseException):
+    """block() saw its `cancel` descriptor readable, and closed the steps."""
+
+
+def block(steps: Steps[T], cancel: Optional[int] = None) -> T:
+    """Run `steps` to its end in this thread, waiting with poll(2).
+
+    With `cancel` (a descriptor another thread makes readable), stops at the
+    next wait once it is readable: the steps are closed (their cleanup runs)
+    and Cancelled is raised.
+    """
     ready: Optional[Set[int]] = None
     try:
         while True:
             request = steps.send(ready) if ready is not None else next(steps)
+            if cancel is not None:
+                request = Readable(request.fds + (cancel,), request.deadline)
             ready = _poll(request)
+            if cancel is not None and cancel in ready:
+                raise Cancelled
     except StopIteration as done:
         return done.value
     finally:
