@@ -30,14 +30,15 @@
 #define OCIRT_STEP_EXEC 5
 
 /*
- * Fork and exec `path` with `argv` and `envp`. `fdmap` holds `nfds` pairs
- * (fdmap[2i] = source fd in the parent, fdmap[2i+1] = target fd in the
- * child); every pair is placed exactly, whatever the overlap between
- * sources and targets, and every fd that is not a target is closed in the
- * child. The child first writes "0" to each of the `ncgroups` open cgroup
- * files in `cgroups` (a v1 `tasks` or a v2 `cgroup.procs` file): it moves
- * itself there before it runs anything. Signal dispositions and the
- * signal mask are reset in the child.
+ * Fork and exec `path` with `argv` and `envp` (NULL: this process's
+ * environ). `fdmap` holds `nfds` pairs (fdmap[2i] = source fd in the
+ * parent, fdmap[2i+1] = target fd in the child); every pair is placed
+ * exactly, whatever the overlap between sources and targets, and every fd
+ * that is not a target is closed in the child. The child first writes "0"
+ * to each of the `ncgroups` open cgroup files in `cgroups` (a v1 `tasks`
+ * or a v2 `cgroup.procs` file): it moves itself there before it runs
+ * anything. Signal dispositions and the signal mask are reset in the
+ * child.
  * Returns the child's pid, or -1 with errno set, including the errno of a
  * failure in the child (which is then already reaped); `failed_step`
  * (when not NULL) then says which OCIRT_STEP_* failed, 0 if the parent did.

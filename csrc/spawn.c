@@ -77,6 +77,8 @@ static void fail(int errfd, int step)
 }
 
 /* Runs in the vfork child: raw syscalls only, no return, no heap. */
+extern char **environ;
+
 static void child(const char *path, char *const argv[], char *const envp[],
 		  const int *fdmap, size_t nfds, const int *cgroups, size_t ncgroups,
 		  const char *cwd, int flags, int errfd)
@@ -130,7 +132,7 @@ static void child(const char *path, char *const argv[], char *const envp[],
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
-	execve(path, argv, envp);
+	execve(path, argv, envp ? envp : environ);
 	fail(errfd, OCIRT_STEP_EXEC);
 }
 

@@ -111,7 +111,8 @@ def spawn(path, argv, env=None, fds=(), cwd=None, *, cgroups=(), setsid=False, s
     cdef int step = 0
     cdef int pid
     try:
-        cenv = string_array(benv)
+        if benv is not None:
+            cenv = string_array(benv)
         with nogil:
             pid = ocirt_spawn(cpath, cargv, cenv, fdmap, nfds, cgmap, ncg, ccwd, flags, &step)
         if pid < 0:

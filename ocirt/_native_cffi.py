@@ -64,7 +64,7 @@ def spawn(
     fdmap = ffi.new("int[]", [fd for pair in pairs for fd in pair] or [0])
     cgmap = ffi.new("int[]", cgroup_fds or [0])
     cargv, keep_argv = _strings(bargv)
-    cenv, keep_env = _strings(benv)
+    cenv, keep_env = _strings(benv) if benv is not None else (ffi.NULL, [])
     ccwd = ffi.NULL if bcwd is None else ffi.new("char[]", bcwd)
     flags = (lib.OCIRT_SPAWN_SETSID if setsid else 0) | (lib.OCIRT_SPAWN_SETPGID if setpgid else 0)
     step = ffi.new("int *")

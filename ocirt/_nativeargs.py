@@ -26,13 +26,19 @@ def _encode(value: Path, what: str) -> bytes:
 
 def encode(
     path: Path, argv: Sequence[Path], env: Optional[Mapping[str, str]], cwd: Optional[Path]
-) -> Tuple[bytes, List[bytes], List[bytes], Optional[bytes]]:
-    """(path, argv, env as KEY=VALUE, cwd) as bytes; ValueError for what exec would misread."""
+) -> Tuple[bytes, List[bytes], Optional[List[bytes]], Optional[bytes]]:
+    """(path, argv, env as KEY=VALUE, cwd) as bytes; ValueError for what exec would misread.
+
+    env None stays None: the child gets this process's environment as C
+    sees it (which os.environ's changes keep up to date), unencoded.
+    """
     bargv = [_encode(a, "argv") for a in argv]
     if not bargv:
         raise ValueError("argv must not be empty")
+    if env is None:
+        return _encode(path, "path"), bargv, None, None if cwd is None else _encode(cwd, "cwd")
     benv = []
-    for key, value in (os.environ if env is None else env).items():
+    for key, value in env.items():
         bkey = _encode(key, "an environment variable name")
         if not bkey or b"=" in bkey:
             raise ValueError(f"illegal environment variable name {key!r}")

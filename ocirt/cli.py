@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from datetime import timezone
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import __version__, attach, conmon, native as _native, specgen
 from .container import Container
@@ -43,68 +43,117 @@ class Parser(argparse.ArgumentParser):
         raise Usage(f"{self.prog}: {message}")
 
 
-def build_parser() -> Parser:
+def build_parser(command: Optional[str] = None) -> Parser:
+    """The whole parser; with `command`, only that subcommand gets its options
+    (the others are listed, bare: what a single run parses is all it needs)."""
     p = Parser(prog="ocirt", description="Run OCI containers with conmon and runc, no daemon.")
     p.add_argument("--root", help="state directory (default $OCIRT_ROOT or /var/lib/ocirt)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.add_argument("--runtime", help="OCI runtime binary (default: runc on PATH)")
     p.add_argument("--conmon", help="conmon binary (default: conmon on PATH)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name, (text, define) in _COMMANDS.items():
+        sp = sub.add_parser(name, help=text) if text else sub.add_parser(name)
+        if command is None or command == name:
+            define(sp)
+    return p
 
-    def container_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--name", help="a name for the container (default: from its id)")
-        sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-        sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
-        sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
-        sp.add_argument("--hostname")
-        sp.add_argument("--memory", help="memory limit, e.g. 64m")
-        sp.add_argument("--pids-limit", type=_positive_int)
-        sp.add_argument("--cpus", type=_positive_float)
-        sp.add_argument("--cap-add", action="append", default=[])
-        sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-        src = sp.add_mutually_exclusive_group()
-        src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
-        src.add_argument("--bundle", help="an existing OCI bundle, run as is")
-        sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
-        sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
-        sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
 
-    sp = sub.add_parser("run", help="create, start and wait for a container")
-    container_options(sp)
+def _container_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--name", help="a name for the container (default: from its id)")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
+    sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
+    sp.add_argument("--hostname")
+    sp.add_argument("--memory", help="memory limit, e.g. 64m")
+    sp.add_argument("--pids-limit", type=_positive_int)
+    sp.add_argument("--cpus", type=_positive_float)
+    sp.add_argument("--cap-add", action="append", default=[])
+    sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
+    src.add_argument("--bundle", help="an existing OCI bundle, run as is")
+    sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
+    sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
+
+
+def _run_options(sp: argparse.ArgumentParser) -> None:
+    _container_options(sp)
     sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
-    sp = sub.add_parser("create", help="create a container")
-    container_options(sp)
-    for verb, text in (("start", "start"), ("pause", "pause"), ("unpause", "resume"), ("wait", "wait for")):
-        sp = sub.add_parser(verb, help=f"{text} containers")
-        sp.add_argument("names", nargs="+")
-    sp = sub.add_parser("stop", help="stop containers")
+
+
+def _id(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("id")
+
+
+def _names(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("names", nargs="+")
+
+
+def _stop_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-t", "--time", type=_non_negative_float, default=10, help="seconds before SIGKILL")
-    sp.add_argument("names", nargs="+")
-    sp = sub.add_parser("kill", help="signal containers")
+    _names(sp)
+
+
+def _kill_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-s", "--signal", default="KILL")
-    sp.add_argument("names", nargs="+")
-    sp = sub.add_parser("rm", help="remove containers")
+    _names(sp)
+
+
+def _rm_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--force", action="store_true", help="remove running or half-created ones too")
-    sp.add_argument("names", nargs="+")
-    sp = sub.add_parser("ps", help="list containers")
+    _names(sp)
+
+
+def _ps_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-a", "--all", action="store_true", help="stopped ones too")
     sp.add_argument("--format", choices=["table", "json"], default="table")
-    sp = sub.add_parser("inspect", help="show containers as JSON")
-    sp.add_argument("names", nargs="+")
-    sp = sub.add_parser("logs", help="show a container's output")
+
+
+def _logs_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--follow", action="store_true")
     sp.add_argument("--timestamps", action="store_true")
     sp.add_argument("name")
-    sp = sub.add_parser("exec", help="run a command in a running container")
+
+
+def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
     sp.add_argument("name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
-    sub.add_parser("version", help="print versions")
-    sp = sub.add_parser("cleanup")  # conmon's exit command for `run -d --rm`; not for people
-    sp.add_argument("id")
-    return p
+
+
+_COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("create, start and wait for a container", _run_options),
+    "create": ("create a container", _container_options),
+    "start": ("start containers", _names),
+    "pause": ("pause containers", _names),
+    "unpause": ("resume containers", _names),
+    "wait": ("wait for containers", _names),
+    "stop": ("stop containers", _stop_options),
+    "kill": ("signal containers", _kill_options),
+    "rm": ("remove containers", _rm_options),
+    "ps": ("list containers", _ps_options),
+    "inspect": ("show containers as JSON", _names),
+    "logs": ("show a container's output", _logs_options),
+    "exec": ("run a command in a running container", _exec_options),
+    "version": ("print versions", lambda sp: None),
+    "cleanup": ("", _id),  # conmon's exit command for `run -d --rm`; not for people
+}
+_GLOBAL_WITH_VALUE = ("--root", "--log-level", "--runtime", "--conmon")
+
+
+def command_of(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand `argv` names (skipping the global options and their values), or None."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_WITH_VALUE:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in _COMMANDS else None
+    return None
 
 
 def _positive_int(text: str) -> int:
@@ -465,7 +514,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: List[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     if getattr(args, "cmd", None) and args.cmd[0] == "--":
         args.cmd = args.cmd[1:]
     if args.command == "exec" and not args.cmd:

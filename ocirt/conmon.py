@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import attach, native as _native
 from ._nativeargs import STEP_CGROUP
 from .errors import CgroupError, ConmonError, InvalidArgument, Timeout
+from .layout import read_small
 from .process import ProcessHandle, cmdline, wait_steps
 from .steps import Readable, Steps, block
 
@@ -432,8 +433,7 @@ def _drain(fd: int) -> str:
 def read_pid(path: str) -> Optional[int]:
     """The pid in a pid file, or None if the file is missing or empty."""
     try:
-        with open(path) as f:
-            text = f.read().strip()
+        text = read_small(path, 64).decode(errors="replace").strip()
     except FileNotFoundError:
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None

@@ -10,7 +10,6 @@ conmon's pidfd: waits never poll at a fixed interval.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -290,7 +289,7 @@ class Container:
     def exec_steps(self, cmd: Sequence[str], options: Optional[execs.ExecOptions] = None) -> Steps[ExecSession]:
         o = options or execs.ExecOptions()
         args = execs.check_command(cmd)
-        sid = check_id(o.session_id, "exec session id") if o.session_id is not None else secrets.token_hex(16)
+        sid = check_id(o.session_id, "exec session id") if o.session_id is not None else os.urandom(16).hex()
         limit = check_timeout(o.timeout)
         ids = self._resolve_user(o.user) if o.user is not None else None  # reads the container's files: never under its lock
         with (yield from self._locking()):
@@ -411,10 +410,8 @@ class Container:
 
     def _freezer_dir(self) -> Optional[str]:
         """The container's freezer cgroup (the runtime nests it under conmon's), or None."""
-        for d in getattr(self._cgroup, "dirs", []):
-            if os.path.exists(os.path.join(d, "freezer.state")) or os.path.exists(os.path.join(d, "cgroup.freeze")):
-                return os.path.join(d, self.id)
-        return None
+        freezer = getattr(self._cgroup, "freezer", None)
+        return os.path.join(freezer, self.id) if freezer else None
 
     def _close_fds(self) -> None:
         self._monitor.close()

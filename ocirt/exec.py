@@ -16,7 +16,7 @@ from . import conmon, spec as specs
 from .cgroups import Cgroup
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, Timeout
 from .launcher import Launcher
-from .layout import ExecDir
+from .layout import ExecDir, read_small
 from .logs import LogRecord, read_log
 from .process import KILL_GRACE, ProcessHandle, wait_steps
 from .steps import StepLock, Steps, block
@@ -197,8 +197,7 @@ class ExecSession:
 
     def _exit_file_code(self) -> Optional[int]:
         try:
-            with open(os.path.join(self._files.exit_dir, self.container.id)) as f:
-                return int(f.read().strip())
+            return int(read_small(os.path.join(self._files.exit_dir, self.container.id), 64).strip())
         except (OSError, ValueError):
             return None
 

@@ -161,34 +161,67 @@ class Launcher:
         then the cgroup and the run files go, with the attach-socket links of
         `exec_sessions` (ids). Returns what could not be removed, as messages.
         """
-        held = list(conmons)
-        # Everything still in conmon's cgroup and below it: conmons of execs
-        # that other (maybe dead) processes started, and a runtime stuck in
-        # create (its init blocked, say) for a container it never finished.
-        found = cgroup.members(below=True) if cgroup is not None else []
-        known = {h.pid for h in held}
-        held += [h for h in found if h.pid not in known]
-        for h in (yield from wait_steps(held, conmon.EXIT_GRACE)):
-            h.signal(signal.SIGKILL)
-        stuck = yield from wait_steps(held, KILL_GRACE)
-        for h in held:
-            h.reap()
-        for h in found:
-            h.close()
-        errors = [f"process {h.pid} did not exit {KILL_GRACE:g}s after SIGKILL" for h in stuck]
-        if cgroup is not None:
-            try:
+        stuck = yield from _end(list(conmons))
+        try:
+            if cgroup is not None and not cgroup.remove_if_empty():
+                # Still in conmon's cgroup or below it: conmons of execs that
+                # other (maybe dead) processes started, or a runtime stuck in
+                # create (its init blocked, say) for a container it never finished.
+                found = cgroup.members(below=True)
+                try:
+                    stuck += yield from _end(found)
+                finally:
+                    for h in found:
+                        h.close()
                 cgroup.remove()
-            except OcirtError as e:
-                errors.append(str(e))
+        except OcirtError as e:
+            errors = [str(e)]
+        else:
+            errors = []
+        errors += [f"process {pid} did not exit {KILL_GRACE:g}s after SIGKILL" for pid in stuck]
         links = [files.socket_link, *(files.exec_session(sid).socket_link for sid in exec_sessions)]
         for path in (files.exit_file, *links):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        shutil.rmtree(files.root, ignore_errors=True)
+        _remove_run_dir(files.root)
         return errors
+
+
+def _end(processes: List[ProcessHandle]) -> Steps[List[int]]:
+    """Give `processes` EXIT_GRACE to exit, SIGKILL the rest, reap them all;
+    the pids of those still there KILL_GRACE after the SIGKILL."""
+    for h in (yield from wait_steps(processes, conmon.EXIT_GRACE)):
+        h.signal(signal.SIGKILL)
+    stuck = yield from wait_steps(processes, KILL_GRACE)
+    for h in processes:
+        h.reap()
+    return [h.pid for h in stuck]
+
+
+def _remove_run_dir(path: str) -> None:
+    """Remove a run dir (ocirt's and conmon's files, never the container's):
+    its few files one by one, what is below them with rmtree."""
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)  # something appeared meanwhile
 
 
 def _joining(cgroup: Optional[Cgroup]) -> Dict[str, Any]:

@@ -18,7 +18,6 @@ and its exec processes are nobody else's business.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
@@ -54,6 +53,23 @@ def check_private_dir(path: str) -> None:
         if parent == "/":
             return
         parent = os.path.dirname(parent)
+
+
+def read_small(path: str, limit: int = 65536) -> bytes:
+    """The start (up to `limit` bytes) of a small file: a pid file, a /proc or
+    cgroup file. Without Python's buffered file objects, which cost more
+    than the read itself. Raises OSError as open() does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = b""
+        while len(data) < limit:
+            chunk = os.read(fd, limit - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
 
 
 def write_private(path: str, data: bytes) -> None:
@@ -120,6 +136,8 @@ class ExecDir:
     """
 
     def __init__(self, container: ContainerDir, session_id: str) -> None:
+        import hashlib  # only for execs: not on every command's import
+
         self.cuuid = "exec:" + hashlib.sha256(f"{container.cid}/{session_id}".encode()).hexdigest()[:32]
         self.socket_link = os.path.join(container.sockets, self.cuuid)
         root = os.path.join(container.root, "exec", session_id)

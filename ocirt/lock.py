@@ -60,6 +60,13 @@ class ContainerLock:
             raise
         return Hold(stack.close, outermost=got, contended=not got)
 
+    def hold_here(self) -> Optional[Hold]:
+        """The lock among this process's threads and tasks only (no lock file),
+        if it is free now; for a look that records nothing. `outermost`: no
+        verb of this thread or task is under way."""
+        depth = self._mutex.try_acquire()
+        return Hold(self._mutex.release, outermost=depth == 1) if depth else None
+
     @contextlib.contextmanager
     def held(self, *, blocking: bool = True) -> Iterator[Optional[Hold]]:
         """`hold`, for blocking code."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import native as _native
 from .errors import ContainerNotFound, RuntimeCommandError
+from .layout import read_small
 from .steps import Readable, Steps, block
 
 if TYPE_CHECKING:
@@ -55,20 +56,18 @@ class OCIRuntime:
         if self.name != "runc" or freezer is None:
             return None
         directory = os.path.join(self.state_dir, cid)
-        if not os.path.isdir(directory):
-            return "stopped"
         if os.path.exists(os.path.join(directory, "exec.fifo")):
             return "created"
         try:
-            with open(os.path.join(freezer, "freezer.state")) as f:
-                return "paused" if f.read().strip() == "FROZEN" else "running"
+            return "paused" if read_small(os.path.join(freezer, "freezer.state")).strip() == b"FROZEN" else "running"
         except FileNotFoundError:
             pass
         try:
-            with open(os.path.join(freezer, "cgroup.events")) as f:
-                return "paused" if "frozen 1" in f.read().splitlines() else "running"
+            return "paused" if b"frozen 1" in read_small(os.path.join(freezer, "cgroup.events")).splitlines() else "running"
         except FileNotFoundError:
-            return None
+            pass
+        # No freezer cgroup: runc delete removed it with the state directory, or it cannot be read here.
+        return None if os.path.isdir(directory) else "stopped"
 
     def global_args(self) -> List[str]:
         args = [self.path]
@@ -154,7 +153,7 @@ class OCIRuntime:
         this process's without the host-only variables (no notify proxy, no
         activation fds).
         """
-        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV} if any(k in os.environ for k in HOST_ONLY_ENV) else None
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -222,7 +221,7 @@ def _read_exec_fifo(path: str, init_fd: int) -> Steps[bool]:
     return True
 
 
-RUNC_INIT_COMM = "runc:[2:INIT]"  # the name runc's init process gives itself
+RUNC_INIT_COMM = b"runc:[2:INIT]"  # the name runc's init process gives itself
 
 
 def _await_exec(pid: int, init_fd: int, timeout: float = EXEC_FIFO_TIMEOUT_MS / 1000) -> Steps[None]:
@@ -234,9 +233,8 @@ def _await_exec(pid: int, init_fd: int, timeout: float = EXEC_FIFO_TIMEOUT_MS / 
     delay, deadline = 50e-6, time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().rstrip("\n") != RUNC_INIT_COMM:
-                    return
+            if read_small(f"/proc/{pid}/comm").rstrip(b"\n") != RUNC_INIT_COMM:
+                return
         except OSError:
             return  # gone: its exit is the container's to report
         if (yield Readable((init_fd,), time.monotonic() + delay)):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import threading
 from typing import Callable, Iterable, List, Optional
 
 from . import native as _native
+from .layout import read_small
 from .steps import Readable, Steps, block, deadline_after
 
 KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is an error
@@ -24,8 +26,7 @@ KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is a
 def proc_stat(pid: int) -> Optional[List[str]]:
     """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_small(f"/proc/{pid}/stat")
     except OSError:
         return None
     # The command name sits in parentheses and may hold spaces and parentheses.
@@ -52,8 +53,7 @@ def _stat_int(pid: int, index: int) -> Optional[int]:
 def cmdline(pid: int) -> List[bytes]:
     """A process's argv (empty when it is gone or a zombie)."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")[:-1]
+        return read_small(f"/proc/{pid}/cmdline").split(b"\0")[:-1]
     except OSError:
         return []
 
@@ -120,7 +120,12 @@ class ProcessHandle:
 
     def exited(self) -> bool:
         """True once the process has exited (a zombie counts), or the handle is closed."""
-        return self.wait(0)
+        fd = self._fd
+        if fd is None:
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def wait(self, timeout: Optional[float]) -> bool:
         """Wait up to `timeout` seconds (None: no limit) for the exit; True once exited."""

@@ -9,6 +9,7 @@ process that died mid-verb leaves a record the next one can reconcile.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
 from .errors import ContainerNotFound
@@ -28,6 +29,7 @@ class Recorder:
         self._c = container
         self._store = store
         self._lock = ContainerLock(container.id, store)
+        self._seen: Optional[Record] = None  # the record as last loaded or saved here
 
     def locking(self) -> Steps[ContextManager[None]]:
         """Exclusive use of the container until the returned context is left
@@ -79,9 +81,33 @@ class Recorder:
                 self.save()
         return self._c.state
 
+    def glance(self, record: Record) -> None:
+        """Bring the container up to date with `record` (just read from the
+        store) and with what conmon's and the runtime's files show, for a
+        listing: the lock file is taken (not waited for) only when that
+        changes something to record. A container another thread or task of
+        this process is working on is left as it is."""
+        hold = self._lock.hold_here()
+        if hold is None:
+            return
+        with hold:
+            if not hold.outermost:
+                return
+            if record is not self._seen and record != self._seen:
+                self.apply(record)
+            c = self._c
+            seen = copy.copy(c.state)
+            note = reconcile(seen, c._files, conmon_alive=c._monitor.conmon_alive, runtime_status=self._runtime_status, wait_exit=lambda _: True)
+            changed = seen != c.state
+            if not changed:
+                c.note = note or c.note
+        if changed:
+            self.refresh(blocking=False)
+
     def save(self) -> None:
         if self._store is not None and not self._c._deleted:
-            self._store.save(self.record())
+            self._seen = self.record()
+            self._store.save(self._seen)
 
     def save_now(self) -> Steps[None]:
         """Save under the lock (for a change made outside any verb)."""
@@ -109,6 +135,7 @@ class Recorder:
 
     def apply(self, record: Record) -> None:
         """Take over what another process recorded."""
+        self._seen = record
         c, m = self._c, self._c._monitor
         c.state.apply(record)
         m.conmon_pid, m.conmon_start = record.conmon_pid, record.conmon_start_time

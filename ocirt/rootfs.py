@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from typing import Optional
 
@@ -64,6 +63,8 @@ def busybox_rootfs(cache_dir: str, busybox: Optional[str] = None) -> str:
 
 
 def _build(dest: str, stamp: str, cache_dir: str, source: str) -> None:
+    import subprocess  # only here, when the cache is built: not on every command's import
+
     if os.path.lexists(dest):
         _discard(dest, cache_dir)
     work = tempfile.mkdtemp(prefix=".busybox-", dir=cache_dir)
@@ -91,6 +92,7 @@ def _build(dest: str, stamp: str, cache_dir: str, source: str) -> None:
 
 def _describe(dest: str) -> Optional[dict]:
     """What the stamp holds for the tree at `dest`: its busybox, as it must be."""
+
     try:
         st = os.lstat(os.path.join(dest, "bin", "busybox"))
         top = os.lstat(dest)

@@ -345,7 +345,7 @@ class Runtime:
         out = []
         for record in self.store.all():
             container = self._load(record.id, record)
-            container.refresh(blocking=False)
+            container._record.glance(record)
             if not container._deleted:
                 out.append(container)
         return out

@@ -144,9 +144,12 @@ def read_exit(files: ContainerDir) -> Exit:
     """
     path = files.exit_file
     try:
-        with open(path) as f:
-            text = f.read().strip()
-        finished = os.stat(path).st_ctime
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 64).decode(errors="replace").strip()
+            finished = os.fstat(fd).st_ctime
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return Exit(-1, now(), note=CONMON_DIED)
     try:

@@ -154,6 +154,16 @@ class StepLock:
                 with self._guard:
                     self._stop_waiting()
 
+    def try_acquire(self) -> int:
+        """acquire(blocking=False), without steps."""
+        me = _holder()
+        with self._guard:
+            if self._holder is None or self._holder == me:
+                self._holder = me
+                self._depth += 1
+                return self._depth
+            return 0
+
     def release(self) -> None:
         with self._guard:
             self._depth -= 1

@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS containers (
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class Record:
-    """Everything a later process needs to manage a container."""
+    """Everything a later process needs to manage a container (never changed once made)."""
 
     id: str
     name: str
@@ -59,8 +59,11 @@ class Record:
     @classmethod
     def from_json(cls, text: str) -> "Record":
         data = json.loads(text)
-        known = {f.name for f in fields(cls)}
+        known = _RECORD_FIELDS
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(Record))
 
 
 class Store:
@@ -69,6 +72,7 @@ class Store:
     def __init__(self, path: str, lock_dir: str) -> None:
         """Open (or make) the database; StoreError if it cannot be used, leaving
         no directory behind that this call made."""
+        self._parsed: Dict[str, Record] = {}  # all()'s records by their JSON
         self.path = path
         self.lock_dir = lock_dir
         self._conn: Optional[sqlite3.Connection] = None
@@ -130,9 +134,15 @@ class Store:
         return Record.from_json(row[0]) if row else None
 
     def all(self) -> List[Record]:
+        """Every record, oldest first. A record unchanged since the last call is
+        the very same object (so it compares equal at once), not parsed again."""
         with self._db() as db:
             rows = db.execute("SELECT record FROM containers ORDER BY rowid").fetchall()
-        return [Record.from_json(r[0]) for r in rows]
+        before, now = self._parsed, {}
+        for (text,) in rows:
+            now[text] = before.get(text) or Record.from_json(text)
+        self._parsed = now
+        return [now[text] for (text,) in rows]
 
     def resolve(self, name_or_id: str) -> str:
         """The id of the container `name_or_id` names: an exact id, else an exact

@@ -6,8 +6,8 @@ import errno
 import fcntl
 import inspect
 import os
-import select
 import resource
+import select
 import signal
 import sys
 import threading
@@ -245,6 +245,13 @@ def test_spawn_env_cwd_and_setsid(tmp_path):
     )
     assert code == 0
     assert out.splitlines() == ["hi", str(tmp_path), "leader"]
+
+
+def test_spawn_without_env_passes_this_process_s_environment_as_it_is_now(monkeypatch):
+    monkeypatch.setenv("OCIRT_TEST_SET", "late")
+    monkeypatch.delenv("HOME", raising=False)
+    code, out = run_child([SH, "-c", 'echo "$OCIRT_TEST_SET ${HOME-unset}"'])
+    assert code == 0 and out == "late unset\n"
 
 
 def test_spawn_resets_signal_mask_and_ignored_signals():

@@ -224,3 +224,14 @@ def test_native_extension_is_required(tmp_path):
     # -S: no site-packages, so no installed (or editable) ocirt can answer instead
     proc = subprocess.run([sys.executable, "-S", "-c", "import ocirt"], cwd=tree, capture_output=True, text=True)
     assert proc.returncode != 0 and "pip install -e ." in proc.stderr
+
+
+def test_the_cli_finds_its_command_past_the_global_options():
+    from ocirt.cli import build_parser, command_of
+
+    assert command_of(["--root", "run", "ps", "-a"]) == "ps"  # "run" is the root's value here
+    assert command_of(["--log-level=debug", "rm", "-f", "x"]) == "rm"
+    assert command_of(["--help"]) is None and command_of(["frobnicate"]) is None
+    args = build_parser("ps").parse_args(["ps", "-a", "--format", "json"])
+    assert args.all and args.format == "json"
+    assert "unpause" in build_parser("ps").format_help()  # every command is still listed

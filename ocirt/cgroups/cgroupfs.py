@@ -12,9 +12,10 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from ..errors import CgroupError, InvalidArgument
+from ..layout import read_small
 from ..process import ProcessHandle
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -123,6 +124,8 @@ class Cgroupfs:
         try:
             for h in self.hierarchies():
                 group.dirs.append(_make(self.parent_dir(h), name, h, group.created_parents))
+                group.join.append(os.path.join(group.dirs[-1], "tasks" if h.version == 1 else "cgroup.procs"))
+            group.freezer = self._freezer_of(group.dirs)
         except OSError as e:
             group.remove()
             raise CgroupError(f"cannot create cgroup {name!r}: {e}") from e
@@ -135,7 +138,18 @@ class Cgroupfs:
             dirs = [p for p in (os.path.join(self.parent_dir(h), name) for h in self.hierarchies()) if os.path.isdir(p)]
         group = CgroupfsGroup(list(dirs))
         group.created_parents = list(parents)
+        group.freezer = self._freezer_of(group.dirs)
         return group
+
+    def _freezer_of(self, dirs: List[str]) -> Optional[str]:
+        """Which of `dirs` freezes its processes: the v1 freezer hierarchy's, else a v2 one."""
+        for freezes in (lambda h: "freezer" in h.controllers, lambda h: h.version == 2):
+            for h in self.hierarchies():
+                if freezes(h):
+                    for d in dirs:
+                        if d.startswith(h.mountpoint + "/"):
+                            return d
+        return None
 
 
 def _controllers_enabled(cgroup_dir: str) -> bool:
@@ -147,20 +161,20 @@ def _controllers_enabled(cgroup_dir: str) -> bool:
 
 
 def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
-    """mkdir parent (as needed) and parent/name; cpuset levels get cpus/mems."""
+    """mkdir parent/name, and the parent first if it is missing; cpuset levels get cpus/mems."""
+    path = os.path.join(parent, name)
     for attempt in range(3):
         try:
-            _makedirs(parent, h, created_parents)
-            path = os.path.join(parent, name)
             os.mkdir(path)
-            if "cpuset" in h.controllers:
-                _inherit_cpuset(path)
-            return path
+            break
         except FileNotFoundError:
-            # A concurrent remove() took a shared parent away; make it again.
+            # The parent is not there (yet, or a concurrent remove() took a shared one away).
             if attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+            _makedirs(parent, h, created_parents)
+    if "cpuset" in h.controllers:
+        _inherit_cpuset(path)
+    return path
 
 
 def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
@@ -176,17 +190,26 @@ def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
         _inherit_cpuset(path)
 
 
+_parent_cpusets: Dict[Tuple[str, str], str] = {}  # (parent dir, knob): its value when last read
+
+
 def _inherit_cpuset(path: str) -> None:
-    """A v1 cpuset cgroup takes no task until cpus and mems are set."""
+    """A v1 cpuset cgroup takes no task until cpus and mems are set: copy the
+    parent's (as last read; read again if the parent changed since)."""
     parent = os.path.dirname(path)
     for knob in ("cpuset.cpus", "cpuset.mems"):
-        with open(os.path.join(path, knob)) as f:
-            if f.read().strip():
-                continue
-        with open(os.path.join(parent, knob)) as f:
-            value = f.read().strip()
-        with open(os.path.join(path, knob), "w") as f:
-            f.write(value)
+        for fresh in (False, True):
+            value = _parent_cpusets.get((parent, knob)) if not fresh else None
+            if value is None:
+                with open(os.path.join(parent, knob)) as f:
+                    value = _parent_cpusets[(parent, knob)] = f.read().strip()
+            try:
+                with open(os.path.join(path, knob), "w") as f:
+                    f.write(value)
+                break
+            except OSError as e:
+                if fresh or e.errno not in (errno.EINVAL, errno.ENOSPC):
+                    raise
 
 
 class CgroupfsGroup:
@@ -195,11 +218,15 @@ class CgroupfsGroup:
     def __init__(self, dirs: List[str]) -> None:
         self.dirs = dirs
         self.created_parents: List[str] = []
+        self.join: List[str] = []  # join_files, when known from the making
+        self.freezer: Optional[str] = None  # the dir whose freezer (v1) or cgroup.freeze (v2) holds its processes
 
     def join_files(self) -> List[str]:
         """The files a process writes "0" to in order to move itself here:
         `tasks` on v1 (no global lock for a thread that moves itself),
         `cgroup.procs` on v2."""
+        if len(self.join) == len(self.dirs):
+            return list(self.join)
         out = []
         for d in self.dirs:
             tasks = os.path.join(d, "tasks")
@@ -223,8 +250,7 @@ class CgroupfsGroup:
         found: List[int] = []
         for root, _, _ in os.walk(self.dirs[0]) if below else [(self.dirs[0], [], [])]:
             try:
-                with open(os.path.join(root, "cgroup.procs")) as f:
-                    found += [int(line) for line in f if line.strip()]
+                found += [int(line) for line in read_small(os.path.join(root, "cgroup.procs"), 1 << 20).split()]
             except FileNotFoundError:
                 pass
         return found
@@ -253,6 +279,25 @@ class CgroupfsGroup:
             except OSError as e:
                 raise CgroupError(f"cannot move process {pid} out of {d}: {e}") from e
 
+    def remove_if_empty(self) -> bool:
+        """Remove the cgroup if no process and no cgroup is left in it; False,
+        having removed nothing, if something is.
+
+        A process is in the cgroup in every hierarchy alike, so the first
+        directory tells: when it goes, the rest go as `remove` removes them.
+        """
+        if self.dirs:
+            try:
+                os.rmdir(self.dirs[0])
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                    return False
+                raise CgroupError(f"cannot remove cgroup {self.dirs[0]}: {e.strerror}") from e
+        self.remove()
+        return True
+
     def remove(self) -> None:
         """Remove every directory of this cgroup, with all cgroups below it.
 
@@ -262,16 +307,21 @@ class CgroupfsGroup:
         failed = []
         for d in self.dirs:
             try:
-                _rmtree_cgroup(d)
-            except OSError as e:
-                failed.append(f"{d}: {e.strerror}")
+                os.rmdir(d)  # the runtime removed its own cgroup below: usually all there is
+            except FileNotFoundError:
+                pass
+            except OSError:
+                try:
+                    _rmtree_cgroup(d)
+                except OSError as e:
+                    failed.append(f"{d}: {e.strerror}")
         for p in reversed(self.created_parents):
             try:
                 os.rmdir(p)
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
                     failed.append(f"{p}: {e.strerror}")
-        self.dirs, self.created_parents = [], []
+        self.dirs, self.created_parents, self.join = [], [], []
         if failed:
             raise CgroupError("cannot remove cgroup: " + "; ".join(failed))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from typing import List, Optional
 
 from ..errors import CgroupError, InvalidArgument
@@ -73,6 +72,8 @@ class SystemdScope:
             "Delegate", "b", "true",
             "0",
         ]
+        import subprocess  # only with systemd: not on every import
+
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if proc.returncode != 0:
             raise CgroupError(f"systemd refused scope {self.unit}: {proc.stderr.strip()}")
@@ -93,3 +94,6 @@ class SystemdScope:
     def remove(self) -> None:
         # A transient scope is garbage-collected by systemd when it empties.
         pass
+
+    def remove_if_empty(self) -> bool:
+        return True  # systemd's to remove
