@@ -1,0 +1,70 @@
+"""What every benchmark shares: the profile, the margin, ABBA alternation and the runtime's own floor."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+from typing import Callable, List, Tuple
+
+from ocirt import native as _native
+
+PROFILE = os.environ.get("OCIRT_BENCH_PROFILE", "full")
+SHORT = PROFILE == "short"
+MARGIN = 0.10  # a target missed by more than this fraction fails
+WARMUP = 2
+
+_ids = itertools.count()
+
+
+def next_id(prefix: str) -> str:
+    return f"ocirt-bench-{prefix}-{os.getpid()}-{next(_ids)}"
+
+
+def within(measured: float, target: float) -> bool:
+    """`measured` (lower is better) meets `target` within MARGIN."""
+    return measured <= target * (1 + MARGIN)
+
+
+def at_least(measured: float, target: float) -> bool:
+    """`measured` (higher is better) meets `target` within MARGIN."""
+    return measured >= target * (1 - MARGIN)
+
+
+def abba(benchmark, a: Callable[[], float], b: Callable[[], float], rounds: int) -> Tuple[List[float], List[float]]:
+    """Run `a` and `b` (each returns its own measure) in ABBA order through
+    pytest-benchmark; their measures, warm-up rounds left out."""
+    times_a: List[float] = []
+    times_b: List[float] = []
+    order = itertools.cycle([(a, times_a, b, times_b), (b, times_b, a, times_a)])
+
+    def pair() -> None:
+        first, first_times, second, second_times = next(order)
+        first_times.append(first())
+        second_times.append(second())
+
+    benchmark.pedantic(pair, rounds=rounds, warmup_rounds=WARMUP, iterations=1)
+    return times_a[WARMUP:], times_b[WARMUP:]
+
+
+QUIET = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
+def runc_lifecycle(bundle: str, tmp: str) -> float:
+    """The floor: the runtime's own verbs, stdio on /dev/null, the exit seen through a pidfd."""
+    cid = next_id("runc")
+    pidfile = os.path.join(tmp, cid + ".pid")
+    t0 = time.perf_counter()
+    subprocess.run(["runc", "create", "--bundle", bundle, "--pid-file", pidfile, cid], **QUIET)
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read())
+        subprocess.run(["runc", "start", cid], **QUIET)
+        _native.wait_pids([pid], 30)
+        os.waitpid(pid, 0)  # this process is a subreaper: the init ends as our child
+    finally:
+        subprocess.run(["runc", "delete", "--force", cid], **QUIET)
+    elapsed = time.perf_counter() - t0
+    os.unlink(pidfile)
+    return elapsed
