@@ -16,6 +16,8 @@ from .layout import ContainerDir, ExecDir, write_private
 from .process import KILL_GRACE, ProcessHandle, wait_steps
 from .steps import Steps, block
 
+END_ROUNDS = 16  # listings end_cgroup takes before it leaves the rest to the caller's error
+
 
 class Launcher:
     """conmon, the runtime it drives, and the settings every launch shares."""
@@ -167,12 +169,7 @@ class Launcher:
                 # Still in conmon's cgroup or below it: conmons of execs that
                 # other (maybe dead) processes started, or a runtime stuck in
                 # create (its init blocked, say) for a container it never finished.
-                found = cgroup.members(below=True)
-                try:
-                    stuck += yield from _end(found)
-                finally:
-                    for h in found:
-                        h.close()
+                stuck += yield from end_cgroup_steps(cgroup, conmon.EXIT_GRACE)
                 cgroup.remove()
         except OcirtError as e:
             errors = [str(e)]
@@ -189,10 +186,40 @@ class Launcher:
         return errors
 
 
-def _end(processes: List[ProcessHandle]) -> Steps[List[int]]:
-    """Give `processes` EXIT_GRACE to exit, SIGKILL the rest, reap them all;
+def end_cgroup(cgroup: Cgroup, grace: float) -> List[int]:
+    """end_cgroup_steps, blocking."""
+    return block(end_cgroup_steps(cgroup, grace))
+
+
+def end_cgroup_steps(cgroup: Cgroup, grace: float) -> Steps[List[int]]:
+    """End every process in `cgroup` and below it: `grace` seconds to exit,
+    then SIGKILL; the pids of those still there KILL_GRACE after it.
+
+    One listing is not enough: a process listed may fork between the
+    listing and its SIGKILL (conmon starting the runtime, the runtime its
+    init), and the child is not in that listing. So the rounds go on until
+    a listing taken after everything listed before has exited finds nobody.
+    """
+    stuck: List[int] = []
+    for _ in range(END_ROUNDS):
+        found = cgroup.members(below=True)
+        if not found:
+            break
+        try:
+            stuck = yield from _end(found, grace)
+        finally:
+            for h in found:
+                h.close()
+        if stuck:
+            break  # one outlived SIGKILL: another round would not end it either
+        grace = 0
+    return stuck
+
+
+def _end(processes: List[ProcessHandle], grace: float = conmon.EXIT_GRACE) -> Steps[List[int]]:
+    """Give `processes` `grace` seconds to exit, SIGKILL the rest, reap them all;
     the pids of those still there KILL_GRACE after the SIGKILL."""
-    for h in (yield from wait_steps(processes, conmon.EXIT_GRACE)):
+    for h in (yield from wait_steps(processes, grace)):
         h.signal(signal.SIGKILL)
     stuck = yield from wait_steps(processes, KILL_GRACE)
     for h in processes:

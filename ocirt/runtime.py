@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from .errors import (
     OcirtError,
     RuntimeCommandError,
 )
-from .launcher import Launcher
+from .launcher import Launcher, end_cgroup
 from .layout import RuntimeDirs
 from .oci import OCIRuntime, is_not_found
-from .process import KILL_GRACE, wait_all
 from .steps import Steps, block
 from .store import Record, Store
 from .validate import check_id, check_name, check_timeout
@@ -275,13 +273,8 @@ class Runtime:
         # conmon joined its cgroup before it ran anything: whatever it started
         # (the runtime, the container's init) is in it or below, even what a
         # pid file does not name yet. End all of it before the runtime's delete.
-        members = container._cgroup.members(below=True) if container._cgroup is not None else []
-        for member in members:
-            member.signal(signal.SIGKILL)
-        wait_all(members, KILL_GRACE)
-        for member in members:
-            member.reap()
-            member.close()
+        if container._cgroup is not None:
+            end_cgroup(container._cgroup, grace=0)
         if delete_from_runtime:
             try:
                 self.oci.delete(container.id, force=True)

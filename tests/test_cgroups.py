@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 
 import pytest
 
 import ocirt
 from ocirt.cgroups import Cgroupfs, Hierarchy, cgroupfs, hierarchies
+from ocirt.launcher import end_cgroup
+
+from .cli_support import reap_orphans
 
 
 def conmon_cgroups(pid: int) -> dict:
@@ -34,6 +39,46 @@ def test_conmon_runs_in_its_own_cgroup_in_every_hierarchy_that_limits(create, ma
     assert all(os.path.isdir(d) for d in dirs)
     c.delete(force=True)
     assert not any(os.path.exists(d) for d in dirs)
+
+
+class ForksAfterListing:
+    """A cgroup whose first listing is followed, before anything is signalled,
+    by `fork()`: as when conmon starts the runtime in that very moment."""
+
+    def __init__(self, group, fork):
+        self.group, self.fork, self.listings = group, fork, 0
+
+    def members(self, below=False):
+        found = self.group.members(below)
+        self.listings += 1
+        if self.listings == 1:
+            self.fork()
+        return found
+
+
+def test_ending_a_cgroup_also_ends_what_its_processes_fork_meanwhile(new_id):
+    group = Cgroupfs().create(f"ocirt-conmon-{new_id()}")
+    shell = subprocess.Popen(["sh", "-c", "read go; sleep 1000 & echo forked; wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        group.add(shell.pid)
+
+        def fork():
+            shell.stdin.write(b"go\n")
+            shell.stdin.flush()
+            assert shell.stdout.readline() == b"forked\n"
+            assert len(group.pids()) == 2
+
+        listed = ForksAfterListing(group, fork)
+        assert end_cgroup(listed, grace=0) == []
+        assert listed.listings == 3  # the shell; the sleep it forked; nobody
+        assert group.remove_if_empty()
+    finally:
+        for pid in group.pids(below=True):
+            os.kill(pid, signal.SIGKILL)
+        shell.kill()
+        shell.wait()
+        reap_orphans()
+        group.remove()
 
 
 def test_a_hybrid_hosts_cgroup2_without_controllers_is_left_out(tmp_path, monkeypatch):
