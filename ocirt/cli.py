@@ -125,6 +125,16 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
+def _bench_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-n", "--count", type=_positive_int, default=100, help="containers to run (default 100)")
+    sp.add_argument("-c", "--concurrency", type=_positive_int, default=4, help="at once (default 4)")
+    sp.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
+    sp.add_argument("--timeout", type=_positive_float, help="seconds each container may run")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--plot", metavar="FILE.png", help="draw each phase's latencies (needs matplotlib)")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
+
+
 _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("create, start and wait for a container", _run_options),
     "create": ("create a container", _container_options),
@@ -139,6 +149,7 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "inspect": ("show containers as JSON", _names),
     "logs": ("show a container's output", _logs_options),
     "exec": ("run a command in a running container", _exec_options),
+    "bench": ("run a command in many containers, K at a time, and report", _bench_options),
     "version": ("print versions", lambda sp: None),
     "cleanup": ("", _id),  # conmon's exit command for `run -d --rm`; not for people
 }
@@ -468,6 +479,26 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
         os._exit(0)
 
 
+def cmd_bench(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Churn the command; 1 if a container failed to run or left something behind."""
+    from . import bench  # only this verb needs it (and tqdm, matplotlib)
+
+    if not args.cmd:
+        raise Usage("ocirt bench: a command is needed after --")
+    bench.check_plot(args.plot)
+    report, samples = bench.bench(
+        rt, args.cmd, count=args.count, concurrency=args.concurrency, rootfs=args.rootfs, timeout=args.timeout,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    if args.plot:
+        bench.plot(samples, args.plot, f"ocirt bench: {args.count} x {' '.join(args.cmd)}, {args.concurrency} at a time")
+    if args.format == "json":
+        out(bench.to_json(report))
+    else:
+        bench.render(report, out)
+    return 1 if report["failed"] or any(report["leaks"].values()) else 0
+
+
 def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Callable[[str], None]) -> int:
     out(f"ocirt version {__version__} ({_native.BACKEND} backend)")
     return 0
@@ -544,6 +575,8 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         return cmd_cleanup(rt, args, out)
     if args.command == "ps":
         return cmd_ps(rt, args, out)
+    if args.command == "bench":
+        return cmd_bench(rt, args, out)
     if args.command == "logs":
         return cmd_logs(rt, args, out)
     if args.command == "exec":

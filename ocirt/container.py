@@ -384,6 +384,8 @@ class Container:
     def _record_exit(self, timeout: Optional[float] = 0) -> Steps[None]:
         """Read conmon's exit file into `state`, waiting up to `timeout` for it."""
         if self._deleted or self.state.status is STOPPED:
+            if self.state.status is STOPPED and self.timings.recorded is None:
+                self.timings.recorded = time.monotonic()  # the record's reconcile read it first
             return
         exit = yield from self._monitor.exit_steps(timeout)
         self.timings.exited = self.timings.exited or time.monotonic()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import cgroups, conmon, spec as specs
+from . import cgroups, conmon, process, spec as specs
 from .background import Deleter
 from .container import Container, Services
 from .errors import (
@@ -342,6 +342,22 @@ class Runtime:
             if not container._deleted:
                 out.append(container)
         return out
+
+    def traces(self, container_ids: Sequence[str]) -> Dict[str, int]:
+        """What is left on this host of these (deleted) containers, counted by
+        kind: runtime_state, run_files, cgroups (directories), conmons."""
+        ids = set(container_ids)
+        counts = {"runtime_state": 0, "run_files": 0, "cgroups": 0, "conmons": 0}
+        for cid in ids:
+            files = self.dirs.container(cid)
+            counts["runtime_state"] += os.path.exists(os.path.join(self.oci.state_dir, cid))
+            counts["run_files"] += os.path.exists(files.root) + os.path.exists(files.exit_file)
+            counts["cgroups"] += len(getattr(self._cgroups.existing(f"ocirt-conmon-{cid}", [], []), "dirs", []))
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            argv = process.cmdline(int(pid))
+            if argv and os.path.basename(argv[0]) == b"conmon" and any(os.fsdecode(a) in ids for a in argv):
+                counts["conmons"] += 1
+        return counts
 
     def _load(self, cid: str, record: Optional[Record] = None) -> Container:
         with self._lock:

@@ -255,3 +255,32 @@ def test_a_long_stop_does_not_lock_out_a_kill(ocirt, tmp_path, make_bundle):
         assert stopper.wait(60) == 0 and stopper.stdout.read() == "stubborn\n"
     assert json.loads(ocirt.ok("inspect", "stubborn"))[0]["State"]["ExitCode"] == 137
     ocirt.ok("rm", "stubborn")
+
+
+def test_bench_reports_every_phase_and_no_leaks(ocirt):
+    report = json.loads(ocirt.ok("bench", "-n", "6", "-c", "2", "--format", "json", "--", "sh", "-c", "exit 3"))
+    assert report["count"] == 6 and report["failed"] == 0 and report["exit_codes"] == {"3": 6}
+    assert set(report["phases"]) == {"spawn", "create", "start", "run", "record", "delete", "total"}
+    assert all(p["n"] == 6 and 0 < p["p50"] <= p["p90"] <= p["p99"] <= p["max"] for p in report["phases"].values())
+    assert report["leaks"] == {"runtime_state": 0, "run_files": 0, "cgroups": 0, "conmons": 0}
+    assert names(ocirt) == []
+
+
+def test_bench_table_and_plot(ocirt, tmp_path):
+    out = ocirt.ok("bench", "-n", "3", "--plot", str(tmp_path / "phases.png"), "--", "true")
+    assert "3 containers, 4 at a time" in out and "exit codes: 0: 3" in out and "leaks: none" in out
+    assert (tmp_path / "phases.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_failures_and_bad_input(ocirt, tmp_path):
+    failed = ocirt("bench", "-n", "2", "--", "/no/such/program")
+    assert failed.returncode == 1 and "2 failed" in failed.stdout
+    for args, words in (
+        (["--plot", str(tmp_path / "x.jpg"), "--", "true"], "does not end in .png"),
+        (["--plot", str(tmp_path / "missing" / "x.png"), "--", "true"], "does not exist"),
+        (["-n", "0", "--", "true"], "must be positive"),
+        ([], "a command is needed"),
+    ):
+        proc = ocirt("bench", *args)
+        assert proc.returncode == 125 and words in proc.stderr, (args, proc.stderr)
+    assert names(ocirt) == []

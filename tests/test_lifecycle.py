@@ -59,6 +59,16 @@ def test_timings_mark_every_phase_in_order(run):
     assert set(t.phases()) == {"spawn", "create", "start", "run", "record", "delete"}
 
 
+def test_timings_mark_every_phase_with_a_store_too(tmp_path, make_bundle, new_id):
+    """With a store, the record's reconcile may read the exit first: recorded is marked all the same."""
+    with ocirt.Runtime.open(str(tmp_path / "root")) as rt:
+        c = rt.create(new_id(), make_bundle("true"))
+        c.start()
+        c.wait(30)
+        c.delete()
+    assert set(c.timings.phases()) == {"spawn", "create", "start", "run", "record", "delete"}
+
+
 def test_create_then_start_states(create, make_bundle, runtime):
     c = create(make_bundle("sleep", "1000"))
     assert c.state.status is ContainerStatus.CREATED
