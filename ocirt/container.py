@@ -411,9 +411,8 @@ class Container:
             raise OcirtError(f"container {self.id} deleted, but: " + "; ".join(errors))
 
     def _freezer_dir(self) -> Optional[str]:
-        """The container's freezer cgroup (the runtime nests it under conmon's), or None."""
-        freezer = getattr(self._cgroup, "freezer", None)
-        return os.path.join(freezer, self.id) if freezer else None
+        """The container's freezer cgroup (v1), or its v2 cgroup; None if unknown."""
+        return getattr(self._cgroup.container if self._cgroup else None, "freezer", None)
 
     def _close_fds(self) -> None:
         self._monitor.close()

@@ -83,7 +83,11 @@ class Launcher:
                 os.unlink(stale)
             except FileNotFoundError:
                 pass
-        write_private(files.config, json.dumps(specs.runtime_spec(bundle, spec)).encode())  # env may hold secrets
+        config = specs.runtime_spec(bundle, spec)
+        if cgroup is not None and cgroup.runtime_path is not None:
+            # ocirt places the container (beside conmon's cgroup), whatever the bundle asked
+            config["linux"] = dict(config.get("linux") or {}, cgroupsPath=cgroup.runtime_path)
+        write_private(files.config, json.dumps(config).encode())  # env may hold secrets
         args = self.args(
             cid=cid,
             cuuid=cid,
@@ -192,8 +196,10 @@ def end_cgroup(cgroup: Cgroup, grace: float) -> List[int]:
 
 
 def end_cgroup_steps(cgroup: Cgroup, grace: float) -> Steps[List[int]]:
-    """End every process in `cgroup` and below it: `grace` seconds to exit,
-    then SIGKILL; the pids of those still there KILL_GRACE after it.
+    """End every process in `cgroup` and below it, then in the container's
+    cgroup beside it: `grace` seconds to exit, then SIGKILL (all at once
+    where cgroup v2 has cgroup.kill); the pids of those still there
+    KILL_GRACE after it.
 
     One listing is not enough: a process listed may fork between the
     listing and its SIGKILL (conmon starting the runtime, the runtime its
@@ -201,18 +207,22 @@ def end_cgroup_steps(cgroup: Cgroup, grace: float) -> Steps[List[int]]:
     a listing taken after everything listed before has exited finds nobody.
     """
     stuck: List[int] = []
-    for _ in range(END_ROUNDS):
-        found = cgroup.members(below=True)
-        if not found:
-            break
-        try:
-            stuck = yield from _end(found, grace)
-        finally:
-            for h in found:
-                h.close()
-        if stuck:
-            break  # one outlived SIGKILL: another round would not end it either
-        grace = 0
+    groups = [cgroup] if cgroup.container is None else [cgroup, cgroup.container]
+    for group in groups:  # conmon's first: nothing new is started once it is empty
+        for _ in range(END_ROUNDS):
+            if grace == 0:
+                group.kill_all()
+            found = group.members(below=True)
+            if not found:
+                break
+            try:
+                stuck = yield from _end(found, grace)
+            finally:
+                for h in found:
+                    h.close()
+            if stuck:
+                return stuck  # one outlived SIGKILL: another round would not end it either
+            grace = 0
     return stuck
 
 

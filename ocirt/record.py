@@ -126,6 +126,7 @@ class Recorder:
             created_at=c.created_at.timestamp(),
             cgroup_dirs=list(getattr(c._cgroup, "dirs", [])),
             cgroup_parents=list(getattr(c._cgroup, "created_parents", [])),
+            container_cgroup_dirs=list(getattr(c._cgroup.container if c._cgroup else None, "dirs", [])),
             owned_bundle=c.owned_bundle,
             auto_remove=c.auto_remove,
             exec_sessions=c.exec_session_pids(),

@@ -57,9 +57,11 @@ class Runtime:
     `runtime_path` and `conmon_path` default to `runc` and `conmon` on PATH.
     `conmon_env` is conmon's environment (default: a standard PATH).
     `cgroup_manager` is "cgroupfs" (default) or "systemd"; `cgroup_parent`
-    is where conmon's cgroup goes: relative (default: directly) under this
-    process's own cgroup, or absolute. `log_size_max` caps each log file in
-    bytes (-1: no cap); `no_pivot` asks the runtime not to use pivot_root.
+    is where conmon's cgroup and the container's go, side by side: relative
+    (default: directly) under this process's own cgroup (on pure cgroup v2,
+    beside it: see ocirt.cgroups.cgroupfs), or absolute. `log_size_max`
+    caps each log file in bytes (-1: no cap); `no_pivot` asks the runtime
+    not to use pivot_root.
     `sync_log` has conmon fsync a container's log when it exits, so that the
     log survives a host crash; it delays noticing the exit by the fsync
     (about 1 ms on this machine's disk), so it is off by default.
@@ -246,7 +248,7 @@ class Runtime:
         """Launch conmon for a recorded container; on failure, undo everything."""
         cid = container.id
         try:
-            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}")
+            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}", f"ocirt-{cid}", needs=specs.controllers_used(spec))
             launched = yield from self.launcher.create_steps(
                 cid, container._files, container.bundle, spec, cgroup=container._cgroup,
                 terminal=o.terminal, stdin=o.stdin, exit_command=o.exit_command, timeout=limit, listen_fds=o.listen_fds,
@@ -352,7 +354,8 @@ class Runtime:
             files = self.dirs.container(cid)
             counts["runtime_state"] += os.path.exists(os.path.join(self.oci.state_dir, cid))
             counts["run_files"] += os.path.exists(files.root) + os.path.exists(files.exit_file)
-            counts["cgroups"] += len(getattr(self._cgroups.existing(f"ocirt-conmon-{cid}", [], []), "dirs", []))
+            for name in (f"ocirt-conmon-{cid}", f"ocirt-{cid}"):
+                counts["cgroups"] += len(getattr(self._cgroups.existing(name, [], []), "dirs", []))
         for pid in filter(str.isdigit, os.listdir("/proc")):
             argv = process.cmdline(int(pid))
             if argv and os.path.basename(argv[0]) == b"conmon" and any(os.fsdecode(a) in ids for a in argv):
@@ -375,7 +378,9 @@ class Runtime:
                 spec = json.load(f)
         except (OSError, ValueError):
             spec = {"process": {"args": []}, "root": {"path": ""}}
-        cgroup = self._cgroups.existing(f"ocirt-conmon-{cid}", record.cgroup_dirs, record.cgroup_parents)
+        # A record without the container's cgroup predates the sibling layout: the runtime nested it in conmon's.
+        beside = record.container_cgroup_dirs or [os.path.join(d, cid) for d in record.cgroup_dirs]
+        cgroup = self._cgroups.existing(f"ocirt-conmon-{cid}", record.cgroup_dirs, record.cgroup_parents, beside)
         container = Container._from_record(self._services, record, spec, files, cgroup)
         with self._lock:
             return self._containers.setdefault(cid, container)

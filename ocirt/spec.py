@@ -6,7 +6,7 @@ import errno
 import json
 import os
 import signal as _signal
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from . import native as _native
 from .errors import InvalidArgument
@@ -90,6 +90,22 @@ def stop_signal(spec: Spec) -> int:
 
 def has_poststart_hooks(spec: Spec) -> bool:
     return bool((spec.get("hooks") or {}).get("poststart"))
+
+
+def controllers_used(spec: Spec) -> List[str]:
+    """The cgroup (v2) controllers the limits in `spec` need."""
+    resources = (spec.get("linux") or {}).get("resources") or {}
+    if not isinstance(resources, dict):
+        return []
+    cpu = resources.get("cpu") or {}
+    used = {
+        "memory": bool(resources.get("memory")),
+        "pids": bool(resources.get("pids")),
+        "io": bool(resources.get("blockIO")),
+        "cpu": isinstance(cpu, dict) and any(cpu.get(k) is not None for k in ("shares", "quota", "period")),
+        "cpuset": isinstance(cpu, dict) and any(cpu.get(k) for k in ("cpus", "mems")),
+    }
+    return [c for c, yes in used.items() if yes]
 
 
 def has_own_pid_namespace(spec: Spec) -> bool:

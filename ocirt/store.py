@@ -48,6 +48,7 @@ class Record:
     finished_at: Optional[float] = None
     cgroup_dirs: List[str] = field(default_factory=list)
     cgroup_parents: List[str] = field(default_factory=list)
+    container_cgroup_dirs: List[str] = field(default_factory=list)  # the runtime's, beside conmon's
     owned_bundle: bool = False  # ocirt generated the bundle: remove it with the container
     auto_remove: bool = False
     exec_sessions: Dict[str, Dict[str, int]] = field(default_factory=dict)  # id -> pid, conmon_pid

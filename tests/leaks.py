@@ -9,16 +9,26 @@ from typing import FrozenSet
 import psutil
 
 from ocirt import native
+from ocirt.cgroups import Cgroupfs, hierarchies
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 RUNC_ROOT = "/run/runc"
 
 
 def _cgroup_dirs() -> FrozenSet[str]:
-    """Every cgroup named *ocirt*: on a pure v2 host the top level is itself a cgroup."""
+    """Every cgroup named *ocirt*, and every level of the parent path ocirt
+    puts them under in each hierarchy (made for them where missing): on a
+    pure v2 host the top level is itself a cgroup."""
     found = set()
     for root, dirs, _ in os.walk(CGROUP_ROOT):
         found.update(os.path.join(root, d) for d in dirs if "ocirt" in d)
+    base = Cgroupfs().base() or "/"
+    for h in hierarchies():
+        path = h.mountpoint
+        for part in filter(None, base.split("/")):
+            path = os.path.join(path, part)
+            if os.path.isdir(path):
+                found.add(path)
     return frozenset(found)
 
 

@@ -13,6 +13,7 @@ from ocirt.cgroups import Cgroupfs, Hierarchy, cgroupfs, hierarchies
 from ocirt.launcher import end_cgroup
 
 from .cli_support import reap_orphans
+from .observe import until
 
 
 def conmon_cgroups(pid: int) -> dict:
@@ -33,9 +34,11 @@ def test_conmon_runs_in_its_own_cgroup_in_every_hierarchy_that_limits(create, ma
     assert set(paths) == set(own)
     assert {h.controllers for h in hierarchies() if h.version == 1} <= placed()
     leaf = f"ocirt-conmon-{c.id}"
+    base = Cgroupfs().base()  # this process's deepest own cgroup: the others all lie above it
     for key, path in paths.items():
-        assert path == (os.path.join(own[key], leaf) if key in placed() else own[key]), key
-    dirs = [os.path.join(h.own_dir, leaf) for h in Cgroupfs().hierarchies()]
+        assert path == (os.path.join(base, leaf) if key in placed() else own[key]), key
+        assert path.startswith(own[key]), key  # inside our own subtree
+    dirs = [os.path.join(h.mountpoint, base.lstrip("/"), leaf) for h in Cgroupfs().hierarchies()]
     assert all(os.path.isdir(d) for d in dirs)
     c.delete(force=True)
     assert not any(os.path.exists(d) for d in dirs)
@@ -44,6 +47,11 @@ def test_conmon_runs_in_its_own_cgroup_in_every_hierarchy_that_limits(create, ma
 class ForksAfterListing:
     """A cgroup whose first listing is followed, before anything is signalled,
     by `fork()`: as when conmon starts the runtime in that very moment."""
+
+    container = None
+
+    def kill_all(self):
+        return False  # v1: one process at a time
 
     def __init__(self, group, fork):
         self.group, self.fork, self.listings = group, fork, 0
@@ -99,13 +107,13 @@ def test_relative_parent_is_made_and_removed(make_runtime, make_bundle, new_id):
     rt = make_runtime(cgroup_parent=f"{parent}/nested")
     c = rt.create(new_id(), make_bundle("true"))
     try:
-        own = conmon_cgroups(os.getpid())
+        base = Cgroupfs().base()
         for key in placed():
-            assert conmon_cgroups(c.conmon_pid)[key] == os.path.join(own[key], parent, "nested", f"ocirt-conmon-{c.id}")
+            assert conmon_cgroups(c.conmon_pid)[key] == os.path.join(base, parent, "nested", f"ocirt-conmon-{c.id}")
     finally:
         c.delete()
     for h in hierarchies():
-        assert not os.path.exists(os.path.join(h.own_dir, parent))
+        assert not os.path.exists(os.path.join(h.mountpoint, base.lstrip("/"), parent))
 
 
 def test_absolute_parent_places_conmon_there_in_every_hierarchy(make_runtime, make_bundle, new_id):
@@ -180,8 +188,109 @@ def test_hierarchies_of_a_pure_v2_host_in_a_cgroup_namespace(tmp_path):
     assert found[0].own_dir == "/sys/fs/cgroup/job"
 
 
-def test_parent_dirs_relative_and_absolute():
-    h = Hierarchy("/sys/fs/cgroup/memory", 1, frozenset({"memory"}), "/user/job")
-    assert Cgroupfs(None).parent_dir(h) == "/sys/fs/cgroup/memory/user/job"
-    assert Cgroupfs("ocirt").parent_dir(h) == "/sys/fs/cgroup/memory/user/job/ocirt"
-    assert Cgroupfs("/machine/ocirt").parent_dir(h) == "/sys/fs/cgroup/memory/machine/ocirt"
+def test_parent_dirs_relative_and_absolute(monkeypatch):
+    memory = Hierarchy("/sys/fs/cgroup/memory", 1, frozenset({"memory"}), "/user/job")
+    cpu = Hierarchy("/sys/fs/cgroup/cpu", 1, frozenset({"cpu"}), "/user")
+    unified = Hierarchy("/sys/fs/cgroup/unified", 2, frozenset(), "/")
+    monkeypatch.setattr(cgroupfs, "hierarchies", lambda: [memory, cpu, unified])
+    # own cgroups on one branch: the deepest, the same path in every hierarchy
+    assert Cgroupfs(None).parent_dir(cpu) == "/sys/fs/cgroup/cpu/user/job"
+    assert Cgroupfs("ocirt").parent_dir(memory) == "/sys/fs/cgroup/memory/user/job/ocirt"
+    assert Cgroupfs("/machine/ocirt").parent_dir(cpu) == "/sys/fs/cgroup/cpu/machine/ocirt"
+    # on unrelated branches: no common path; each hierarchy's own (the container nests in conmon's)
+    cpu_elsewhere = Hierarchy("/sys/fs/cgroup/cpu", 1, frozenset({"cpu"}), "/other")
+    monkeypatch.setattr(cgroupfs, "hierarchies", lambda: [memory, cpu_elsewhere])
+    assert Cgroupfs(None).base() is None
+    assert Cgroupfs("ocirt").parent_dir(cpu_elsewhere) == "/sys/fs/cgroup/cpu/other/ocirt"
+
+
+# -- the container beside conmon ----------------------------------------------
+
+
+def test_conmon_and_the_container_are_siblings_and_all_goes_with_delete(run):
+    before = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
+    c = run("sleep", "1000")
+    conmon, init = conmon_cgroups(c.conmon_pid), conmon_cgroups(c.state.pid)
+    base = Cgroupfs().base()
+    for key, path in init.items():
+        assert path == f"{base}/ocirt-{c.id}", key  # the same path in every hierarchy, cgroup2 included
+        if key in conmon and conmon[key] != "/":
+            assert conmon[key] == f"{base}/ocirt-conmon-{c.id}", key
+    c.delete(force=True)
+    after = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
+    assert after - before == set()  # parents made for them went too
+
+
+def _dirs_below(top: str) -> set:
+    return {root for root, _, _ in os.walk(top)}
+
+
+def test_the_cgroup2_mount_holds_the_container_and_kills_it_at_once(run):
+    v2 = [h for h in hierarchies() if h.version == 2]
+    if not v2:
+        pytest.skip("no cgroup2 mount here")
+    c = run("sh", "-c", "sleep 1000 & sleep 1000 & wait", pid_ns=False)
+    group = c._cgroup.container
+    unified = group.controllers["v2"]
+    until(lambda: len(open(os.path.join(unified, "cgroup.procs")).read().split()) == 3)
+    assert b"populated 1" in open(os.path.join(unified, "cgroup.events"), "rb").read()
+    assert group.kill_all()
+    assert c.wait(30) == 137
+    until(lambda: b"populated 0" in open(os.path.join(unified, "cgroup.events"), "rb").read())
+    c.delete()
+    assert not os.path.exists(unified)
+
+
+def test_a_failed_create_whose_delete_fails_too_leaves_no_cgroup(make_runtime, make_bundle, new_id, fakes_dir):
+    env = {"PATH": os.environ["PATH"], "OCIRT_FAKE_FAIL": "create delete"}
+    rt = make_runtime(runtime_path=os.path.join(fakes_dir, "runc-failing"), conmon_env=env)
+    before = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
+    with pytest.raises(ocirt.ConmonError, match="create failed on purpose"):
+        rt.create(new_id(), make_bundle("true"))
+    assert {d for h in hierarchies() for d in _dirs_below(h.mountpoint)} == before
+
+
+def test_end_cgroup_ends_the_container_beside_conmon_too(create, make_bundle):
+    c = create(make_bundle("sleep", "1000"))
+    c.start()
+    assert c._cgroup.container.pids() != []
+    assert end_cgroup(c._cgroup, grace=0) == []
+    assert c._cgroup.pids() == [] and c._cgroup.container.pids() == []
+
+
+# -- pure cgroup v2, against a tree laid out like one ------------------------
+
+
+def fake_v2(tmp_path, monkeypatch, own="/user.slice/session.scope", controllers="cpu io memory pids"):
+    root = tmp_path / "cgroup"
+    for level in ["", "user.slice", own.strip("/")]:
+        d = root / level
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup.controllers").write_text(controllers + "\n")
+        (d / "cgroup.subtree_control").write_text("")
+        (d / "cgroup.procs").write_text("")
+    (root / own.strip("/") / "cgroup.procs").write_text("4242\n")  # the caller: holds a process
+    monkeypatch.setattr(cgroupfs, "hierarchies", lambda: [Hierarchy(str(root), 2, frozenset(), own)])
+    return root
+
+
+def test_v2_parent_is_beside_the_callers_cgroup_with_controllers_enabled(tmp_path, monkeypatch):
+    root = fake_v2(tmp_path, monkeypatch)
+    manager = Cgroupfs()
+    assert manager.base() == "/user.slice/ocirt"  # never the caller's own, which holds a process
+    assert (root / "user.slice" / "cgroup.subtree_control").read_text() == "+cpu +io +memory +pids"
+
+
+def test_v2_parent_that_holds_a_process_is_refused_naming_it(tmp_path, monkeypatch):
+    root = fake_v2(tmp_path, monkeypatch)
+    with pytest.raises(ocirt.CgroupError, match=r"session\.scope holds processes"):
+        Cgroupfs("/user.slice/session.scope").check()
+    assert (root / "user.slice" / "cgroup.subtree_control").read_text() == ""
+
+
+def test_v2_controller_not_delegated_is_named_before_anything_is_made(tmp_path, monkeypatch):
+    root = fake_v2(tmp_path, monkeypatch, controllers="cpu pids")
+    manager = Cgroupfs()
+    with pytest.raises(ocirt.CgroupError, match=r"the memory controller is not delegated to cgroup .*user\.slice"):
+        manager.create("ocirt-conmon-x", "ocirt-x", needs=["memory"])
+    assert not (root / "user.slice" / "ocirt").exists()

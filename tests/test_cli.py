@@ -149,7 +149,7 @@ def test_rootfs_and_bundle_options(ocirt, rootfs, make_bundle):
     [
         (["stop", "nope"], "no container named 'nope'"),
         (["run", "--memory", "lots", "--", "true"], "invalid size 'lots'"),
-        (["run", "--pids-limit", "-1", "--", "true"], "must be positive"),
+        (["run", "--pids-limit", "0", "--", "true"], "must be positive"),
         (["run", "--cpus", "0", "--", "true"], "must be positive"),
         (["run", "--rootfs", "/no/such/dir", "--", "true"], "/no/such/dir"),
         (["run", "--name", "bad/name", "--", "true"], "invalid container name"),

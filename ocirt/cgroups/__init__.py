@@ -6,19 +6,21 @@
 
 - `check()`: raise CgroupError if the manager cannot work on this host;
   called before anything is created.
-- `create(name) -> Cgroup`: a new cgroup for one conmon.
+- `create(name, container, needs) -> Cgroup`: a new cgroup for one conmon,
+  planning the container's beside it (see cgroupfs for the layout).
 
 A `Cgroup` has `join_files()` (what a new process writes "0" to, to move
 itself in before it runs anything; empty when the manager must be asked),
-`add(pid)`, `pids()`, `members()` (held by pidfds), `leave(pid)` (back to
-the parent) and `remove()`;
+`add(pid)`, `pids()`, `members()` (held by pidfds), `kill_all()`,
+`leave(pid)` (back to the parent), `remove()`, and `container`, the
+container's cgroup (None where the runtime's manager places it);
 `remove()` deletes the cgroup and everything below it once no process is
 left in it.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol
+from typing import List, Mapping, Optional, Protocol, Sequence
 
 from ..errors import InvalidArgument
 from ..process import ProcessHandle
@@ -29,7 +31,18 @@ MANAGERS = ("cgroupfs", "systemd")
 
 
 class Cgroup(Protocol):
+    @property
+    def container(self) -> "Optional[Cgroup]": ...  # the container's cgroup the runtime makes, when known
+
+    @property
+    def controllers(self) -> Mapping[str, str]: ...  # v1 controller (or "v2") -> its directory
+
+    @property
+    def runtime_path(self) -> Optional[str]: ...  # where the runtime is told to make it (linux.cgroupsPath)
+
     def join_files(self) -> List[str]: ...
+
+    def kill_all(self) -> bool: ...
 
     def add(self, pid: int) -> None: ...
 
@@ -47,9 +60,9 @@ class Cgroup(Protocol):
 class Manager(Protocol):
     def check(self) -> None: ...
 
-    def create(self, name: str) -> Cgroup: ...
+    def create(self, name: str, container: Optional[str] = None, needs: Sequence[str] = ()) -> Cgroup: ...
 
-    def existing(self, name: str, dirs: List[str], parents: List[str]) -> Cgroup: ...
+    def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> Cgroup: ...
 
 
 def manager(name: str, parent: Optional[str] = None) -> Manager:

@@ -1,18 +1,33 @@
 """cgroupfs: cgroups made by writing to the cgroup filesystem directly.
 
 Works on cgroup v1, v2 and the hybrid layout (v1 controllers plus a
-cgroup2 mount), as found in /proc/self/mountinfo. A relative parent (the
-default) nests under this process's own cgroup in every hierarchy, exactly
-as runc does for a relative cgroupsPath; only an absolute parent given by
-the caller reaches outside that subtree.
+cgroup2 mount), as found in /proc/self/mountinfo.
+
+Layout: conmon's cgroup `ocirt-conmon-<id>` and the container's `ocirt-<id>`
+are siblings under one parent path, the same in every hierarchy, which the
+runtime is given as an absolute `linux.cgroupsPath` (as podman and CRI-O
+place them). The parent:
+
+- v1 and hybrid: this process's own cgroup, the deepest of them where they
+  differ between hierarchies (each other one lies above it, so the path is
+  inside this process's subtree everywhere), plus a relative `parent`.
+  Where no such path exists (own cgroups on unrelated branches), the
+  container nests inside conmon's cgroup instead: v1 allows that.
+- pure v2: a cgroup that holds no process, since v2 enables controllers
+  only below such a one: `ocirt` beside this process's own cgroup (or a
+  relative `parent` there), with the controllers enabled top-down.
+- an absolute `parent`, given by the caller, is used as it is.
+
+Parents made for a cgroup go with it once nothing else uses them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from ..errors import CgroupError, InvalidArgument
 from ..layout import read_small
@@ -90,14 +105,23 @@ class Cgroupfs:
         self.parent = parent or ""
         self.absolute = self.parent.startswith("/")
         self._relparent = _check_relative(self.parent, "cgroup parent")
+        self._all: Optional[List[Hierarchy]] = None
         self._hierarchies: Optional[List[Hierarchy]] = None
+        self._base: Optional[Tuple[Optional[str]]] = None
 
     def check(self) -> None:
         if not self.hierarchies():
             raise CgroupError("no cgroup hierarchy is mounted (see /proc/self/mountinfo)")
+        self.base()
+
+    def all_hierarchies(self) -> List[Hierarchy]:
+        """Every mounted hierarchy: where the runtime places a container."""
+        if self._all is None:
+            self._all = hierarchies()
+        return self._all
 
     def hierarchies(self) -> List[Hierarchy]:
-        """The hierarchies a cgroup of this manager spans.
+        """The hierarchies conmon's cgroup spans.
 
         On a hybrid host (v1 controllers plus a cgroup2 mount) the cgroup2
         mount counts only if controllers are enabled below our own cgroup
@@ -106,50 +130,194 @@ class Cgroupfs:
         (writing a v2 cgroup.procs always takes it, 5-10 ms).
         """
         if self._hierarchies is None:
-            found = hierarchies()
+            found = self.all_hierarchies()
             if any(h.version == 1 for h in found):
                 found = [h for h in found if h.version == 1 or _controllers_enabled(h.own_dir)]
             self._hierarchies = found
         return self._hierarchies
 
-    def parent_dir(self, h: Hierarchy) -> str:
-        base = h.mountpoint if self.absolute else h.own_dir
-        return os.path.join(base, self._relparent) if self._relparent else base
+    def base(self) -> Optional[str]:
+        """The parent path (from each mount's root, the same in every
+        hierarchy) under which conmon's and the container's cgroups go side
+        by side; None where none lies inside this process's cgroup in every
+        hierarchy (then the container nests in conmon's). CgroupError if a
+        pure v2 parent cannot hold them (see the module's docstring)."""
+        if self._base is None:
+            self._base = (self._find_base(),)
+        return self._base[0]
 
-    def create(self, name: str) -> "CgroupfsGroup":
-        name = _check_relative(name, "cgroup name")
-        if not name or "/" in name:
-            raise InvalidArgument(f"cgroup name {name!r} must be one path component")
+    def _find_base(self) -> Optional[str]:
+        found = self.all_hierarchies()
+        if not found:
+            return None
+        if self.absolute:
+            base = "/" + self._relparent
+        elif all(h.version == 2 for h in found):
+            own = found[0].own_path.rstrip("/")
+            beside = os.path.dirname(own) if own else ""  # the root itself may hold processes
+            base = f"{beside.rstrip('/')}/{self._relparent or 'ocirt'}"
+        else:
+            deepest = max((h.own_path.rstrip("/") for h in found), key=len)
+            if not all(deepest == p or deepest.startswith(p + "/") for p in (h.own_path.rstrip("/") for h in found)):
+                return None
+            base = f"{deepest}/{self._relparent}".rstrip("/") or "/"
+        if all(h.version == 2 for h in found):
+            _prepare_v2_parent(found[0], base)
+        return base
+
+    def parent_dir(self, h: Hierarchy) -> str:
+        """Where conmon's cgroup goes in hierarchy `h`."""
+        base = self.base()
+        if base is not None:
+            return os.path.join(h.mountpoint, base.lstrip("/"))
+        return os.path.join(h.own_dir, self._relparent) if self._relparent else h.own_dir
+
+    def create(self, name: str, container: Optional[str] = None, needs: Sequence[str] = ()) -> "CgroupfsGroup":
+        """Make cgroup `name` for a conmon; with `container`, plan the cgroup
+        of that name the runtime will make for the container (`.container`,
+        `.runtime_path`), making the parents it needs now, so that they are
+        known and removed with this one. On v2, CgroupError names each
+        controller of `needs` (the container's limits use them) that the
+        parent is not given, before anything is made."""
+        name = _check_leaf(name)
+        self._check_v2_controllers(needs)
         group = CgroupfsGroup([])
         try:
             for h in self.hierarchies():
                 group.dirs.append(_make(self.parent_dir(h), name, h, group.created_parents))
                 group.join.append(os.path.join(group.dirs[-1], "tasks" if h.version == 1 else "cgroup.procs"))
             group.freezer = self._freezer_of(group.dirs)
+            group.controllers = self._controllers_of(group.dirs)
+            if container is not None:
+                leaf = _check_leaf(container)
+                base = self.base()
+                if base is not None:
+                    group.runtime_path = os.path.join(base, leaf)
+                    for h in self.all_hierarchies():
+                        parent = os.path.join(h.mountpoint, base.lstrip("/"))
+                        _makedirs(parent, h, group.created_parents)
+                        if h.version == 2 and len(self.all_hierarchies()) == 1 and parent in group.created_parents:
+                            enable_controllers(parent, V2_CONTROLLERS)  # made just now: its children need them
+                    dirs = [os.path.join(h.mountpoint, group.runtime_path.lstrip("/")) for h in self.all_hierarchies()]
+                else:
+                    group.runtime_path = leaf  # relative: inside the runtime's own cgroup, conmon's
+                    dirs = [os.path.join(d, leaf) for d in group.dirs]
+                group.container = self.existing(leaf, dirs, [])
         except OSError as e:
             group.remove()
             raise CgroupError(f"cannot create cgroup {name!r}: {e}") from e
         return group
 
+    def _check_v2_controllers(self, needs: Sequence[str]) -> None:
+        base = self.base()
+        found = self.all_hierarchies()
+        if base is None or not needs or not all(h.version == 2 for h in found):
+            return
+        # The parent's own controllers come from its parent: the first level
+        # that exists tells what is delegated to it.
+        level = os.path.join(found[0].mountpoint, base.lstrip("/"))
+        while not os.path.isdir(level):
+            level = os.path.dirname(level)
+        try:
+            have = read_small(os.path.join(level, "cgroup.controllers")).decode().split()
+        except OSError as e:
+            raise CgroupError(f"cannot read {level}/cgroup.controllers: {e.strerror}") from e
+        for c in needs:
+            if c not in have:
+                raise CgroupError(
+                    f"the {c} controller is not delegated to cgroup {level} (not in its cgroup.controllers): "
+                    f"the container's {c} limits cannot apply there"
+                )
 
-    def existing(self, name: str, dirs: List[str], parents: List[str]) -> "CgroupfsGroup":
-        """The cgroup `name` made earlier: its recorded dirs, or wherever it exists."""
+    def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> "CgroupfsGroup":
+        """The cgroup `name` made earlier: its recorded dirs, or wherever it
+        exists; with the container's cgroup at `container_dirs`, if given."""
         if not dirs:
             dirs = [p for p in (os.path.join(self.parent_dir(h), name) for h in self.hierarchies()) if os.path.isdir(p)]
         group = CgroupfsGroup(list(dirs))
         group.created_parents = list(parents)
         group.freezer = self._freezer_of(group.dirs)
+        group.controllers = self._controllers_of(group.dirs)
+        if container_dirs:
+            group.container = self.existing(os.path.basename(container_dirs[0]), list(container_dirs), [])
         return group
 
     def _freezer_of(self, dirs: List[str]) -> Optional[str]:
         """Which of `dirs` freezes its processes: the v1 freezer hierarchy's, else a v2 one."""
-        for freezes in (lambda h: "freezer" in h.controllers, lambda h: h.version == 2):
-            for h in self.hierarchies():
-                if freezes(h):
-                    for d in dirs:
-                        if d.startswith(h.mountpoint + "/"):
-                            return d
-        return None
+        controllers = self._controllers_of(dirs)
+        return controllers.get("freezer") or controllers.get("v2")
+
+    def _controllers_of(self, dirs: List[str]) -> Dict[str, str]:
+        """{v1 controller, or "v2": the dir of `dirs` in that hierarchy}."""
+        out: Dict[str, str] = {}
+        for h in self.all_hierarchies():
+            for d in dirs:
+                if d.startswith(h.mountpoint.rstrip("/") + "/"):
+                    for key in h.controllers if h.version == 1 else ("v2",):
+                        out[key] = d
+        return out
+
+
+def _check_leaf(name: str) -> str:
+    name = _check_relative(name, "cgroup name")
+    if not name or "/" in name:
+        raise InvalidArgument(f"cgroup name {name!r} must be one path component")
+    return name
+
+
+V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")  # what a v2 parent enables for its containers
+
+
+def _prepare_v2_parent(h: Hierarchy, base: str) -> None:
+    """Make sure v2 cgroup `base` can hold conmon's and the containers'
+    cgroups with controllers: it holds no process, and each controller its
+    parent offers is enabled top-down, from base's parent to base itself.
+    CgroupError names the cgroup that refused. Makes nothing: a missing
+    level is made (and checked) when a container is created.
+    """
+    path = os.path.join(h.mountpoint, base.lstrip("/"))
+    procs = os.path.join(path, "cgroup.procs")
+    try:
+        held = read_small(procs).split()
+    except FileNotFoundError:
+        held = []
+    except OSError as e:
+        raise CgroupError(f"cannot read {procs}: {e.strerror}") from e
+    if held and base != "/":
+        raise CgroupError(
+            f"cgroup {path} holds processes, so cgroup v2 enables no controller below it: "
+            "give a cgroup parent that holds none"
+        )
+    levels = [os.path.dirname(path), path] if base != "/" else [path]
+    for level in levels:
+        if os.path.isdir(level):
+            enable_controllers(level, V2_CONTROLLERS)
+
+
+def enable_controllers(cgroup_dir: str, wanted: "Tuple[str, ...] | List[str]") -> List[str]:
+    """Enable in `cgroup_dir`'s subtree_control each of `wanted` it has; the
+    ones it has not, so the caller can name them. CgroupError if the kernel
+    refuses one it has (the cgroup holds processes, or it is not delegated)."""
+    try:
+        have = read_small(os.path.join(cgroup_dir, "cgroup.controllers")).decode().split()
+        enabled = read_small(os.path.join(cgroup_dir, "cgroup.subtree_control")).decode().split()
+    except FileNotFoundError:
+        return list(wanted)
+    missing = [c for c in wanted if c not in have]
+    to_enable = [c for c in wanted if c in have and c not in enabled]
+    control = os.path.join(cgroup_dir, "cgroup.subtree_control")
+    try:
+        if to_enable:
+            with open(control, "w") as f:
+                f.write(" ".join(f"+{c}" for c in to_enable))
+    except OSError:
+        for c in to_enable:  # which one: the error names it
+            try:
+                with open(control, "w") as f:
+                    f.write(f"+{c}")
+            except OSError as e:
+                raise CgroupError(f"cannot enable the {c} controller in {control}: {e.strerror}") from e
+    return missing
 
 
 def _controllers_enabled(cgroup_dir: str) -> bool:
@@ -220,6 +388,9 @@ class CgroupfsGroup:
         self.created_parents: List[str] = []
         self.join: List[str] = []  # join_files, when known from the making
         self.freezer: Optional[str] = None  # the dir whose freezer (v1) or cgroup.freeze (v2) holds its processes
+        self.controllers: Dict[str, str] = {}  # v1 controller (or "v2") -> its dir among `dirs`
+        self.container: Optional[CgroupfsGroup] = None  # the container's cgroup, beside (or in) a conmon's
+        self.runtime_path: Optional[str] = None  # the container's linux.cgroupsPath for the runtime
 
     def join_files(self) -> List[str]:
         """The files a process writes "0" to in order to move itself here:
@@ -280,41 +451,54 @@ class CgroupfsGroup:
                 raise CgroupError(f"cannot move process {pid} out of {d}: {e}") from e
 
     def remove_if_empty(self) -> bool:
-        """Remove the cgroup if no process and no cgroup is left in it; False,
-        having removed nothing, if something is.
+        """Remove the cgroup (and the container's beside it) if no process is
+        left in either; False, having removed nothing, if one is.
 
-        A process is in the cgroup in every hierarchy alike, so the first
+        A process is in a cgroup in every hierarchy alike, so the first
         directory tells: when it goes, the rest go as `remove` removes them.
         """
-        if self.dirs:
+        firsts = [g.dirs[0] for g in (self.container, self) if g is not None and g.dirs]
+        for d in firsts:
             try:
-                os.rmdir(self.dirs[0])
+                os.rmdir(d)
             except FileNotFoundError:
                 pass
             except OSError as e:
                 if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
                     return False
-                raise CgroupError(f"cannot remove cgroup {self.dirs[0]}: {e.strerror}") from e
+                raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from e
         self.remove()
         return True
 
-    def remove(self) -> None:
-        """Remove every directory of this cgroup, with all cgroups below it.
+    def kill_all(self) -> bool:
+        """SIGKILL every process in the cgroup and below it at once, forks in
+        flight included, through v2's cgroup.kill; False where there is none
+        (v1 only, or a kernel before 5.14)."""
+        v2 = self.controllers.get("v2")
+        if v2 is None:
+            return False
+        try:
+            with open(os.path.join(v2, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise CgroupError(f"cannot kill the processes of cgroup {v2}: {e.strerror}") from e
+        return True
 
-        Parents that were made for it go too when nothing else uses them.
-        Raises CgroupError if a process still runs inside.
+    def remove(self) -> None:
+        """Remove every directory of this cgroup, with all cgroups below it,
+        and the container's cgroup beside it (when the runtime left it).
+
+        Parents that were made for it go too when nothing else uses them. A
+        directory whose last process is still exiting gets REMOVE_TRIES;
+        CgroupError names those still busy then.
         """
-        failed = []
-        for d in self.dirs:
-            try:
-                os.rmdir(d)  # the runtime removed its own cgroup below: usually all there is
-            except FileNotFoundError:
-                pass
-            except OSError:
-                try:
-                    _rmtree_cgroup(d)
-                except OSError as e:
-                    failed.append(f"{d}: {e.strerror}")
+        failed: List[str] = []
+        for d in (self.container.dirs if self.container is not None else []) + self.dirs:
+            error = _remove_dir(d, () if failed else REMOVE_TRIES)  # one wait is enough to tell
+            if error:
+                failed.append(error)
         for p in reversed(self.created_parents):
             try:
                 os.rmdir(p)
@@ -322,8 +506,33 @@ class CgroupfsGroup:
                 if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
                     failed.append(f"{p}: {e.strerror}")
         self.dirs, self.created_parents, self.join = [], [], []
+        if self.container is not None:
+            self.container.dirs = []
         if failed:
             raise CgroupError("cannot remove cgroup: " + "; ".join(failed))
+
+
+REMOVE_TRIES = (0.001, 0.005, 0.02, 0.1)  # seconds between tries: a process leaves its cgroups as it exits
+
+
+def _remove_dir(path: str, pauses: Tuple[float, ...]) -> Optional[str]:
+    """rmdir a cgroup (with what is below it), trying again after each of
+    `pauses` while it is busy; what went wrong, or None."""
+    for pause in (*pauses, None):
+        try:
+            os.rmdir(path)  # the runtime removed its own cgroup below: usually all there is
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError:
+            try:
+                _rmtree_cgroup(path)
+                return None
+            except OSError as e:
+                if pause is None or e.errno != errno.EBUSY:
+                    return f"{path}: {e.strerror}"
+        time.sleep(pause)
+    return None
 
 
 def _rmtree_cgroup(top: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ..errors import CgroupError, InvalidArgument
 from ..process import ProcessHandle
@@ -46,17 +46,21 @@ class Systemd:
         if shutil.which("busctl") is None:
             raise CgroupError("cgroup manager 'systemd' needs busctl (package systemd) to talk to systemd")
 
-    def create(self, name: str) -> "SystemdScope":
+    def create(self, name: str, container: Optional[str] = None, needs: Sequence[str] = ()) -> "SystemdScope":
         self.check()
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 
 
-    def existing(self, name: str, dirs: List[str], parents: List[str]) -> "SystemdScope":
+    def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> "SystemdScope":
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 
 
 class SystemdScope:
     """A transient scope; systemd removes it once its last process exits."""
+
+    container = None  # the runtime's systemd driver places the container
+    controllers: Dict[str, str] = {}
+    runtime_path = None
 
     def __init__(self, unit: str, slice_: str) -> None:
         self.unit = unit
@@ -83,6 +87,9 @@ class SystemdScope:
 
     def members(self, below: bool = False) -> List[ProcessHandle]:
         return []
+
+    def kill_all(self) -> bool:
+        return False
 
     def join_files(self) -> List[str]:
         """None: systemd is asked to move the process (see `add`)."""
