@@ -8,6 +8,7 @@
 """
 
 from . import native  # noqa: F401  (fails, saying how to build, in an unbuilt tree)
+from .cgroups.limits import Limits, Stats
 from .container import Container
 from .errors import (
     BinaryNotFound,
@@ -44,10 +45,12 @@ __all__ = [
     "ExecSession",
     "InvalidArgument",
     "InvalidState",
+    "Limits",
     "LogRecord",
     "OcirtError",
     "Runtime",
     "RuntimeCommandError",
+    "Stats",
     "StoreError",
     "Timeout",
     "Timings",

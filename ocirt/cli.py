@@ -20,6 +20,7 @@ from datetime import timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import __version__, attach, conmon, native as _native, specgen
+from .cgroups.limits import LIMIT_FIELDS, Limits
 from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError, Terminated, raise_terminated
 from .runtime import Runtime
@@ -65,9 +66,7 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
     sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
     sp.add_argument("--hostname")
-    sp.add_argument("--memory", help="memory limit, e.g. 64m")
-    sp.add_argument("--pids-limit", type=_positive_int)
-    sp.add_argument("--cpus", type=_positive_float)
+    _limit_options(sp)
     sp.add_argument("--cap-add", action="append", default=[])
     sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     src = sp.add_mutually_exclusive_group()
@@ -125,6 +124,32 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
+def _limit_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--memory", type=_size, help="memory limit, e.g. 64m (-1: none)")
+    sp.add_argument("--memory-reservation", type=_size, help="memory the container is kept above under pressure")
+    sp.add_argument("--memory-swap", type=_size, help="memory plus swap (-1: no swap limit; default: as --memory)")
+    sp.add_argument("--cpus", type=_positive_float, help="CPUs' worth of time, e.g. 1.5")
+    sp.add_argument("--cpu-shares", type=_positive_int, help="relative CPU weight (2-262144)")
+    sp.add_argument("--cpu-quota", type=_limit, help="CFS quota in microseconds per period (-1: none)")
+    sp.add_argument("--cpu-period", type=_positive_int, help="CFS period in microseconds")
+    sp.add_argument("--cpuset-cpus", help="CPUs it may run on, e.g. 0-1")
+    sp.add_argument("--cpuset-mems", help="memory nodes it may use, e.g. 0")
+    sp.add_argument("--pids-limit", type=_limit, help="processes at most (-1: none)")
+    sp.add_argument("--blkio-weight", type=_positive_int, help="relative block I/O weight (10-1000)")
+
+
+def _update_options(sp: argparse.ArgumentParser) -> None:
+    _limit_options(sp)
+    _names(sp)
+
+
+def _stats_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--no-stream", action="store_true", help="print once and exit")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("-i", "--interval", type=_positive_float, default=1.0, help="seconds between refreshes")
+    sp.add_argument("names", nargs="*", help="containers (default: every running one)")
+
+
 def _bench_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-n", "--count", type=_positive_int, default=100, help="containers to run (default 100)")
     sp.add_argument("-c", "--concurrency", type=_positive_int, default=4, help="at once (default 4)")
@@ -149,6 +174,8 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "inspect": ("show containers as JSON", _names),
     "logs": ("show a container's output", _logs_options),
     "exec": ("run a command in a running container", _exec_options),
+    "stats": ("show containers' resource use", _stats_options),
+    "update": ("change running containers' limits", _update_options),
     "bench": ("run a command in many containers, K at a time, and report", _bench_options),
     "version": ("print versions", lambda sp: None),
     "cleanup": ("", _id),  # conmon's exit command for `run -d --rm`; not for people
@@ -179,6 +206,39 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def _limit(text: str) -> int:
+    """argparse type: a whole number above 0, or -1 for none."""
+    return -1 if text.strip() == "-1" else _positive_int(text)
+
+
+def _size(text: str) -> int:
+    """argparse type: a size like 64m (see specgen.parse_size), or -1 for none."""
+    if text.strip() == "-1":
+        return -1
+    try:
+        return specgen.parse_size(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def limits_from(args: argparse.Namespace, *, swap_as_memory: bool = False) -> Optional[Limits]:
+    """The limit options given, as Limits (None if none); Usage naming the
+    options when they do not fit together. `swap_as_memory`: without
+    --memory-swap, a --memory limit allows no swap (as create always has)."""
+    values = {f: getattr(args, f) for f in LIMIT_FIELDS}
+    if swap_as_memory and values["memory_swap"] is None and values["memory"] not in (None, -1):
+        values["memory_swap"] = values["memory"]
+    if all(v is None for v in values.values()):
+        return None
+    try:
+        return Limits(**values)
+    except InvalidArgument as e:
+        message = str(e)
+        for field in sorted(LIMIT_FIELDS, key=len, reverse=True):
+            message = re.sub(rf"\b{field}\b", "--" + field.replace("_", "-"), message)
+        raise Usage(f"ocirt {args.command}: {message}") from e
 
 
 def _positive_float(text: str) -> float:
@@ -225,7 +285,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
         raise Usage("ocirt: a command is needed (after --), or --bundle")
     name = check_name(args.name) if args.name else None
     env = _env(args.env)
-    memory = specgen.parse_size(args.memory) if args.memory else None
+    limits = limits_from(args, swap_as_memory=True)
     cid = os.urandom(32).hex()
     state_root = rt.root or rt.tmp_dir
     bundle = os.path.join(state_root, "bundles", cid)
@@ -242,9 +302,6 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             user=args.user,
             hostname=args.hostname,
             read_only=args.read_only,
-            memory=memory,
-            pids_limit=args.pids_limit,
-            cpus=args.cpus,
             cap_add=args.cap_add,
         )
         owned = True
@@ -263,6 +320,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             timeout=args.timeout,
             exit_command=exit_command,
             listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
+            limits=limits,
         )
     except BaseException:
         if owned:
@@ -410,6 +468,32 @@ def describe(c: Container) -> Dict[str, Any]:
         "LogPath": c.log_path,
         "AutoRemove": c.auto_remove,
     }
+
+
+def _live_limits(c: Container) -> Optional[Dict[str, Any]]:
+    """The limits in force, while the container's cgroup is there to say."""
+    if c.state.status not in (ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+        return None
+    try:
+        return c.limits()
+    except OcirtError:
+        return None
+
+
+def cmd_stats(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Each container's resource use, once or refreshed every interval until Ctrl-C."""
+    from .statsview import StatsView  # only this verb needs it
+
+    containers = [rt.get(n) for n in args.names] if args.names else [c for c in rt.list() if c.state.status is ContainerStatus.RUNNING]
+    view = StatsView(containers, json_format=args.format == "json", clear=not args.no_stream and sys.stdout.isatty())
+    try:
+        out(view.render())
+        while not args.no_stream:
+            time.sleep(args.interval)  # the refresh rate, not a wait for anything
+            out(view.render())
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def cmd_ps(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -577,6 +661,13 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         return cmd_ps(rt, args, out)
     if args.command == "bench":
         return cmd_bench(rt, args, out)
+    if args.command == "stats":
+        return cmd_stats(rt, args, out)
+    if args.command == "update":
+        limits = limits_from(args)
+        if limits is None:
+            raise Usage("ocirt update: give at least one limit to change")
+        return each(rt, args.names, lambda c: c.update(limits), out)
     if args.command == "logs":
         return cmd_logs(rt, args, out)
     if args.command == "exec":
@@ -585,7 +676,8 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         found, code = [], 0
         for name in args.names:
             try:
-                found.append(describe(rt.get(name)))
+                c = rt.get(name)
+                found.append(dict(describe(c), Limits=_live_limits(c)))
             except OcirtError as e:
                 report(name, e)
                 code = EXIT_ERROR

@@ -14,11 +14,12 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 from . import conmon, exec as execs, logs as logfile, spec as specs
-from .cgroups import Cgroup
-from .errors import ConmonError, ContainerNotFound, InvalidState, OcirtError, RuntimeCommandError, Timeout
+from .cgroups import Cgroup, limits as cgroup_limits
+from .cgroups.limits import Limits, Stats
+from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
 from .exec import ExecSession
 from .launcher import Launcher
 from .layout import ContainerDir
@@ -183,6 +184,38 @@ class Container:
             self._require(PAUSED, verb="resume")
             yield from self._svc.oci.run_steps(self._svc.oci.resume_args(self.id))
             self.state.status = RUNNING
+
+    def stats(self) -> Stats:
+        """What the kernel counts in the container's cgroup (memory, CPU time,
+        processes, OOM kills, frozen), read from its files: no subprocess.
+        InvalidState once the container is deleted (or if its runtime's
+        cgroup manager leaves ocirt no way to read them)."""
+        return cgroup_limits.read_stats(self._container_cgroup("read stats of"))
+
+    def limits(self) -> Dict[str, Any]:
+        """The limits in force in the container's cgroup, by Limits' field
+        names (-1: none; None: this host cannot tell)."""
+        return cgroup_limits.read_limits(self._container_cgroup("read limits of"))
+
+    def update(self, limits: Limits) -> None:
+        """Change the limits of a created, running or paused container in
+        place, writing its cgroup's files. If the kernel refuses a value
+        (a memory limit below what cannot be reclaimed, say) CgroupError
+        says which, and every limit is left as it was."""
+        block(self.update_steps(limits))
+
+    def update_steps(self, limits: Limits) -> Steps[None]:
+        if not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(limits).__name__}")
+        with (yield from self._locking()):
+            self._require(CREATED, RUNNING, PAUSED, verb="update")
+            cgroup_limits.apply(self._container_cgroup("update"), limits)
+
+    def _container_cgroup(self, verb: str) -> Mapping[str, str]:
+        group = self._cgroup.container if self._cgroup is not None and not self._deleted else None
+        if group is None or not group.controllers:
+            raise InvalidState(f"cannot {verb} container {self.id}: {'it is deleted' if self._deleted else 'its cgroup is not known'}")
+        return group.controllers
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Block until the container exits and return its exit code.
@@ -388,11 +421,17 @@ class Container:
                 self.timings.recorded = time.monotonic()  # the record's reconcile read it first
             return
         exit = yield from self._monitor.exit_steps(timeout)
+        if not exit.oom_killed and self._oom_kills() > 0:
+            exit = exit._replace(oom_killed=True)  # conmon missed it (v2 without its watch, say): the cgroup counted it
         self.timings.exited = self.timings.exited or time.monotonic()
         self.state.record_exit(exit)
         self.note = exit.note or self.note
         self._monitor.close_init()
         self.timings.recorded = time.monotonic()
+
+    def _oom_kills(self) -> int:
+        group = self._cgroup.container if self._cgroup is not None else None
+        return cgroup_limits.oom_kills(group.controllers) if group is not None else 0
 
     def _release(self) -> Steps[None]:
         """After the runtime deleted the container: conmon, cgroup, files, fds."""

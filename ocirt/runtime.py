@@ -14,6 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import cgroups, conmon, process, spec as specs
 from .background import Deleter
+from .cgroups.limits import Limits
 from .container import Container, Services
 from .errors import (
     BinaryNotFound,
@@ -49,6 +50,7 @@ class CreateOptions:
     auto_remove: bool = False
     exit_command: Tuple[str, ...] = ()
     listen_fds: Tuple[int, ...] = ()
+    limits: Optional[Limits] = None
 
 
 class Runtime:
@@ -187,6 +189,7 @@ class Runtime:
         auto_remove: bool = False,
         exit_command: Sequence[str] = (),
         listen_fds: Sequence[int] = (),
+        limits: Optional[Limits] = None,
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`.
 
@@ -200,8 +203,9 @@ class Runtime:
         `listen_fds` are sockets handed to the container's process at fd 3
         onwards, with LISTEN_FDS and LISTEN_PID set (systemd socket
         activation; see conmon.socket_activation for this process's own).
+        `limits` are laid over the bundle's `linux.resources`.
         """
-        options = CreateOptions(stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds))
+        options = CreateOptions(stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits)
         return block(self._create_steps(container_id, bundle, options))
 
     def _create_steps(self, container_id: str, bundle: str | os.PathLike[str], o: "CreateOptions") -> Steps[Container]:
@@ -212,6 +216,11 @@ class Runtime:
         limit = check_timeout(o.timeout)
         conmon.check_sockets(o.listen_fds)
         bundle_path, spec = specs.load_bundle(bundle)
+        if o.limits is not None:
+            if not isinstance(o.limits, Limits):
+                raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(o.limits).__name__}")
+            linux = spec.get("linux") or {}
+            spec = dict(spec, linux=dict(linux, resources=o.limits.merged_into(linux.get("resources") or {})))
         if bool(spec["process"].get("terminal", False)) != bool(o.terminal):
             raise InvalidArgument(
                 f"terminal={bool(o.terminal)} but the bundle's process.terminal is "
