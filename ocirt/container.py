@@ -159,7 +159,8 @@ class Container:
             with (yield from self._locking()):
                 if self._deleted or self.state.status is STOPPED:
                     return
-                yield from self._monitor.kill_all_steps(self.spec)
+                group = self._cgroup.container if self._cgroup is not None else None
+                yield from self._monitor.kill_all_steps(self.spec, group.kill_all if group is not None else lambda: False)
             if not (yield from self._monitor.wait_exit_steps(KILL_GRACE)):
                 raise Timeout(f"container {self.id} did not exit {KILL_GRACE:g}s after SIGKILL")
         with (yield from self._locking()):

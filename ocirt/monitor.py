@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from . import conmon, native as _native, spec as specs
 from .errors import RuntimeCommandError, Timeout
@@ -86,10 +86,15 @@ class Monitor:
             raise
         return True
 
-    def kill_all_steps(self, spec: specs.Spec) -> Steps[None]:
-        """SIGKILL every process of the container."""
+    def kill_all_steps(self, spec: specs.Spec, kill_cgroup: Callable[[], bool] = lambda: False) -> Steps[None]:
+        """SIGKILL every process of the container: its init where that takes
+        the whole pid namespace, else `kill_cgroup()` (cgroup v2's
+        cgroup.kill: all at once, no process to start) where it can, else
+        the runtime's kill --all."""
         if specs.has_own_pid_namespace(spec):
             yield from self.signal_steps(signal.SIGKILL)  # the kernel takes the rest of the namespace
+            return
+        if kill_cgroup():
             return
         try:
             yield from self.oci.run_steps(self.oci.kill_args(self.cid, signal.SIGKILL, all_processes=True))

@@ -8,6 +8,8 @@ with the outcome: {"ok": true, ...} or {"ok": false, "error": <class name>}.
 
 With OCIRT_TEST_NO_LOCK=1 the per-container lock excludes nothing (the
 record is still loaded and saved): the race tests show that they fail then.
+A stop kills with the runtime's `kill --all`, not cgroup.kill, so that a
+gated runtime holds it there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import traceback
 from typing import Optional
 
 import ocirt
+from ocirt.cgroups import CgroupfsGroup
 from ocirt.lock import ContainerLock, Hold
 from ocirt.steps import Steps
 
@@ -40,6 +43,7 @@ def disable_the_lock() -> None:
 def main() -> None:
     if os.environ.get("OCIRT_TEST_NO_LOCK") == "1":
         disable_the_lock()
+    CgroupfsGroup.kill_all = lambda self: False  # type: ignore[method-assign]
     root, verb, name = sys.argv[1:4]
     rt = ocirt.Runtime.open(root, **({"runtime_path": os.environ["RACE_RUNTIME"]} if "RACE_RUNTIME" in os.environ else {}))
     c = rt.get(name) if verb != "create" else None

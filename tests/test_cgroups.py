@@ -294,3 +294,17 @@ def test_v2_controller_not_delegated_is_named_before_anything_is_made(tmp_path, 
     with pytest.raises(ocirt.CgroupError, match=r"the memory controller is not delegated to cgroup .*user\.slice"):
         manager.create("ocirt-conmon-x", "ocirt-x", needs=["memory"])
     assert not (root / "user.slice" / "ocirt").exists()
+
+
+def test_stop_of_a_container_sharing_our_pid_namespace_uses_cgroup_kill(run, runtime, monkeypatch):
+    c = run("sh", "-c", "sleep 1000 & sleep 1000 & wait", pid_ns=False)
+    if "v2" not in c._cgroup.container.controllers:
+        pytest.skip("no cgroup2 mount here")
+    until(lambda: len(c._cgroup.container.pids()) == 3)
+    commands = []
+    run_steps = runtime.oci.run_steps
+    monkeypatch.setattr(runtime.oci, "run_steps", lambda argv, *a, **kw: commands.append(argv) or run_steps(argv, *a, **kw))
+    c.stop(0)
+    assert c.state.exit_code == 137
+    assert not any("kill" in argv for argv in commands)  # no runtime process: cgroup.kill ended all three
+    assert c._cgroup.container.pids() == []
