@@ -14,6 +14,7 @@ from .errors import (
     BinaryNotFound,
     CgroupError,
     ConmonError,
+    ContainerError,
     ContainerExists,
     ContainerNotFound,
     InvalidArgument,
@@ -25,6 +26,7 @@ from .errors import (
 )
 from .exec import ExecSession
 from .logs import LogRecord
+from .run import RunResult
 from .runtime import Runtime
 from .state import ContainerState, ContainerStatus, Timings
 
@@ -38,6 +40,7 @@ __all__ = [
     "CgroupError",
     "ConmonError",
     "Container",
+    "ContainerError",
     "ContainerExists",
     "ContainerNotFound",
     "ContainerState",
@@ -48,6 +51,7 @@ __all__ = [
     "Limits",
     "LogRecord",
     "OcirtError",
+    "RunResult",
     "Runtime",
     "RuntimeCommandError",
     "Stats",

@@ -10,11 +10,13 @@ conmon's pidfd: waits never poll at a fixed interval.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Union
+from datetime import datetime
+from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from . import conmon, exec as execs, logs as logfile, spec as specs
 from .cgroups import Cgroup, limits as cgroup_limits
@@ -68,6 +70,7 @@ class Container:
         self.timings = Timings()  # this process's view of the container's phases
         self.owned_bundle = False  # ocirt generated the bundle: delete removes it
         self.auto_remove = False
+        self.labels: Dict[str, str] = {}  # the caller's, kept with the record (see Runtime.list)
         self.note = ""  # why the status is what it is, when that is not obvious
         self._svc = services
         self._files = files
@@ -90,6 +93,17 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<Container {self.id} {self.state.status.value}>"
+
+    def __enter__(self) -> "Container":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving a `with` block deletes the container (force), exception or not."""
+        if not self._deleted:
+            try:
+                self.delete(force=True)
+            except ContainerNotFound:
+                pass  # deleted by another process meanwhile
 
     @property
     def conmon_pid(self) -> Optional[int]:
@@ -348,16 +362,58 @@ class Container:
             sessions = self._sessions.running()
         yield from execs.stop_all_steps(sessions, grace)
 
-    def logs(self, follow: bool = False) -> Iterator[LogRecord]:
+    def logs(
+        self,
+        follow: bool = False,
+        *,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+        tail: Optional[int] = None,
+        stream: Optional[str] = None,
+    ) -> Iterator[LogRecord]:
         """The container's output as LogRecord(time, stream, text).
 
         With `follow`, keeps yielding new records as they are written until
-        the container has exited and its conmon is done writing.
+        the container has exited and its conmon is done writing. `since`,
+        `until` (aware datetimes), `stream` ("stdout" or "stderr") and `tail`
+        (the last N; not with follow) choose among them.
         """
         self._require_exists()
-        if not follow:
-            return logfile.read_log(self._files.log)
-        return logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon)
+        if follow and tail is not None:
+            raise InvalidArgument("tail is for the log as it is, not with follow")
+        records = logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon) if follow else logfile.read_log(self._files.log)
+        return logfile.select(records, since=since, until=until, stream=stream, tail=tail)
+
+    def wait_for_log(self, match: "Union[str, re.Pattern[str], Callable[[LogRecord], bool]]", timeout: Optional[float] = 60) -> LogRecord:
+        """The first record of the container's output that `match` (a regular
+        expression searched in each line, or a predicate) accepts, as soon as
+        it is written: woken by the log file's growth, never by polling.
+        Timeout after `timeout` seconds; InvalidState if the container exits
+        without writing one."""
+        if callable(match):
+            accept = match
+        else:
+            pattern = re.compile(match)
+            accept = lambda record: pattern.search(record.text) is not None  # noqa: E731
+        limit = check_timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        self._require_exists()
+        try:
+            for record in logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon, deadline):
+                if accept(record):
+                    return record
+        except Timeout:
+            raise Timeout(f"container {self.id} wrote no line matching {match!r} within {timeout:g}s") from None
+        raise InvalidState(f"container {self.id} ended its output without a line matching {match!r}")
+
+    def exec_run(self, cmd: Sequence[str], timeout: Optional[float] = None, **options: Any) -> Tuple[int, str, str]:
+        """Run `cmd` in the container to its end: (exit code, stdout, stderr).
+        `options` are exec's (env, user, cwd, ...); Timeout after `timeout`
+        seconds, the process stopped."""
+        with self.exec(cmd, **options) as session:  # a timeout ends the process on the way out
+            code = session.wait(timeout)
+            out = list(session.logs())
+        return code, _text(out, "stdout"), _text(out, "stderr")
 
     # -- the record, shared with other processes through the store -----------
 
@@ -457,3 +513,8 @@ class Container:
     def _close_fds(self) -> None:
         self._monitor.close()
         self._sessions.close()
+
+
+def _text(records: Sequence[LogRecord], stream: str) -> str:
+    """One stream of the records, each line ended by a newline."""
+    return "".join(r.text + "\n" for r in records if r.stream == stream)

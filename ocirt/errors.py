@@ -49,6 +49,20 @@ class RuntimeCommandError(OcirtError):
         super().__init__(f"`{shlex.join(self.argv)}` failed with status {status}: {detail}")
 
 
+class ContainerError(OcirtError):
+    """A container run with check=True exited non-zero.
+
+    Carries the ``container_id``, its ``exit_code`` and its ``stderr`` (text).
+    """
+
+    def __init__(self, container_id: str, exit_code: int, stderr: str) -> None:
+        self.container_id = container_id
+        self.exit_code = exit_code
+        self.stderr = stderr
+        last = stderr.strip().splitlines()[-1:] or ["no stderr"]
+        super().__init__(f"container {container_id} exited with status {exit_code}: {last[0]}")
+
+
 class ConmonError(OcirtError):
     """conmon failed: it crashed, reported an error or spoke garbage."""
 

@@ -152,6 +152,20 @@ class ExecSession:
     def __repr__(self) -> str:
         return f"<ExecSession {self.id} pid={self.pid} exit_code={self.exit_code}>"
 
+    def __enter__(self) -> "ExecSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving a `with` block ends the process if it still runs (SIGKILL),
+        waits for it, and closes the attach socket."""
+        try:
+            if self.exit_code is None and self._sync_fd is not None:
+                self._signal(signal.SIGKILL)
+                self.wait(KILL_GRACE)
+        finally:
+            if self.attach is not None:
+                self.attach.close()
+
     def fileno(self) -> int:
         """A descriptor that becomes readable when the session ends (for event loops)."""
         if self._sync_fd is None:

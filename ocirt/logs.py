@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import time
 from datetime import datetime
 from types import TracebackType
-from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type
+from typing import BinaryIO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Type
 
 from . import native as _native
-from .errors import InvalidArgument
+from .errors import InvalidArgument, Timeout
 from .process import ProcessHandle
 
 CHUNK_SIZE = 1 << 20  # bytes read from the log at a time
@@ -202,12 +204,13 @@ def _utf8_cut(data: bytearray, size: int) -> int:
     return cut if cut > 0 and (data[cut] & 0xC0) != 0x80 else size  # no character start near: cut at `size`
 
 
-def follow(path: str, exit_file: str, guard: Optional[ProcessHandle]) -> Iterator[LogRecord]:
+def follow(path: str, exit_file: str, guard: Optional[ProcessHandle], deadline: Optional[float] = None) -> Iterator[LogRecord]:
     """The records of a live log as they are written.
 
     Ends once `exit_file` exists (the container has exited and conmon has
     written everything) or conmon (`guard`, held by a pidfd; None: not
-    there, or not proven to be this container's) is gone.
+    there, or not proven to be this container's) is gone. Timeout once the
+    monotonic clock passes `deadline` with nothing new written.
     """
     with LogReader(path) as reader:
         while True:
@@ -216,11 +219,48 @@ def follow(path: str, exit_file: str, guard: Optional[ProcessHandle]) -> Iterato
                 continue  # more is written already (or a rotated log is to be opened): no need to wait
             if os.path.exists(exit_file) or guard is None or guard.fd is None:
                 break
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                _native.wait_change(path, known_size=reader.position, guard_fd=guard.fd, guard_pid=guard.pid)
+                changed = _native.wait_change(path, left, known_size=reader.position, guard_fd=guard.fd, guard_pid=guard.pid)
             except (ProcessLookupError, FileNotFoundError):
                 break  # conmon is gone: what it wrote is all there is
+            if not changed and deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"nothing more in {path} by the deadline")
         yield from _rest(reader)
+
+
+def select(
+    records: Iterable[LogRecord],
+    *,
+    since: Optional[datetime] = None,
+    until: Optional[datetime] = None,
+    stream: Optional[str] = None,
+    tail: Optional[int] = None,
+) -> Iterator[LogRecord]:
+    """The records written from `since` to `until` (aware datetimes), of
+    `stream` ("stdout" or "stderr") if given, the last `tail` of them if
+    given. InvalidArgument for a bad filter."""
+    for when, what in ((since, "since"), (until, "until")):
+        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+            raise InvalidArgument(f"{what} must be a timezone-aware datetime, not {when!r}")
+    if stream not in (None, "stdout", "stderr"):
+        raise InvalidArgument(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
+        raise InvalidArgument(f"tail must be a whole number of records, not {tail!r}")
+    return _select(records, since, until, stream, tail)
+
+
+def _select(
+    records: Iterable[LogRecord], since: Optional[datetime], until: Optional[datetime], stream: Optional[str], tail: Optional[int]
+) -> Iterator[LogRecord]:
+    chosen = (
+        r for r in records
+        if (since is None or r.time >= since) and (until is None or r.time <= until) and (stream is None or r.stream == stream)
+    )  # fmt: skip
+    if tail is None:
+        yield from chosen
+    elif tail > 0:
+        yield from collections.deque(chosen, maxlen=tail)
 
 
 def read_log(path: str) -> Iterator[LogRecord]:

@@ -131,6 +131,7 @@ class Recorder:
             auto_remove=c.auto_remove,
             exec_sessions=c.exec_session_pids(),
             note=c.note,
+            labels=dict(c.labels),
             **c.state.fields(),
         )
 
@@ -142,6 +143,7 @@ class Recorder:
         m.conmon_pid, m.conmon_start = record.conmon_pid, record.conmon_start_time
         c.created_at = from_timestamp(record.created_at) or c.created_at
         c.owned_bundle, c.auto_remove, c.note = record.owned_bundle, record.auto_remove, record.note
+        c.labels = dict(record.labels)
         c._sessions.take_recorded(record.exec_sessions)
         if c.state.status is ContainerStatus.STOPPED:
             m.close_init()

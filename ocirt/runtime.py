@@ -10,7 +10,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, overload
 
 from . import cgroups, conmon, process, spec as specs
 from .background import Deleter
@@ -28,9 +28,13 @@ from .errors import (
 from .launcher import Launcher, end_cgroup
 from .layout import RuntimeDirs
 from .oci import OCIRuntime, is_not_found
+from .state import ContainerStatus
 from .steps import Steps, block
 from .store import Record, Store
-from .validate import check_id, check_name, check_timeout
+from .validate import check_id, check_labels, check_name, check_timeout
+
+if TYPE_CHECKING:
+    from .run import RunResult
 
 DEFAULT_ROOT = "/var/lib/ocirt"
 RUNTIME_ID_TAKEN = ("container with given ID already exists", "container with id exists")  # runc's words (1.1, older)
@@ -51,6 +55,9 @@ class CreateOptions:
     exit_command: Tuple[str, ...] = ()
     listen_fds: Tuple[int, ...] = ()
     limits: Optional[Limits] = None
+    spec: Optional[Mapping[str, object]] = None
+    rootfs: Optional[str] = None
+    labels: Optional[Mapping[str, str]] = None
 
 
 class Runtime:
@@ -179,8 +186,11 @@ class Runtime:
     def create(
         self,
         container_id: str,
-        bundle: str | os.PathLike[str],
+        bundle: "str | os.PathLike[str] | None" = None,
         *,
+        spec: Optional[Mapping[str, object]] = None,
+        rootfs: "str | os.PathLike[str] | None" = None,
+        labels: Optional[Mapping[str, str]] = None,
         stdin: bool = False,
         terminal: bool = False,
         timeout: Optional[float] = 240,
@@ -191,7 +201,10 @@ class Runtime:
         listen_fds: Sequence[int] = (),
         limits: Optional[Limits] = None,
     ) -> Container:
-        """Create (not start) a container from the OCI bundle `bundle`.
+        """Create (not start) a container from the OCI bundle `bundle`, or
+        from `spec` (an OCI runtime spec as a dict) on the root filesystem
+        `rootfs` (or the spec's own absolute root.path). The caller's files
+        are never written.
 
         Every input is checked before anything is made. On any failure the
         container is deleted from the runtime, conmon is gone and no file or
@@ -203,19 +216,59 @@ class Runtime:
         `listen_fds` are sockets handed to the container's process at fd 3
         onwards, with LISTEN_FDS and LISTEN_PID set (systemd socket
         activation; see conmon.socket_activation for this process's own).
-        `limits` are laid over the bundle's `linux.resources`.
+        `limits` are laid over the bundle's `linux.resources`. `labels` stay
+        with the container (see `list`) and reach the runtime as annotations.
         """
-        options = CreateOptions(stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits)
+        options = CreateOptions(
+            stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits,
+            spec, os.fspath(rootfs) if rootfs is not None else None, labels,
+        )  # fmt: skip
         return block(self._create_steps(container_id, bundle, options))
 
-    def _create_steps(self, container_id: str, bundle: str | os.PathLike[str], o: "CreateOptions") -> Steps[Container]:
+    @overload
+    def run(self, cmd: Sequence[str], *, detach: Literal[False] = ..., **options: Any) -> "RunResult": ...
+
+    @overload
+    def run(self, cmd: Sequence[str], *, detach: Literal[True], **options: Any) -> Container: ...
+
+    def run(self, cmd: Sequence[str], *, detach: bool = False, **options: Any) -> "RunResult | Container":
+        """Run `cmd` (an argv) in a new container and return its RunResult
+        (exit code, stdout and stderr, timings) once it exits; with
+        `detach`, return the started Container at once (`with` deletes it).
+
+        Options: name, rootfs (default: the busybox tree built once, each
+        container writing to a layer of its own), env (a dict), user,
+        workdir, mounts ((host path, container path[, "ro"]) each), network
+        ("none" or "host"), memory, pids_limit, cpus, limits (a Limits),
+        labels, timeout (seconds it may run: then it is killed and removed,
+        and Timeout raised), remove (default True: delete it once it
+        exited), check (raise ContainerError for a non-zero exit). Bad
+        options raise InvalidArgument before anything is made.
+        """
+        from .run import run  # the high-level layer sits on this one
+
+        return run(self, cmd, detach=detach, **options)
+
+    def _create_steps(self, container_id: str, bundle: "str | os.PathLike[str] | None", o: "CreateOptions") -> Steps[Container]:
         """create, as steps (see ocirt.steps): every input is checked before anything is made."""
         began = time.monotonic()
         cid = check_id(container_id)
         name = check_name(o.name) if o.name is not None else cid
         limit = check_timeout(o.timeout)
         conmon.check_sockets(o.listen_fds)
-        bundle_path, spec = specs.load_bundle(bundle)
+        if o.spec is not None:
+            if bundle is not None:
+                raise InvalidArgument("give a bundle or a spec, not both")
+            bundle_path, spec = specs.spec_on(o.spec, o.rootfs)
+        elif bundle is None:
+            raise InvalidArgument("create needs a bundle, or a spec (with rootfs=)")
+        elif o.rootfs is not None:
+            raise InvalidArgument("rootfs= goes with a spec: a bundle names its own root filesystem")
+        else:
+            bundle_path, spec = specs.load_bundle(bundle)
+        labels = check_labels(o.labels)
+        if labels:
+            spec = dict(spec, annotations={**(spec.get("annotations") or {}), **labels})
         if o.limits is not None:
             if not isinstance(o.limits, Limits):
                 raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(o.limits).__name__}")
@@ -234,6 +287,7 @@ class Runtime:
         container.timings.create = began
         container.owned_bundle = o.owned_bundle
         container.auto_remove = o.auto_remove
+        container.labels = labels
         with self._store_lock(cid):
             # The record comes first: a process that dies after it leaves a
             # container that ps shows and rm -f removes, never a hidden one.
@@ -338,21 +392,44 @@ class Runtime:
             raise ContainerNotFound(f"no container named {name_or_id!r} or with an id starting with it")
         return self._load(self.store.resolve(name_or_id))
 
-    def list(self) -> List[Container]:
+    def list(
+        self,
+        *,
+        status: "ContainerStatus | str | None" = None,
+        label: "str | Mapping[str, str] | None" = None,
+        name: Optional[str] = None,
+    ) -> List[Container]:
         """Every container, oldest first; with a store, those of other processes too.
 
         Each is reconciled first, so a status is never stale (a container
         whose lock another process holds is shown as that process left it).
+        `status`, `label` ("key", "key=value", or a dict all of whose pairs
+        must match) and `name` (exact) choose among them.
         """
+        keep = _filter(status, label, name)
         if self.store is None:
-            return list(self.containers().values())
+            return [c for c in self.containers().values() if keep(c)]
         out = []
         for record in self.store.all():
             container = self._load(record.id, record)
             container._record.glance(record)
-            if not container._deleted:
+            if not container._deleted and keep(container):
                 out.append(container)
         return out
+
+    def prune(self, label: "str | Mapping[str, str] | None" = None) -> List[str]:
+        """Delete every stopped container; with `label`, every container that
+        has it instead, running or not (forced). The ids deleted; one that
+        another process deletes meanwhile is passed over."""
+        chosen = self.list(label=label) if label is not None else self.list(status=ContainerStatus.STOPPED)
+        deleted = []
+        for c in chosen:
+            try:
+                c.delete(force=True)
+            except ContainerNotFound:
+                continue
+            deleted.append(c.id)
+        return deleted
 
     def traces(self, container_ids: Sequence[str]) -> Dict[str, int]:
         """What is left on this host of these (deleted) containers, counted by
@@ -393,6 +470,29 @@ class Runtime:
         container = Container._from_record(self._services, record, spec, files, cgroup)
         with self._lock:
             return self._containers.setdefault(cid, container)
+
+
+def _filter(
+    status: "ContainerStatus | str | None", label: "str | Mapping[str, str] | None", name: Optional[str]
+) -> "Callable[[Container], bool]":
+    """The test `list` applies; InvalidArgument for a bad filter, before any container is looked at."""
+    try:
+        wanted_status = ContainerStatus(status) if status is not None else None
+    except ValueError:
+        valid = ", ".join(s.value for s in ContainerStatus)
+        raise InvalidArgument(f"status must be a ContainerStatus or one of {valid}, not {status!r}") from None
+    if label is None:
+        pairs: Dict[str, Optional[str]] = {}
+    elif isinstance(label, str):
+        key, sep, value = label.partition("=")
+        pairs = {key: value if sep else None}
+    else:
+        pairs = dict(check_labels(label))
+    return lambda c: (
+        (wanted_status is None or c.state.status is wanted_status)
+        and (name is None or c.name == name)
+        and all(k in c.labels and (v is None or c.labels[k] == v) for k, v in pairs.items())
+    )
 
 
 def _find_binary(path: Optional[str], default: str, what: str) -> str:

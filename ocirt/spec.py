@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
 import signal as _signal
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from . import native as _native
 from .errors import InvalidArgument
@@ -35,22 +36,44 @@ def load_bundle(bundle: str | os.PathLike[str]) -> tuple[str, Spec]:
         raise InvalidArgument(f"bundle {path} has no config.json") from None
     except (OSError, ValueError) as e:
         raise InvalidArgument(f"cannot read {config}: {e}") from e
+    check_spec(spec, path, what=config)
+    return path, spec
+
+
+def check_spec(spec: object, base: str, what: str = "the spec") -> None:
+    """InvalidArgument unless `spec` is an object with a `process.args` list
+    and a `root.path` (resolved against `base`) that is a directory."""
     if not isinstance(spec, dict):
-        raise InvalidArgument(f"{config} is not a JSON object")
+        raise InvalidArgument(f"{what} is not a JSON object")
     process = spec.get("process")
     if not isinstance(process, dict) or not isinstance(process.get("args"), list) or not process["args"]:
-        raise InvalidArgument(f"{config} has no process.args")
+        raise InvalidArgument(f"{what} has no process.args")
     root = spec.get("root")
     if not isinstance(root, dict) or not isinstance(root.get("path"), str):
-        raise InvalidArgument(f"{config} has no root.path")
-    rootfs = os.path.join(path, root["path"])
+        raise InvalidArgument(f"{what} has no root.path")
+    rootfs = os.path.join(base, root["path"])
     if not os.path.isdir(rootfs):
-        raise InvalidArgument(f"root filesystem {rootfs} of bundle {path} does not exist")
+        raise InvalidArgument(f"root filesystem {rootfs} of {what} does not exist")
     try:
         stop_signal(spec)  # refused now, not when stop would need it
     except InvalidArgument as e:
-        raise InvalidArgument(f"{config}: annotation {STOP_SIGNAL_ANNOTATION}: {e}") from None
-    return path, spec
+        raise InvalidArgument(f"{what}: annotation {STOP_SIGNAL_ANNOTATION}: {e}") from None
+
+
+def spec_on(spec: Mapping[str, Any], rootfs: Optional[str]) -> tuple[str, Spec]:
+    """(a base directory, a checked copy of `spec`) for a spec given as an
+    object rather than a bundle: its root.path is `rootfs` when given (made
+    absolute), else its own, which must then be absolute."""
+    if not isinstance(spec, Mapping):
+        raise InvalidArgument(f"spec must be a dict (an OCI runtime spec), not {type(spec).__name__}")
+    out = copy.deepcopy(dict(spec))
+    if rootfs is not None:
+        out["root"] = dict(out.get("root") or {}, path=os.path.abspath(os.fspath(rootfs)))
+    root = out.get("root")
+    if isinstance(root, dict) and isinstance(root.get("path"), str) and not os.path.isabs(root["path"]):
+        raise InvalidArgument(f"a spec given without a bundle needs an absolute root.path (or rootfs=), not {root['path']!r}")
+    check_spec(out, "/", "the spec")
+    return os.path.dirname(out["root"]["path"].rstrip("/")) or "/", out
 
 
 def runtime_spec(bundle: str, spec: Spec) -> Spec:

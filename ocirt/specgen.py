@@ -79,6 +79,8 @@ def generate(
     cpus: Optional[float] = None,
     cap_add: Sequence[str] = (),
     layer: Optional[Tuple[str, str]] = None,
+    mounts: Sequence[Sequence[str]] = (),
+    network: str = "none",
 ) -> Dict[str, Any]:
     """A complete spec for `args` on `rootfs` (an absolute path).
 
@@ -88,7 +90,10 @@ def generate(
     container: what the container writes lands in `upper`, and `rootfs`
     itself (a tree shared by many containers) is never written.
     Rlimits are capped at this process's hard limits: raising one needs
-    CAP_SYS_RESOURCE, which these hosts may lack.
+    CAP_SYS_RESOURCE, which these hosts may lack. `mounts` are bind mounts,
+    each (host path, container path) or (host path, container path, "ro").
+    `network` is "none" (a network namespace of its own, loopback only) or
+    "host" (the host's).
     """
     if not args or not all(isinstance(a, str) and a for a in args):
         raise InvalidArgument("a container needs a command: a non-empty list of non-empty strings")
@@ -116,6 +121,14 @@ def generate(
         spec["mounts"].insert(0, _overlay(rootfs, *layer))
     spec["hostname"] = hostname or "ocirt"
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
+    spec["mounts"] += [_bind(m) for m in mounts]
+    if network == "host":
+        spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "network"]
+        # sysfs mounts only in a network namespace of one's own: the host's, read-only, instead
+        host_sys = {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        spec["mounts"] = [host_sys if m["destination"] == "/sys" else m for m in spec["mounts"]]
+    elif network != "none":
+        raise InvalidArgument(f"network must be 'none' or 'host', not {network!r}")
     resources = spec["linux"]["resources"]
     if memory is not None:
         memory = _limit(memory, "memory limit")
@@ -180,6 +193,20 @@ def _cpu_quota(cpus: object) -> int:
     if quota > INT64_MAX:
         raise InvalidArgument(f"cpus {cpus} is too large")
     return quota
+
+
+def _bind(mount: Sequence[str]) -> Dict[str, Any]:
+    """A bind mount from (host path, container path[, "ro" or "rw"]); InvalidArgument if malformed."""
+    if isinstance(mount, (str, bytes)) or len(mount) not in (2, 3) or not all(isinstance(p, str) for p in mount):
+        raise InvalidArgument(f"a mount is (host path, container path[, 'ro']), not {mount!r}")
+    source, destination, mode = (*mount, "rw")[:3]
+    if not os.path.isabs(source) or not os.path.exists(source):
+        raise InvalidArgument(f"mount source {source!r} must be an absolute path that exists")
+    if not destination.startswith("/") or "\0" in destination or ".." in destination.split("/"):
+        raise InvalidArgument(f"mount destination {destination!r} must be an absolute path without '..'")
+    if mode not in ("ro", "rw"):
+        raise InvalidArgument(f"mount mode must be 'ro' or 'rw', not {mode!r}")
+    return {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "nosuid", "nodev", mode]}
 
 
 def _overlay(lower: str, upper: str, work: str) -> Dict[str, Any]:

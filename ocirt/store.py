@@ -53,6 +53,7 @@ class Record:
     auto_remove: bool = False
     exec_sessions: Dict[str, Dict[str, int]] = field(default_factory=dict)  # id -> pid, conmon_pid
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
+    labels: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import signal as _signal
-from typing import Union
+from typing import Dict, Mapping, Union
 
 from .errors import InvalidArgument
 
@@ -34,6 +34,21 @@ def check_id(value: object, what: str = "container id") -> str:
             f"invalid {what} {value!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
         )
     return value
+
+
+def check_labels(labels: object) -> Dict[str, str]:
+    """A copy of `labels` if it maps non-empty strings without "=" or NUL to
+    strings without NUL, else InvalidArgument naming the bad one."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidArgument(f"labels must be a dict of strings, not {type(labels).__name__}")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidArgument(f"invalid label name {key!r}: a non-empty string without '=' or NUL")
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidArgument(f"invalid value {value!r} of label {key!r}: a string without NUL")
+    return dict(labels)
 
 
 def check_name(value: object, what: str = "container name") -> str:

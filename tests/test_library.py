@@ -1,0 +1,148 @@
+"""The high-level library for test code: run in one line, specs without a
+bundle, context managers, exec_run, waiting for a log line, labels, prune."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from datetime import timedelta
+
+import pytest
+
+import ocirt
+
+
+def tree_digest(path: str) -> str:
+    """Names, sizes and modes of everything under `path`: what a write would change."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        for name in sorted(dirs + files):
+            st = os.lstat(os.path.join(root, name))
+            h.update(f"{root}/{name} {st.st_size} {st.st_mode} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def test_run_gives_exit_code_and_output_and_leaves_nothing(runtime):
+    result = runtime.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert (result.stdout_bytes, result.stderr_bytes) == (b"out\n", b"err\n")
+    assert set(result.timings.phases()) >= {"create", "start", "run"}
+    assert runtime.list() == []
+
+
+def test_run_options_reach_the_container(runtime, tmp_path, rootfs):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "file").write_text("from the host\n")
+    result = runtime.run(
+        ["sh", "-c", "id -u; pwd; echo $GREETING; cat /data/file; touch /data/new 2>/dev/null || echo read-only; ls /sys/class/net"],
+        rootfs=rootfs, env={"GREETING": "hello"}, user="nobody", workdir="/tmp", mounts=[(str(shared), "/data", "ro")],
+    )  # fmt: skip
+    assert result.stdout.splitlines() == ["65534", "/tmp", "hello", "from the host", "read-only", "lo"]  # network "none": loopback only
+    assert not (shared / "new").exists()
+    on_host = runtime.run(["ls", "/sys/class/net"], network="host").stdout.split()
+    assert sorted(on_host) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_run_with_check_raises_container_error_and_removes_it(runtime):
+    with pytest.raises(ocirt.ContainerError) as info:
+        runtime.run(["sh", "-c", "echo broken >&2; exit 4"], check=True)
+    assert (info.value.exit_code, info.value.stderr) == (4, "broken\n")
+    assert "status 4: broken" in str(info.value)
+    assert runtime.list() == []
+
+
+def test_run_past_its_timeout_is_killed_and_removed(runtime):
+    with pytest.raises(ocirt.Timeout, match="still running after 0.5s"):
+        runtime.run(["sleep", "1000"], timeout=0.5)
+    assert runtime.list() == []
+
+
+def test_bad_run_options_are_refused_before_anything_is_made(runtime, tmp_path):
+    for bad, words in (
+        (dict(network="bridge"), "network"), (dict(mounts=[("relative", "/x")]), "mount source"),
+        (dict(mounts=[(str(tmp_path), "/a/../b")]), "mount destination"), (dict(labels={"a=b": "c"}), "label name"),
+        (dict(limits=ocirt.Limits(memory=-1), memory="1g"), "memory limit"),
+    ):  # fmt: skip
+        with pytest.raises(ocirt.InvalidArgument, match=words):
+            runtime.run(["true"], **bad)
+    assert runtime.list() == [] and os.listdir(os.path.join(runtime.tmp_dir, "bundles")) == []
+
+
+def test_detached_run_and_create_are_deleted_when_their_with_block_ends(runtime, make_bundle, new_id):
+    with runtime.run(["sleep", "1000"], detach=True) as c:
+        assert c.state.status is ocirt.ContainerStatus.RUNNING
+        code, out, err = c.exec_run(["sh", "-c", "echo hi; echo oops >&2; exit 2"])
+        assert (code, out, err) == (2, "hi\n", "oops\n")
+        with c.exec(["sleep", "1000"]) as session:
+            pass
+        assert session.exit_code == 137  # the block's end stopped it
+    assert runtime.list() == []
+    with pytest.raises(RuntimeError, match="boom"):
+        with runtime.create(new_id(), make_bundle("sleep", "1000")) as created:
+            raise RuntimeError("boom")
+    assert created._deleted and runtime.list() == []
+
+
+def test_create_from_a_spec_and_a_rootfs_writes_none_of_the_callers_files(runtime, base_spec, rootfs, new_id):
+    spec = copy.deepcopy(base_spec)
+    spec["process"]["args"] = ["sh", "-c", "echo from a spec"]
+    spec["root"] = {"path": "rootfs", "readonly": True}
+    kept, before = copy.deepcopy(spec), tree_digest(rootfs)
+    c = runtime.create(new_id(), spec=spec, rootfs=rootfs)
+    c.start()
+    assert c.wait(30) == 0 and [r.text for r in c.logs()] == ["from a spec"]
+    c.delete()
+    assert spec == kept and tree_digest(rootfs) == before
+    with pytest.raises(ocirt.InvalidArgument, match="absolute root.path"):
+        runtime.create(new_id(), spec=spec)  # relative root, no rootfs
+    with pytest.raises(ocirt.InvalidArgument, match="not both"):
+        runtime.create(new_id(), "/tmp", spec=spec, rootfs=rootfs)
+    with pytest.raises(ocirt.InvalidArgument, match="needs a bundle"):
+        runtime.create(new_id())
+
+
+def test_wait_for_log_wakes_on_the_line_and_times_out_without_it(runtime, tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = "echo starting; while [ ! -e /gate/go ]; do sleep 0.01; done; echo ready now; echo after >&2; sleep 1000"
+    with runtime.run(["sh", "-c", script], mounts=[(str(gate), "/gate")], detach=True) as c:
+        assert c.wait_for_log("starting", timeout=30).text == "starting"
+        with pytest.raises(ocirt.Timeout, match="no line matching 'ready'"):
+            c.wait_for_log("ready", timeout=0.3)  # it waits for the gate: not yet
+        (gate / "go").touch()
+        record = c.wait_for_log(r"ready \w+", timeout=30)
+        assert record.text == "ready now" and record.stream == "stdout"
+        assert c.wait_for_log(lambda r: r.stream == "stderr", timeout=30).text == "after"
+        records = list(c.logs())
+        assert [r.text for r in c.logs(tail=1)] == ["after"]
+        assert [r.text for r in c.logs(stream="stderr")] == ["after"]
+        assert [r.text for r in c.logs(since=records[1].time)] == ["ready now", "after"]
+        assert [r.text for r in c.logs(until=records[0].time + timedelta(microseconds=0))] == ["starting"]
+    with runtime.run(["echo", "done"], detach=True) as c:
+        with pytest.raises(ocirt.InvalidState, match="without a line matching 'never'"):
+            c.wait_for_log("never", timeout=30)
+
+
+def test_labels_filter_lists_and_prune(tmp_path, make_bundle, new_id):
+    with ocirt.Runtime.open(tmp_path / "root") as rt:
+        a = rt.create(new_id(), make_bundle("sleep", "1000"), labels={"suite": "x", "kind": "db"})
+        a.start()
+        b = rt.create(new_id(), make_bundle("true"), labels={"suite": "y"}, name="bee")
+        b.start()
+        b.wait(30)
+        assert [c.id for c in rt.list(label="suite=x")] == [a.id]
+        assert [c.id for c in rt.list(label="suite")] == [a.id, b.id]
+        assert [c.id for c in rt.list(label={"suite": "x", "kind": "db"})] == [a.id]
+        assert [c.id for c in rt.list(status="stopped")] == [b.id]
+        assert [c.id for c in rt.list(name="bee")] == [b.id]
+        with pytest.raises(ocirt.InvalidArgument, match="status must be"):
+            rt.list(status="sleeping")
+        with ocirt.Runtime.open(tmp_path / "root") as other:  # another process's view
+            assert other.get(a.id).labels == {"suite": "x", "kind": "db"}
+        assert rt.oci.state(a.id).get("annotations", {}).get("kind") == "db"
+        assert rt.prune() == [b.id]
+        assert [c.id for c in rt.list()] == [a.id]
+        assert rt.prune(label="suite=x") == [a.id]
+        assert rt.list() == []
