@@ -52,7 +52,8 @@ async def drive(steps: Steps[T]) -> T:
             try:
                 request = next(steps) if ready is None else steps.send(ready)
             except StopIteration as done:
-                return done.value
+                value: T = done.value
+                return value
             ready = await readers.wait(request)
     finally:
         steps.close()
@@ -64,11 +65,11 @@ class _Readers:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._waiting: Dict[int, Dict[asyncio.Future, Set[int]]] = {}
+        self._waiting: Dict[int, Dict[asyncio.Future[None], Set[int]]] = {}
 
     async def wait(self, request: Readable) -> Set[int]:
         loop = self._loop
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         ready: Set[int] = set()
         timer = None
         if request.deadline is not None:
@@ -100,7 +101,7 @@ class _Readers:
             _settle(future)
 
 
-def _settle(future: asyncio.Future) -> None:
+def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -124,7 +125,7 @@ class AsyncRuntime:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.runtime = kwargs.pop("runtime", None) or Runtime(*args, **kwargs)
-        self._deletes: Set[asyncio.Future] = set()
+        self._deletes: Set[asyncio.Future[None]] = set()
         self._failures: List[Tuple[str, BaseException]] = []
 
     @classmethod

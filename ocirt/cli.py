@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import __version__, attach, conmon, native as _native, specgen
@@ -435,7 +435,7 @@ def _status_text(c: Container, now: float) -> str:
         return f"Exited ({st.exit_code}) {ago}".strip()
     if st.status is ContainerStatus.RUNNING and st.started_at:
         return f"Up {_ago(now - st.started_at.timestamp(), suffix='')}".strip()
-    return st.status.value.capitalize()
+    return str(st.status.value).capitalize()
 
 
 def _ago(seconds: float, suffix: str = " ago") -> str:
@@ -447,7 +447,10 @@ def _ago(seconds: float, suffix: str = " ago") -> str:
 
 def describe(c: Container) -> Dict[str, Any]:
     st = c.state
-    iso = lambda d: d.isoformat() if d else None  # noqa: E731
+
+    def iso(d: Optional[datetime]) -> Optional[str]:
+        return d.isoformat() if d else None
+
     return {
         "Id": c.id,
         "Name": c.name,

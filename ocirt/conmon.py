@@ -305,12 +305,12 @@ def _open_cgroup_file(path: str) -> int:
 SYNC_MAX = 64 << 10  # bytes in one sync message, at most
 
 
-def read_sync(fd: int, deadline: Optional[float]) -> Optional[dict]:
+def read_sync(fd: int, deadline: Optional[float]) -> Optional[Dict[str, Any]]:
     """read_sync_steps, blocking."""
     return block(read_sync_steps(fd, deadline))
 
 
-def read_sync_steps(fd: int, deadline: Optional[float]) -> Steps[Optional[dict]]:
+def read_sync_steps(fd: int, deadline: Optional[float]) -> Steps[Optional[Dict[str, Any]]]:
     """Read one JSON line from the sync socket; None on EOF (conmon is gone).
 
     Raises Timeout at `deadline` (time.monotonic() seconds) and ConmonError
@@ -397,7 +397,7 @@ def go_unquote(body: str) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def sync_value(message: dict) -> int:
+def sync_value(message: Dict[str, Any]) -> int:
     """The pid or exit code in a sync message (key "pid", "exit_code" or "data")."""
     for key in ("pid", "data", "exit_code"):
         value = message.get(key)
@@ -443,7 +443,7 @@ def is_conmon_of(pid: int, cid: str, cuuid: Optional[str] = None) -> bool:
     """True if `pid` runs conmon for container `cid` (and `cuuid`, default `cid`: an
     exec's conmon has its own), not some process that reused the pid."""
     argv = cmdline(pid)
-    pairs = set(zip(argv, argv[1:]))
+    pairs = set(zip(argv, argv[1:], strict=False))
     return (b"-c", cid.encode()) in pairs and (b"-u", (cuuid or cid).encode()) in pairs
 
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from .errors import OcirtError
 from .layout import make_private_dirs
@@ -90,7 +90,7 @@ def _build(dest: str, stamp: str, cache_dir: str, source: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _describe(dest: str) -> Optional[dict]:
+def _describe(dest: str) -> Optional[Dict[str, Any]]:
     """What the stamp holds for the tree at `dest`: its busybox, as it must be."""
 
     try:
@@ -119,7 +119,7 @@ def _stamp_matches(stamp: str, dest: str) -> bool:
             recorded = json.load(f)
     except (OSError, ValueError):
         return False
-    return recorded == _describe(dest)
+    return bool(recorded == _describe(dest))
 
 
 def _discard(dest: str, cache_dir: str) -> None:

@@ -98,7 +98,7 @@ def runtime_spec(bundle: str, spec: Spec) -> Spec:
     return out
 
 
-def _is_bind(mount: dict) -> bool:
+def _is_bind(mount: Dict[str, Any]) -> bool:
     options = mount.get("options") or []
     return mount.get("type") == "bind" or "bind" in options or "rbind" in options
 

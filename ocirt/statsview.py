@@ -60,7 +60,7 @@ class StatsView:
                 _or_dash(r["pids_current"], "{}"), _or_dash(r["oom_kills"], "{}"),
             ))  # fmt: skip
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+        text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
         return CLEAR + text if self.clear else text
 
 

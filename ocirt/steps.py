@@ -79,7 +79,8 @@ def block(steps: Steps[T], cancel: Optional[int] = None) -> T:
             if cancel is not None and cancel in ready:
                 raise Cancelled
     except StopIteration as done:
-        return done.value
+        value: T = done.value
+        return value
     finally:
         steps.close()
 
