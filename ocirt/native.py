@@ -42,6 +42,8 @@ def load(name: str) -> ModuleType:
     try:
         module = importlib.import_module(BACKENDS[name])
     except ImportError as e:
+        if e.name == "_cffi_backend":
+            raise ImportError(f"ocirt's cffi backend needs the module {e.name!r} of the cffi package: pip install 'ocirt[cffi]'") from e
         raise ImportError(
             f"ocirt's {name} backend ({BACKENDS[name]}) is not built. Build it with "
             "'pip install -e .' (or 'python setup.py build_ext --inplace') in the source tree."
