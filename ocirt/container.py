@@ -454,12 +454,14 @@ class Container:
 
     def _require_exists(self) -> None:
         if self._deleted:
-            raise ContainerNotFound(f"container {self.id} was deleted")
+            raise ContainerNotFound(f"container {self.id} was deleted", container_id=self.id)
 
     def _require(self, *allowed: ContainerStatus, verb: str) -> None:
         self._require_exists()
         if self.state.status not in allowed:
-            raise InvalidState(f"cannot {verb} container {self.id}: it is {self.state.status.value}")
+            raise InvalidState(
+                f"cannot {verb} container {self.id}: it is {self.state.status.value}", container_id=self.id, status=self.state.status, verb=verb
+            )
 
     def _resolve_user(self, user: Union[str, int]) -> specs.Spec:
         """{"uid", "gid"} for `user`, names looked up in the container's own view of

@@ -8,7 +8,7 @@ chained from their cause with ``raise ... from``.
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 class OcirtError(Exception):
@@ -24,7 +24,12 @@ class BinaryNotFound(OcirtError, FileNotFoundError):
 
 
 class ContainerNotFound(OcirtError, LookupError):
-    """No container with that id exists (or it was deleted)."""
+    """No container with that id exists (or it was deleted); ``container_id``
+    names it when known."""
+
+    def __init__(self, message: str, *, container_id: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.container_id = container_id
 
 
 class ContainerExists(OcirtError):
@@ -32,7 +37,17 @@ class ContainerExists(OcirtError):
 
 
 class InvalidState(OcirtError):
-    """The verb is not allowed in the container's current state."""
+    """The verb is not allowed in the container's current state.
+
+    Carries, when known, the ``container_id``, the ``status`` that refused
+    (a ContainerStatus) and the ``verb``.
+    """
+
+    def __init__(self, message: str, *, container_id: Optional[str] = None, status: object = None, verb: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.container_id = container_id
+        self.status = status
+        self.verb = verb
 
 
 class RuntimeCommandError(OcirtError):

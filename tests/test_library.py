@@ -146,3 +146,15 @@ def test_labels_filter_lists_and_prune(tmp_path, make_bundle, new_id):
         assert [c.id for c in rt.list()] == [a.id]
         assert rt.prune(label="suite=x") == [a.id]
         assert rt.list() == []
+
+
+def test_errors_carry_the_container_and_the_status_that_refused(runtime, make_bundle, new_id):
+    c = runtime.create(new_id(), make_bundle("sleep", "1000"))
+    c.start()
+    with pytest.raises(ocirt.InvalidState) as info:
+        c.start()
+    assert (info.value.container_id, info.value.status, info.value.verb) == (c.id, ocirt.ContainerStatus.RUNNING, "start")
+    c.delete(force=True)
+    with pytest.raises(ocirt.ContainerNotFound) as gone:
+        c.kill()
+    assert gone.value.container_id == c.id
