@@ -1,4 +1,4 @@
-"""Many short container jobs at bounded concurrency, for test farms.
+"""Many short container jobs at bounded concurrency, for test farms::
 
     jobs = [Job(["sh", "-c", f"echo {i}"]) for i in range(100)]
     with ocirt.Runtime("/run/ocirt") as rt:

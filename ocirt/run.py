@@ -1,5 +1,7 @@
 """Runtime.run: one command in a fresh container, from its argv to its result.
 
+For example::
+
     result = rt.run(["sh", "-c", "echo hi"])        # the busybox root filesystem
     result.exit_code, result.stdout, result.timings.phases()
     with rt.run(["sleep", "1000"], detach=True) as c:

@@ -1,0 +1,16 @@
+"""Sphinx configuration: the API reference from ocirt's docstrings, the
+README as the quick start. Built with -W in CI: a warning fails it."""
+
+import ocirt
+
+project = "ocirt"
+release = ocirt.__version__
+extensions = ["sphinx.ext.autodoc", "myst_parser"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+default_role = "code"  # the docstrings' `name` is code
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+myst_heading_anchors = 3
+suppress_warnings = ["myst.xref_missing"]  # the README links files of the repository, not pages
+exclude_patterns = ["_build"]
