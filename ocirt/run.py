@@ -21,6 +21,7 @@ from .container import Container
 from .errors import ContainerError, ContainerNotFound, Timeout
 from .logs import LogRecord
 from .state import Timings
+from .validate import check_id
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -61,6 +62,7 @@ def run(
     runtime: "Runtime",
     cmd: Sequence[str],
     *,
+    container_id: Optional[str] = None,
     name: Optional[str] = None,
     rootfs: Optional[str] = None,
     env: Optional[Mapping[str, str]] = None,
@@ -79,7 +81,7 @@ def run(
     check: bool = False,
 ) -> "RunResult | Container":
     """See Runtime.run."""
-    cid = os.urandom(32).hex()
+    cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
     root = runtime.root or runtime.tmp_dir
     bundle = os.path.join(root, "bundles", cid)
     options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts, network=network)

@@ -236,14 +236,15 @@ class Runtime:
         (exit code, stdout and stderr, timings) once it exits; with
         `detach`, return the started Container at once (`with` deletes it).
 
-        Options: name, rootfs (default: the busybox tree built once, each
-        container writing to a layer of its own), env (a dict), user,
-        workdir, mounts ((host path, container path[, "ro"]) each), network
-        ("none" or "host"), memory, pids_limit, cpus, limits (a Limits),
-        labels, timeout (seconds it may run: then it is killed and removed,
-        and Timeout raised), remove (default True: delete it once it
-        exited), check (raise ContainerError for a non-zero exit). Bad
-        options raise InvalidArgument before anything is made.
+        Options: container_id (default: a random one), name, rootfs
+        (default: the busybox tree built once, each container writing to a
+        layer of its own), env (a dict), user, workdir, mounts ((host path,
+        container path[, "ro"]) each), network ("none" or "host"), memory,
+        pids_limit, cpus, limits (a Limits), labels, timeout (seconds it may
+        run: then it is killed and removed, and Timeout raised), remove
+        (default True: delete it once it exited), check (raise
+        ContainerError for a non-zero exit). Bad options raise
+        InvalidArgument before anything is made.
         """
         from .run import run  # the high-level layer sits on this one
 

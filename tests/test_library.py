@@ -158,3 +158,10 @@ def test_errors_carry_the_container_and_the_status_that_refused(runtime, make_bu
     with pytest.raises(ocirt.ContainerNotFound) as gone:
         c.kill()
     assert gone.value.container_id == c.id
+
+
+def test_run_takes_the_id_it_is_given(runtime, new_id):
+    cid = new_id()
+    assert runtime.run(["true"], container_id=cid).container_id == cid
+    with pytest.raises(ocirt.InvalidArgument, match="invalid container id"):
+        runtime.run(["true"], container_id="no/slashes")

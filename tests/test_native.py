@@ -9,6 +9,7 @@ import os
 import resource
 import select
 import signal
+import subprocess
 import sys
 import threading
 
@@ -505,3 +506,19 @@ def test_watch_wakes_a_poll_when_the_named_file_appears(tmp_path):
 def test_watch_of_a_missing_directory_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         _native.watch_open(str(tmp_path / "missing"))
+
+
+def test_the_cffi_backend_without_cffi_names_what_to_install():
+    # A Python where cffi is not installed: its runtime module cannot be found.
+    code = (
+        "import sys\n"
+        "class NoCffi:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == '_cffi_backend': raise ModuleNotFoundError('no cffi', name=name)\n"
+        "sys.meta_path.insert(0, NoCffi())\n"
+        "import ocirt\n"
+    )
+    env = dict(os.environ, OCIRT_BACKEND="cffi")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "'_cffi_backend' of the cffi package: pip install 'ocirt[cffi]'" in proc.stderr
