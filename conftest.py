@@ -19,6 +19,8 @@ import pytest
 
 from ocirt import native as _native
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs small test files through ocirt's plugin
+
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 _ids = itertools.count()
 

@@ -1,0 +1,167 @@
+"""ocirt's pytest plugin (registered through the `pytest11` entry point).
+
+Fixtures:
+
+- `ocirt_runtime` (session): a Runtime with a store of its own, one per
+  xdist worker, under `--ocirt-root` (default: a directory in the system's
+  temporary directory named after the test session's root directory).
+- `ocirt_container`: a factory, `ocirt_container(cmd, **options)`, that
+  runs a container for the test (Runtime.run's options, detached) and
+  returns it started.
+- `ocirt_run`: `ocirt_run(cmd, **options)` runs one to its end and returns
+  its RunResult (exit code, stdout, stderr, timings).
+
+Every container a test made is deleted at its teardown, pass or fail;
+with `--ocirt-keep-failed`, those of failed tests stay (until the next
+run starts) and the report says how to look at them. With `--ocirt-leak-check`, a test whose containers
+left anything behind (runtime state, run files, cgroups, conmons) errors.
+
+Each worker's root is held by a lock for the session: a root found unheld
+at start belongs to a run that ended without cleaning up (Ctrl-C, a
+SIGKILLed worker), and whatever it holds is removed first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Set
+
+import pytest
+
+from . import native
+from .container import Container
+from .errors import ContainerNotFound
+from .run import RunResult
+from .runtime import Runtime
+
+NODE_LABEL = "pytest.node"  # each container's test, as a label
+_REPORT = pytest.StashKey[Dict[str, pytest.TestReport]]()
+_KEPT = pytest.StashKey[Set[str]]()  # ids of failed tests' containers, left at the session's end
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ocirt", "containers for tests (ocirt)")
+    group.addoption("--ocirt-root", default=None, help="where the tests' containers are kept (default: a temporary directory per project)")
+    group.addoption("--ocirt-keep-failed", action="store_true", help="keep the containers of failed tests, and say how to inspect them")
+    group.addoption("--ocirt-leak-check", action="store_true", help="fail a test whose containers leave anything behind")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(_REPORT, {})[report.when] = report
+    return report
+
+
+def worker_root(config: pytest.Config) -> str:
+    """This worker's base directory: the option's, or one per project in the temporary directory."""
+    base = config.getoption("ocirt_root") or os.path.join(
+        tempfile.gettempdir(), f"ocirt-pytest-{os.getuid()}-{hashlib.sha256(str(config.rootpath).encode()).hexdigest()[:12]}"
+    )
+    return os.path.join(os.path.abspath(base), os.environ.get("PYTEST_XDIST_WORKER", "main"))
+
+
+def _claim(root: str) -> "tuple[str, int]":
+    """The first of root, root-1, root-2, ... whose lock this process gets; (that root, the lock's fd)."""
+    os.makedirs(os.path.dirname(root), mode=0o700, exist_ok=True)
+    for n in range(64):
+        path = root if n == 0 else f"{root}-{n}"
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # another live session (or worker) has it
+        return path, fd
+    raise pytest.UsageError(f"ocirt: 64 test sessions hold roots under {os.path.dirname(root)}")
+
+
+@pytest.fixture(scope="session")
+def ocirt_runtime(pytestconfig: pytest.Config) -> Iterator[Runtime]:
+    """This session's (this worker's) Runtime; what a dead run left in its root is removed first."""
+    native.set_subreaper(True)  # conmon double-forks: this process reaps what it started
+    root, lock = _claim(worker_root(pytestconfig))
+    try:
+        with Runtime.open(root) as rt:
+            rt.prune(label=NODE_LABEL)  # an earlier run that ended without its teardown
+            yield rt
+            kept = pytestconfig.stash.get(_KEPT, set())
+            for c in rt.list(label=NODE_LABEL):
+                if c.id not in kept:
+                    _delete(c)
+    finally:
+        os.close(lock)
+
+
+class _Made:
+    """The containers one test made, removed at its teardown."""
+
+    def __init__(self, runtime: Runtime, request: pytest.FixtureRequest) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.ids: List[str] = []
+
+    def labels(self, extra: Optional[Dict[str, str]]) -> Dict[str, str]:
+        return {**(extra or {}), NODE_LABEL: self.request.node.nodeid}
+
+    def finish(self) -> None:
+        config = self.request.config
+        reports = self.request.node.stash.get(_REPORT, {})
+        failed = any(r.failed for r in reports.values())
+        if failed and config.getoption("ocirt_keep_failed"):
+            config.stash.setdefault(_KEPT, set()).update(self.ids)
+            if self.ids:
+                root = self.runtime.root
+                print(f"\nocirt: kept {len(self.ids)} container(s) of {self.request.node.nodeid}: "
+                      f"ocirt --root {root} ps -a; ocirt --root {root} logs ID")  # fmt: skip
+            return
+        for cid in self.ids:
+            try:
+                _delete(self.runtime.get(cid))
+            except ContainerNotFound:
+                pass
+        if config.getoption("ocirt_leak_check") and self.ids:
+            left = {k: v for k, v in self.runtime.traces(self.ids).items() if v}
+            if left:
+                pytest.fail(f"ocirt: the test's containers left {left} behind", pytrace=False)
+
+
+@pytest.fixture
+def ocirt_container(ocirt_runtime: Runtime, request: pytest.FixtureRequest) -> Iterator[Callable[..., Container]]:
+    """`ocirt_container(cmd, **options)`: a started container for this test
+    (Runtime.run's options), deleted at the test's end."""
+    made = _Made(ocirt_runtime, request)
+
+    def make(cmd: Sequence[str], labels: Optional[Dict[str, str]] = None, **options: Any) -> Container:
+        c = ocirt_runtime.run(cmd, detach=True, labels=made.labels(labels), **options)
+        made.ids.append(c.id)
+        return c
+
+    yield make
+    made.finish()
+
+
+@pytest.fixture
+def ocirt_run(ocirt_runtime: Runtime, request: pytest.FixtureRequest) -> Iterator[Callable[..., RunResult]]:
+    """`ocirt_run(cmd, **options)`: run a container to its end; its RunResult
+    (exit code, stdout, stderr, timings). With remove=False it stays until
+    the test's end."""
+    made = _Made(ocirt_runtime, request)
+
+    def run(cmd: Sequence[str], labels: Optional[Dict[str, str]] = None, **options: Any) -> RunResult:
+        result: RunResult = ocirt_runtime.run(cmd, labels=made.labels(labels), detach=False, **options)
+        made.ids.append(result.container_id)
+        return result
+
+    yield run
+    made.finish()
+
+
+def _delete(c: Container) -> None:
+    try:
+        c.delete(force=True)
+    except ContainerNotFound:
+        pass
