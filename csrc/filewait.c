@@ -185,6 +185,31 @@ void ocirt_watch_close(int fd, int wd)
 	inotify_put(fd, wd);
 }
 
+/* Arm a wait's two sources: an inotify watch on `path` for `mask` (none,
+ * and polling with backoff instead, when inotify is off or out of
+ * instances: a per-user limit) and the guard. 0, or -1 with errno set;
+ * either way the caller finish()es what was armed. */
+static int arm_wait(struct pollfd pfds[2], const char *path, uint32_t mask, pid_t guard_pid, int guard_fd,
+		    int flags, int *wd, int *owned, int *periodic)
+{
+	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
+		pfds[0].fd = inotify_get();
+		if (pfds[0].fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+			return -1;
+		if (pfds[0].fd >= 0) {
+			*wd = inotify_add_watch(pfds[0].fd, path, mask);
+			if (*wd < 0)
+				return -1;
+		}
+	}
+	pfds[1].fd = guard_open(guard_pid, guard_fd, flags, owned, periodic);
+	if (pfds[1].fd < 0 && errno)
+		return -1;
+	/* Polling (not sleeping on events) is needed where a source lacks an fd. */
+	*periodic |= pfds[0].fd < 0;
+	return 0;
+}
+
 int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		    pid_t guard_pid, int guard_fd, int flags)
 {
@@ -202,26 +227,10 @@ int ocirt_wait_file(const char *dir, const char *name, int timeout_ms,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
-		/* Out of inotify instances (a per-user limit): stat instead. */
-		pfds[0].fd = inotify_get();
-		if (pfds[0].fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOMEM)
-			return -1;
-		if (pfds[0].fd >= 0) {
-			wd = inotify_add_watch(pfds[0].fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
-			if (wd < 0) {
-				err = errno;
-				goto out;
-			}
-		}
-	}
-	pfds[1].fd = guard_open(guard_pid, guard_fd, flags, &owned, &periodic);
-	if (pfds[1].fd < 0 && errno) {
+	if (arm_wait(pfds, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE, guard_pid, guard_fd, flags, &wd, &owned, &periodic) < 0) {
 		err = errno;
 		goto out;
 	}
-	/* Polling (not sleeping on events) is needed where a source lacks an fd. */
-	periodic |= pfds[0].fd < 0;
 
 	/* Poll at least once, even with no time left: the guard's state is
 	 * only known from a poll. */
@@ -269,24 +278,11 @@ int ocirt_wait_change(const char *path, long long known_size, int timeout_ms,
 	int delay = BACKOFF_START_US;
 	int ret = -1, err = 0, wd = -1, owned = 0, periodic = 0;
 
-	if (!(flags & OCIRT_WAIT_NO_INOTIFY)) {
-		pfds[0].fd = inotify_get();
-		if (pfds[0].fd < 0 && errno != EMFILE && errno != ENFILE && errno != ENOMEM)
-			return -1;
-		if (pfds[0].fd >= 0) {
-			wd = inotify_add_watch(pfds[0].fd, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF);
-			if (wd < 0) {
-				err = errno;
-				goto out;
-			}
-		}
-	}
-	pfds[1].fd = guard_open(guard_pid, guard_fd, flags, &owned, &periodic);
-	if (pfds[1].fd < 0 && errno) {
+	if (arm_wait(pfds, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF,
+		     guard_pid, guard_fd, flags, &wd, &owned, &periodic) < 0) {
 		err = errno;
 		goto out;
 	}
-	periodic |= pfds[0].fd < 0;
 
 	for (int polled = 0;; polled = 1) {
 		/* Armed (or polling): a write since the caller's read shows in the size. */
