@@ -308,3 +308,17 @@ def test_stop_of_a_container_sharing_our_pid_namespace_uses_cgroup_kill(run, run
     assert c.state.exit_code == 137
     assert not any("kill" in argv for argv in commands)  # no runtime process: cgroup.kill ended all three
     until(lambda: c._cgroup.container.pids() == [], 10)  # the sleeps too, once they are through exiting
+
+
+def test_the_parents_shared_by_two_cgroups_go_with_the_last_of_them(new_id):
+    manager = Cgroupfs()
+    levels = manager._layout_levels()  # below our own cgroup, up to the parent: ocirt's to remove
+    before = {p for p in levels if os.path.isdir(p)}
+    first = manager.create(f"ocirt-conmon-{new_id()}", "ocirt-a")
+    second = manager.create(f"ocirt-conmon-{new_id()}", "ocirt-b")  # finds the parents made
+    assert all(os.path.isdir(p) for p in levels)
+    first.remove()  # the parents above the second's directories stay
+    held = [p for p in levels if any(d.startswith(p + "/") for d in second.dirs)]
+    assert held and all(os.path.isdir(p) for p in held)
+    second.remove()  # it did not make them, but it is the last to go
+    assert {p for p in levels if os.path.isdir(p)} == before

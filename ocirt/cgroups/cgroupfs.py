@@ -182,6 +182,7 @@ class Cgroupfs:
         name = _check_leaf(name)
         self._check_v2_controllers(needs)
         group = CgroupfsGroup([])
+        group.created_parents = self._layout_levels()  # known from the start: a create cut short removes them too
         try:
             for h in self.hierarchies():
                 group.dirs.append(_make(self.parent_dir(h), name, h, group.created_parents))
@@ -207,6 +208,25 @@ class Cgroupfs:
             group.remove()
             raise CgroupError(f"cannot create cgroup {name!r}: {e}") from e
         return group
+
+    def _layout_levels(self) -> List[str]:
+        """The directories between this process's own cgroup and the parent,
+        in every hierarchy, top-down: made for ocirt's layout, so each
+        cgroup removes them when it goes (if empty then), not only the one
+        that happened to make them. None for an absolute parent: the
+        caller's own."""
+        if self.absolute:
+            return []
+        out: List[str] = []
+        for h in self.all_hierarchies():
+            own = h.own_dir.rstrip("/")
+            level = self.parent_dir(h).rstrip("/")
+            below: List[str] = []
+            while level.startswith(own + "/"):
+                below.append(level)
+                level = os.path.dirname(level)
+            out += reversed(below)
+        return out
 
     def _check_v2_controllers(self, needs: Sequence[str]) -> None:
         base = self.base()
@@ -235,7 +255,8 @@ class Cgroupfs:
         if not dirs:
             dirs = [p for p in (os.path.join(self.parent_dir(h), name) for h in self.hierarchies()) if os.path.isdir(p)]
         group = CgroupfsGroup(list(dirs))
-        group.created_parents = list(parents)
+        # A record made before its cgroup (a process that died in create) names no parents.
+        group.created_parents = list(parents) or (self._layout_levels() if dirs else [])
         group.freezer = self._freezer_of(group.dirs)
         group.controllers = self._controllers_of(group.dirs)
         if container_dirs:
@@ -334,15 +355,23 @@ def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> s
     for attempt in range(3):
         try:
             os.mkdir(path)
-            break
         except FileNotFoundError:
             # The parent is not there (yet, or a concurrent remove() took a shared one away).
             if attempt == 2:
                 raise
             _makedirs(parent, h, created_parents)
-    if "cpuset" in h.controllers:
-        _inherit_cpuset(path)
-    return path
+            continue
+        try:
+            if "cpuset" in h.controllers:
+                _inherit_cpuset(path)
+            return path
+        except BaseException:
+            try:
+                os.rmdir(path)  # not left behind unrecorded, whatever stopped it
+            except OSError:
+                pass
+            raise
+    raise FileNotFoundError(errno.ENOENT, "cgroup parent keeps vanishing", parent)
 
 
 def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
@@ -353,7 +382,8 @@ def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
         os.mkdir(path)
     except FileExistsError:
         return
-    created.append(path)
+    if path not in created:
+        created.append(path)
     if "cpuset" in h.controllers:
         _inherit_cpuset(path)
 
@@ -369,8 +399,11 @@ def _inherit_cpuset(path: str) -> None:
         for fresh in (False, True):
             value = _parent_cpusets.get((parent, knob)) if not fresh else None
             if value is None:
-                with open(os.path.join(parent, knob)) as f:
-                    value = _parent_cpusets[(parent, knob)] = f.read().strip()
+                value = read_small(os.path.join(parent, knob)).decode().strip()
+                if not value:  # a parent another process made an instant ago, not yet given its own
+                    _inherit_cpuset(parent)
+                    value = read_small(os.path.join(parent, knob)).decode().strip()
+                _parent_cpusets[(parent, knob)] = value
             try:
                 with open(os.path.join(path, knob), "w") as f:
                     f.write(value)
@@ -442,10 +475,13 @@ class CgroupfsGroup:
         return [h for h in opened if h.pid in still]
 
     def leave(self, pid: int) -> None:
-        """Move `pid` from this cgroup to its parent in every hierarchy, so the cgroup can go."""
+        """Move `pid` out of this cgroup, and out of the parents made for it,
+        in every hierarchy, so that all of them can go."""
         for d in self.dirs:
+            above = [p for p in self.created_parents if d.startswith(p + "/")]
+            target = os.path.dirname(min(above, key=len) if above else d)
             try:
-                with open(os.path.join(os.path.dirname(d), "cgroup.procs"), "w") as f:
+                with open(os.path.join(target, "cgroup.procs"), "w") as f:
                     f.write(str(pid))
             except OSError as e:
                 raise CgroupError(f"cannot move process {pid} out of {d}: {e}") from e
