@@ -8,6 +8,8 @@ import pytest
 
 import ocirt
 
+from .observe import until
+
 
 @pytest.fixture
 def sleeper(run):
@@ -106,8 +108,14 @@ def test_exec_with_a_terminal(sleeper):
 def test_exec_session_pid_is_the_exec_process(sleeper):
     s = sleeper.exec(["sh", "-c", "echo ready; exec sleep 1000"], attach=True)
     assert s.attach.recv(100) == b"\x02ready\n"
-    with open(f"/proc/{s.pid}/cmdline", "rb") as f:
-        assert f.read() == b"sleep\x001000\x00"
+
+    def cmdline() -> bytes:
+        with open(f"/proc/{s.pid}/cmdline", "rb") as f:
+            return f.read()
+
+    # "ready" comes just before the shell's exec, during which the command line reads empty
+    until(lambda: cmdline() == b"sleep\x001000\x00", 30)
+    assert cmdline() == b"sleep\x001000\x00"
     sleeper.exec_stop(timeout=0)  # SIGTERM first, then at once SIGKILL
     assert s.exit_code == 143
 
