@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -321,4 +322,29 @@ def test_the_parents_shared_by_two_cgroups_go_with_the_last_of_them(new_id):
     held = [p for p in levels if any(d.startswith(p + "/") for d in second.dirs)]
     assert held and all(os.path.isdir(p) for p in held)
     second.remove()  # it did not make them, but it is the last to go
+    assert {p for p in levels if os.path.isdir(p)} == before
+
+
+CHURN = """
+import sys
+from ocirt.cgroups.cgroupfs import Cgroupfs
+manager = Cgroupfs()
+for i in range(int(sys.argv[2])):
+    manager.create(f"ocirt-conmon-{sys.argv[1]}-{i}", f"ocirt-{sys.argv[1]}-{i}").remove()
+"""
+
+
+def test_processes_making_and_removing_cgroups_at_once_never_lose_a_parent(new_id):
+    """Each create finds its parents, though other processes' removes take
+    the same shared levels away whenever they are empty."""
+    levels = Cgroupfs()._layout_levels()
+    if not levels:
+        pytest.skip("the parent is this process's own cgroup: no level is shared")
+    before = {p for p in levels if os.path.isdir(p)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CHURN, new_id(), "150"], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert {p for p in levels if os.path.isdir(p)} == before

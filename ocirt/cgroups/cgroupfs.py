@@ -196,7 +196,7 @@ class Cgroupfs:
                     group.runtime_path = os.path.join(base, leaf)
                     for h in self.all_hierarchies():
                         parent = os.path.join(h.mountpoint, base.lstrip("/"))
-                        _makedirs(parent, h, group.created_parents)
+                        _make_parents(parent, h, group.created_parents)
                         if h.version == 2 and len(self.all_hierarchies()) == 1 and parent in group.created_parents:
                             enable_controllers(parent, V2_CONTROLLERS)  # made just now: its children need them
                     dirs = [os.path.join(h.mountpoint, group.runtime_path.lstrip("/")) for h in self.all_hierarchies()]
@@ -349,29 +349,59 @@ def _controllers_enabled(cgroup_dir: str) -> bool:
         return False
 
 
+MAKE_TRIES = 100  # a shared parent can vanish again and again while other processes churn
+
+
 def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
-    """mkdir parent/name, and the parent first if it is missing; cpuset levels get cpus/mems."""
+    """mkdir parent/name, the parents first where missing; cpuset levels get cpus/mems.
+
+    A parent level is shared: another process's remove() takes it away
+    whenever it is empty, which it is until this cgroup is in it (then
+    rmdir finds it busy). So the chain is made again while a parent
+    vanishes under any step, the new cgroup removed before each new try.
+    """
     path = os.path.join(parent, name)
-    for attempt in range(3):
+    for attempt in range(MAKE_TRIES):
+        last = attempt == MAKE_TRIES - 1
         try:
+            if attempt:
+                _makedirs(parent, h, created_parents)
             os.mkdir(path)
-        except FileNotFoundError:
-            # The parent is not there (yet, or a concurrent remove() took a shared one away).
-            if attempt == 2:
+        except OSError as e:
+            if last or not _vanished(e):
                 raise
-            _makedirs(parent, h, created_parents)
             continue
         try:
             if "cpuset" in h.controllers:
                 _inherit_cpuset(path)
             return path
-        except BaseException:
+        except BaseException as e:
             try:
                 os.rmdir(path)  # not left behind unrecorded, whatever stopped it
             except OSError:
                 pass
-            raise
-    raise FileNotFoundError(errno.ENOENT, "cgroup parent keeps vanishing", parent)
+            if last or not isinstance(e, OSError) or not _vanished(e):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _make_parents(path: str, h: Hierarchy, created: List[str]) -> None:
+    """Make cgroup `path` and the levels above it where missing, again while
+    a level vanishes under a step (see _make); the runtime makes its
+    cgroup there, and makes the path again itself if it vanishes after."""
+    for attempt in range(MAKE_TRIES):
+        try:
+            _makedirs(path, h, created)
+            return
+        except OSError as e:
+            if attempt == MAKE_TRIES - 1 or not _vanished(e):
+                raise
+
+
+def _vanished(e: OSError) -> bool:
+    """Whether `e` says a cgroup directory went while in use: gone from its
+    path (ENOENT), or removed with the file open (ENODEV)."""
+    return e.errno in (errno.ENOENT, errno.ENODEV)
 
 
 def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
@@ -409,7 +439,9 @@ def _inherit_cpuset(path: str) -> None:
                     f.write(value)
                 break
             except OSError as e:
-                if fresh or e.errno not in (errno.EINVAL, errno.ENOSPC):
+                # EINVAL, ENOSPC: the parent's changed; EACCES: not within a
+                # parent made again since, and not yet given its own.
+                if fresh or e.errno not in (errno.EINVAL, errno.ENOSPC, errno.EACCES):
                     raise
 
 
