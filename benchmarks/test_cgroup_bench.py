@@ -33,6 +33,7 @@ def test_stats_call(benchmark, make_bundle, tmp_path):
         assert c.stats().pids_current == 1
     finally:
         c.delete(force=True)
+        rt.close()
     per = statistics.median(times)
     print(f"\nContainer.stats(): {per * 1e6:.0f} us per call (bound {STATS_BOUND_S * 1e6:.0f} us)")
     benchmark.extra_info.update(us_per_call=per * 1e6, bound_us=STATS_BOUND_S * 1e6)

@@ -84,9 +84,12 @@ def test_exit_notice_latency(benchmark, make_bundle, tmp_path):
             c.delete(force=True)
         return elapsed
 
-    process_exit, wait_returned = abba(
-        benchmark, lambda: killed(lambda c: _native.wait_pids([c.state.pid], 30)), lambda: killed(lambda c: c.wait(30)), ROUNDS
-    )
+    try:
+        process_exit, wait_returned = abba(
+            benchmark, lambda: killed(lambda c: _native.wait_pids([c.state.pid], 30)), lambda: killed(lambda c: c.wait(30)), ROUNDS
+        )
+    finally:
+        rt.close()
     latency = statistics.median(wait_returned) - statistics.median(process_exit)
     benchmark.extra_info.update(exit_notice_ms=latency * 1000, target_ms=EXIT_NOTICE_S * 1000)
     print(f"\nexit noticed {latency * 1000:.2f} ms after the process exited (median; target <= {EXIT_NOTICE_S * 1000:.0f} ms)")

@@ -145,7 +145,8 @@ class Runtime:
 
     def close(self) -> None:
         """Finish the background deletes (see delete_later), then release this object's
-        descriptors (database, pidfds); containers keep running."""
+        descriptors (database, pidfds) and the cgroup parents it kept for its next
+        container (those no container uses now go); containers keep running."""
         try:
             self.finish_deletes()
         finally:
@@ -167,6 +168,7 @@ class Runtime:
             c._close_fds()
         with self._lock:
             self._containers.clear()
+        self._cgroups.close()
         if self.store is not None:
             self.store.close()
 

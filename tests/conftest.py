@@ -57,6 +57,7 @@ def runtime(tmp_path: Any) -> Iterator[ocirt_lib.Runtime]:
     rt = ocirt_lib.Runtime(tmp_path / "ocirt")
     yield rt
     force_delete_all(rt)
+    rt.close()
 
 
 @pytest.fixture
@@ -72,6 +73,7 @@ def make_runtime(tmp_path: Any) -> Iterator[Callable[..., ocirt_lib.Runtime]]:
     yield make
     for rt in made:
         force_delete_all(rt)
+        rt.close()
 
 
 @pytest.fixture

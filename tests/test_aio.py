@@ -117,6 +117,7 @@ def test_a_cancelled_create_leaves_nothing(tmp_path, gate, make_bundle, new_id):
     for d in (rt.dirs.containers, rt.dirs.exits, rt.dirs.sockets):
         assert os.listdir(d) == [], d
     assert rt.containers() == {}
+    rt.close()
     # and, checked by the leak fixture: no runc container, no conmon, no cgroup
 
 

@@ -114,6 +114,10 @@ def test_relative_parent_is_made_and_removed(make_runtime, make_bundle, new_id):
     finally:
         c.delete()
     for h in hierarchies():
+        assert not os.path.exists(os.path.join(h.mountpoint, base.lstrip("/"), parent, "nested", f"ocirt-conmon-{c.id}"))
+        assert os.path.isdir(os.path.join(h.mountpoint, base.lstrip("/"), parent, "nested"))  # kept for the next
+    rt.close()
+    for h in hierarchies():
         assert not os.path.exists(os.path.join(h.mountpoint, base.lstrip("/"), parent))
 
 
@@ -133,6 +137,7 @@ def test_absolute_parent_places_conmon_there_in_every_hierarchy(make_runtime, ma
         assert {paths[key] for key in placed()} == {os.path.join(parent, f"ocirt-conmon-{c.id}")}
     finally:
         c.delete()
+    rt.close()
     assert not any(os.path.exists(d) for d in made)
 
 
@@ -208,7 +213,7 @@ def test_parent_dirs_relative_and_absolute(monkeypatch):
 # -- the container beside conmon ----------------------------------------------
 
 
-def test_conmon_and_the_container_are_siblings_and_all_goes_with_delete(run):
+def test_conmon_and_the_container_are_siblings_and_all_goes_with_delete_and_close(run, runtime):
     before = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
     c = run("sleep", "1000")
     conmon, init = conmon_cgroups(c.conmon_pid), conmon_cgroups(c.state.pid)
@@ -219,7 +224,10 @@ def test_conmon_and_the_container_are_siblings_and_all_goes_with_delete(run):
             assert conmon[key] == f"{base}/ocirt-conmon-{c.id}", key
     c.delete(force=True)
     after = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
-    assert after - before == set()  # parents made for them went too
+    assert not any(c.id in d for d in after)
+    assert after - before <= set(runtime._cgroups._plan().levels)  # kept for the runtime's next container
+    runtime.close()
+    assert {d for h in hierarchies() for d in _dirs_below(h.mountpoint)} == before
 
 
 def _dirs_below(top: str) -> set:
@@ -248,6 +256,7 @@ def test_a_failed_create_whose_delete_fails_too_leaves_no_cgroup(make_runtime, m
     before = {d for h in hierarchies() for d in _dirs_below(h.mountpoint)}
     with pytest.raises(ocirt.ConmonError, match="create failed on purpose"):
         rt.create(new_id(), make_bundle("true"))
+    rt.close()
     assert {d for h in hierarchies() for d in _dirs_below(h.mountpoint)} == before
 
 
@@ -312,17 +321,33 @@ def test_stop_of_a_container_sharing_our_pid_namespace_uses_cgroup_kill(run, run
 
 
 def test_the_parents_shared_by_two_cgroups_go_with_the_last_of_them(new_id):
-    manager = Cgroupfs()
-    levels = manager._layout_levels()  # below our own cgroup, up to the parent: ocirt's to remove
+    """Each manager stands for a process: its cgroups' parents stay while it
+    is open, and go with the last cgroup of a closed one."""
+    first_manager, second_manager = Cgroupfs(), Cgroupfs()
+    levels = first_manager._layout_levels()  # below our own cgroup, up to the parent: ocirt's to remove
     before = {p for p in levels if os.path.isdir(p)}
-    first = manager.create(f"ocirt-conmon-{new_id()}", "ocirt-a")
-    second = manager.create(f"ocirt-conmon-{new_id()}", "ocirt-b")  # finds the parents made
+    first = first_manager.create(f"ocirt-conmon-{new_id()}", "ocirt-a")
+    second = second_manager.create(f"ocirt-conmon-{new_id()}", "ocirt-b")  # finds the parents made
     assert all(os.path.isdir(p) for p in levels)
-    first.remove()  # the parents above the second's directories stay
+    first.remove()
+    first_manager.close()  # the parents above the second's directories stay
     held = [p for p in levels if any(d.startswith(p + "/") for d in second.dirs)]
     assert held and all(os.path.isdir(p) for p in held)
-    second.remove()  # it did not make them, but it is the last to go
+    second_manager.close()
+    assert all(os.path.isdir(p) for p in held)  # still in use
+    second.remove()  # it did not make them, but it is the last to go, its manager closed
     assert {p for p in levels if os.path.isdir(p)} == before
+
+
+def test_an_open_manager_keeps_the_parents_for_its_next_cgroup(new_id):
+    manager = Cgroupfs()
+    levels = manager._layout_levels()
+    before = {p for p in levels if os.path.isdir(p)}
+    manager.create(f"ocirt-conmon-{new_id()}", "ocirt-a").remove()
+    assert all(os.path.isdir(p) for p in levels)
+    manager.close()
+    assert {p for p in levels if os.path.isdir(p)} == before
+    manager.close()  # again: nothing
 
 
 CHURN = """

@@ -13,6 +13,7 @@ from ocirt.cgroups.systemd import systemd_running
 
 
 def assert_nothing_made(runtime: ocirt.Runtime) -> None:
+    runtime.close()  # and the cgroup parents it kept for its next container go
     for d in (runtime.dirs.containers, runtime.dirs.exits, runtime.dirs.sockets):
         assert os.listdir(d) == [], d
     assert runtime.containers() == {}

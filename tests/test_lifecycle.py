@@ -245,7 +245,7 @@ def test_conmon_gets_devnull_its_error_pipe_and_two_sockets_and_its_cgroup_first
     env = {"PATH": os.environ["PATH"], "OCIRT_FAKE_RECORD": record}
     rt = ocirt.Runtime(tmp_path / "rt", conmon_path=os.path.join(fakes_dir, "conmon-record"), conmon_env=env)
     cid = new_id()
-    with planted_fd(tmp_path):
+    with planted_fd(tmp_path), rt:
         with pytest.raises(ocirt.ConmonError, match="fake conmon: recorded"):
             rt.create(cid, make_bundle())
     with open(record + ".fds") as f:

@@ -8,6 +8,7 @@
   called before anything is created.
 - `create(name, container, needs) -> Cgroup`: a new cgroup for one conmon,
   planning the container's beside it (see cgroupfs for the layout).
+- `close()`: release what the manager kept for its next cgroups (parents).
 
 A `Cgroup` has `join_files()` (what a new process writes "0" to, to move
 itself in before it runs anything; empty when the manager must be asked),
@@ -63,6 +64,8 @@ class Manager(Protocol):
     def create(self, name: str, container: Optional[str] = None, needs: Sequence[str] = ()) -> Cgroup: ...
 
     def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> Cgroup: ...
+
+    def close(self) -> None: ...
 
 
 def manager(name: str, parent: Optional[str] = None) -> Manager:

@@ -18,7 +18,11 @@ place them). The parent:
   relative `parent` there), with the controllers enabled top-down.
 - an absolute `parent`, given by the caller, is used as it is.
 
-Parents made for a cgroup go with it once nothing else uses them.
+Parents made for a cgroup go with it once nothing else uses them, or, if
+the manager that made or found it is still open, when that manager closes
+(or its process exits): a manager's next cgroup would only make them again,
+and making and removing a cgroup level costs 40-130 us of kernel time in
+each hierarchy.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -108,6 +113,15 @@ class Cgroupfs:
         self._all: Optional[List[Hierarchy]] = None
         self._hierarchies: Optional[List[Hierarchy]] = None
         self._base: Optional[Tuple[Optional[str]]] = None
+        self._planned: Optional[_Plan] = None
+        self._kept = _KeptParents()
+        self._release_kept = weakref.finalize(self, self._kept.release)
+
+    def close(self) -> None:
+        """Remove the parents this manager's cgroups left to it (see the
+        module's docstring) where nothing uses them now; its later cgroups
+        remove their own parents. Called again, does nothing."""
+        self._release_kept()
 
     def check(self) -> None:
         if not self.hierarchies():
@@ -172,6 +186,11 @@ class Cgroupfs:
             return os.path.join(h.mountpoint, base.lstrip("/"))
         return os.path.join(h.own_dir, self._relparent) if self._relparent else h.own_dir
 
+    def _plan(self) -> "_Plan":
+        if self._planned is None:
+            self._planned = _Plan(self)
+        return self._planned
+
     def create(self, name: str, container: Optional[str] = None, needs: Sequence[str] = ()) -> "CgroupfsGroup":
         """Make cgroup `name` for a conmon; with `container`, plan the cgroup
         of that name the runtime will make for the container (`.container`,
@@ -181,25 +200,24 @@ class Cgroupfs:
         parent is not given, before anything is made."""
         name = _check_leaf(name)
         self._check_v2_controllers(needs)
-        group = CgroupfsGroup([])
-        group.created_parents = self._layout_levels()  # known from the start: a create cut short removes them too
+        plan = self._plan()
+        group = CgroupfsGroup([], self._kept)
+        group.created_parents = list(plan.levels)  # known from the start: a create cut short removes them too
         try:
-            for h in self.hierarchies():
-                group.dirs.append(_make(self.parent_dir(h), name, h, group.created_parents))
+            for h, parent in plan.conmon_parents:
+                group.dirs.append(_make(parent, name, h, group.created_parents))
                 group.join.append(os.path.join(group.dirs[-1], "tasks" if h.version == 1 else "cgroup.procs"))
-            group.freezer = self._freezer_of(group.dirs)
-            group.controllers = self._controllers_of(group.dirs)
+            self._describe(group)
             if container is not None:
                 leaf = _check_leaf(container)
                 base = self.base()
                 if base is not None:
                     group.runtime_path = os.path.join(base, leaf)
-                    for h in self.all_hierarchies():
-                        parent = os.path.join(h.mountpoint, base.lstrip("/"))
+                    for h, parent in plan.container_parents:
                         _make_parents(parent, h, group.created_parents)
-                        if h.version == 2 and len(self.all_hierarchies()) == 1 and parent in group.created_parents:
+                        if h.version == 2 and len(plan.container_parents) == 1 and parent in group.created_parents:
                             enable_controllers(parent, V2_CONTROLLERS)  # made just now: its children need them
-                    dirs = [os.path.join(h.mountpoint, group.runtime_path.lstrip("/")) for h in self.all_hierarchies()]
+                    dirs = [os.path.join(parent, leaf) for _, parent in plan.container_parents]
                 else:
                     group.runtime_path = leaf  # relative: inside the runtime's own cgroup, conmon's
                     dirs = [os.path.join(d, leaf) for d in group.dirs]
@@ -254,29 +272,34 @@ class Cgroupfs:
         exists; with the container's cgroup at `container_dirs`, if given."""
         if not dirs:
             dirs = [p for p in (os.path.join(self.parent_dir(h), name) for h in self.hierarchies()) if os.path.isdir(p)]
-        group = CgroupfsGroup(list(dirs))
+        group = CgroupfsGroup(list(dirs), self._kept)
         # A record made before its cgroup (a process that died in create) names no parents.
-        group.created_parents = list(parents) or (self._layout_levels() if dirs else [])
-        group.freezer = self._freezer_of(group.dirs)
-        group.controllers = self._controllers_of(group.dirs)
+        group.created_parents = list(parents) or (list(self._plan().levels) if dirs else [])
+        self._describe(group)
         if container_dirs:
             group.container = self.existing(os.path.basename(container_dirs[0]), list(container_dirs), [])
         return group
 
-    def _freezer_of(self, dirs: List[str]) -> Optional[str]:
-        """Which of `dirs` freezes its processes: the v1 freezer hierarchy's, else a v2 one."""
-        controllers = self._controllers_of(dirs)
-        return controllers.get("freezer") or controllers.get("v2")
+    def _describe(self, group: "CgroupfsGroup") -> None:
+        """Set `group`'s controllers ({v1 controller, or "v2": its dir}) and freezer from its dirs."""
+        for d in group.dirs:
+            for prefix, keys in self._plan().keys:
+                if d.startswith(prefix):
+                    group.controllers.update(dict.fromkeys(keys, d))
+        group.freezer = group.controllers.get("freezer") or group.controllers.get("v2")
 
-    def _controllers_of(self, dirs: List[str]) -> Dict[str, str]:
-        """{v1 controller, or "v2": the dir of `dirs` in that hierarchy}."""
-        out: Dict[str, str] = {}
-        for h in self.all_hierarchies():
-            for d in dirs:
-                if d.startswith(h.mountpoint.rstrip("/") + "/"):
-                    for key in h.controllers if h.version == 1 else ("v2",):
-                        out[key] = d
-        return out
+
+class _Plan:
+    """Where a manager's cgroups go, worked out once: the same for each."""
+
+    def __init__(self, manager: Cgroupfs) -> None:
+        self.conmon_parents = [(h, manager.parent_dir(h)) for h in manager.hierarchies()]
+        base = manager.base()
+        found = manager.all_hierarchies()
+        self.container_parents = [(h, os.path.join(h.mountpoint, base.lstrip("/"))) for h in found] if base is not None else []
+        # Which dirs are whose: the keys a dir under each mount stands for.
+        self.keys = [(h.mountpoint.rstrip("/") + "/", tuple(h.controllers) if h.version == 1 else ("v2",)) for h in found]
+        self.levels = tuple(manager._layout_levels())
 
 
 def _check_leaf(name: str) -> str:
@@ -448,8 +471,9 @@ def _inherit_cpuset(path: str) -> None:
 class CgroupfsGroup:
     """A cgroup made by Cgroupfs: its directories, one per hierarchy."""
 
-    def __init__(self, dirs: List[str]) -> None:
+    def __init__(self, dirs: List[str], kept: Optional["_KeptParents"] = None) -> None:
         self.dirs = dirs
+        self.kept = kept  # its manager's, which removes the parents at close while open
         self.created_parents: List[str] = []
         self.join: List[str] = []  # join_files, when known from the making
         self.freezer: Optional[str] = None  # the dir whose freezer (v1) or cgroup.freeze (v2) holds its processes
@@ -558,7 +582,8 @@ class CgroupfsGroup:
         """Remove every directory of this cgroup, with all cgroups below it,
         and the container's cgroup beside it (when the runtime left it).
 
-        Parents that were made for it go too when nothing else uses them. A
+        Parents that were made for it go too when nothing else uses them (at
+        its manager's close, while that is open). A
         directory whose last process is still exiting gets REMOVE_TRIES;
         CgroupError names those still busy then.
         """
@@ -567,17 +592,44 @@ class CgroupfsGroup:
             error = _remove_dir(d, () if failed else REMOVE_TRIES)  # one wait is enough to tell
             if error:
                 failed.append(error)
-        for p in reversed(self.created_parents):
-            try:
-                os.rmdir(p)
-            except OSError as e:
-                if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
-                    failed.append(f"{p}: {e.strerror}")
+        if self.kept is None or not self.kept.keep(self.created_parents):
+            failed += _remove_parents(self.created_parents)
         self.dirs, self.created_parents, self.join = [], [], []
         if self.container is not None:
             self.container.dirs = []
         if failed:
             raise CgroupError("cannot remove cgroup: " + "; ".join(failed))
+
+
+class _KeptParents:
+    """The parents an open manager keeps for its next cgroups, in the order made."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.parents: List[str] = []
+
+    def keep(self, parents: Sequence[str]) -> bool:
+        """Keep `parents` until release, if still open; whether kept."""
+        if not self.open:
+            return False
+        self.parents += [p for p in parents if p not in self.parents]
+        return True
+
+    def release(self) -> None:
+        self.open = False
+        _remove_parents(self.parents)  # a busy one is another's: its remover takes it
+
+
+def _remove_parents(parents: Sequence[str]) -> List[str]:
+    """rmdir each of `parents` unless in use, deepest first; what failed otherwise."""
+    failed = []
+    for p in sorted(parents, key=len, reverse=True):
+        try:
+            os.rmdir(p)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+                failed.append(f"{p}: {e.strerror}")
+    return failed
 
 
 REMOVE_TRIES = (0.001, 0.005, 0.02, 0.1)  # seconds between tries: a process leaves its cgroups as it exits

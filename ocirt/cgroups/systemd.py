@@ -54,6 +54,9 @@ class Systemd:
     def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> "SystemdScope":
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 
+    def close(self) -> None:
+        """Nothing is kept: systemd removes each scope."""
+
 
 class SystemdScope:
     """A transient scope; systemd removes it once its last process exits."""
