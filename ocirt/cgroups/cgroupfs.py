@@ -282,10 +282,13 @@ class Cgroupfs:
 
     def _describe(self, group: "CgroupfsGroup") -> None:
         """Set `group`'s controllers ({v1 controller, or "v2": its dir}) and freezer from its dirs."""
+        keys = self._plan().keys
         for d in group.dirs:
-            for prefix, keys in self._plan().keys:
+            end = d.find("/", len(_MOUNTS_AT)) if d.startswith(_MOUNTS_AT) else -1
+            mount = d[: end + 1] if end > 0 else ""
+            for prefix, names in [(mount, keys[mount])] if mount in keys else keys.items():
                 if d.startswith(prefix):
-                    group.controllers.update(dict.fromkeys(keys, d))
+                    group.controllers.update(dict.fromkeys(names, d))
         group.freezer = group.controllers.get("freezer") or group.controllers.get("v2")
 
 
@@ -298,7 +301,7 @@ class _Plan:
         found = manager.all_hierarchies()
         self.container_parents = [(h, os.path.join(h.mountpoint, base.lstrip("/"))) for h in found] if base is not None else []
         # Which dirs are whose: the keys a dir under each mount stands for.
-        self.keys = [(h.mountpoint.rstrip("/") + "/", tuple(h.controllers) if h.version == 1 else ("v2",)) for h in found]
+        self.keys = {h.mountpoint.rstrip("/") + "/": tuple(h.controllers) if h.version == 1 else ("v2",) for h in found}
         self.levels = tuple(manager._layout_levels())
 
 
@@ -308,6 +311,8 @@ def _check_leaf(name: str) -> str:
         raise InvalidArgument(f"cgroup name {name!r} must be one path component")
     return name
 
+
+_MOUNTS_AT = "/sys/fs/cgroup/"  # where hierarchies are usually mounted: a dir's mount found in one lookup
 
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")  # what a v2 parent enables for its containers
 
