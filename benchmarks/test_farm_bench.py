@@ -20,11 +20,14 @@ so that a regression fails while the goal stays visible in the output.
   stays what it was.
 - podman run --rm against ocirt's lifecycle (skipped, saying so, where
   podman is not installed).
+- Jobs through dask.distributed (a LocalCluster of one worker process on
+  this host, 4 at once) against the churn helper's 4 threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.resource_tracker
 import os
 import resource
 import shutil
@@ -57,6 +60,7 @@ MANAGER_CPU_S = Target(goal=0.0010, bound=0.0080)
 LIST_PER_CONTAINER_S = Target(goal=50e-6, bound=120e-6)
 CLI_RATIO = Target(goal=2.0, bound=8.0)  # Python's own start on these machines is about 2x `runc run`
 PODMAN_RATIO = Target(goal=6.0, bound=6.0)
+DASK_RATIO = Target(goal=0.8, bound=0.8)  # a task's trip through the scheduler, and a worker process of its own
 ASYNC_CONTAINERS = 40 if SHORT else 200
 LIVE_CONTAINERS = 50 if SHORT else 200
 BATCH = 16 if SHORT else 40  # lifecycles per throughput measurement
@@ -316,3 +320,45 @@ def _own_cgroup_parent() -> str:
             if path and path != "/":
                 return path
     return "/"
+
+
+@pytest.fixture(scope="module")
+def resource_tracker() -> None:
+    """Before the leak check's first look (see tests/test_dask.py)."""
+    multiprocessing.resource_tracker.ensure_running()
+
+
+def test_dask_against_the_churn_helper(benchmark, bundle, tmp_path, resource_tracker):
+    distributed = pytest.importorskip("distributed")
+    from ocirt.dask import OcirtPlugin, map_jobs
+
+    rt = ocirt.Runtime(tmp_path / "rt")
+    jobs = [Job(bundle=bundle) for _ in range(BATCH)]
+
+    def churn() -> float:
+        t0 = time.perf_counter()
+        results = run_jobs(rt, jobs, concurrency=4)
+        elapsed = time.perf_counter() - t0
+        assert [r.exit_code for r in results] == [0] * BATCH
+        return BATCH / elapsed
+
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True, resources={"ocirt": 4},
+                                      dashboard_address=":0", silence_logs=40) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+            client.register_plugin(OcirtPlugin(base=str(tmp_path / "dask")))
+
+            def through_dask() -> float:
+                t0 = time.perf_counter()
+                results = list(map_jobs(client, jobs))
+                elapsed = time.perf_counter() - t0
+                assert sorted(r.exit_code for r in results) == [0] * BATCH, [r.error for r in results if r.error]
+                return BATCH / elapsed
+
+            own, dask_rate = abba(benchmark, churn, through_dask, max(4, ROUNDS // 2))
+    finally:
+        rt.close()
+        reap_orphans()
+    ratio = statistics.median(dask_rate) / statistics.median(own)
+    report(benchmark, f"through Dask, 4 at once: {statistics.median(dask_rate):.1f}/s, churn helper {statistics.median(own):.1f}/s, "
+           f"ratio {ratio:.2f}", DASK_RATIO, ratio=ratio)  # fmt: skip
+    assert at_least(ratio, DASK_RATIO.bound), f"Dask throughput {ratio:.2f} of the churn helper's"

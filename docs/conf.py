@@ -10,6 +10,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 default_role = "code"  # the docstrings' `name` is code
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_mock_imports = ["distributed"]  # ocirt.dask's optional dependency, not needed to read its docstrings
 autodoc_default_options = {"members": True, "show-inheritance": True}
 myst_heading_anchors = 3
 suppress_warnings = ["myst.xref_missing"]  # the README links files of the repository, not pages

@@ -23,7 +23,6 @@ SIGKILLed worker), and whatever it holds is removed first.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import tempfile
@@ -31,9 +30,9 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Seq
 
 import pytest
 
-from . import native
+from . import claims, native
 from .container import Container
-from .errors import ContainerNotFound
+from .errors import ContainerNotFound, OcirtError
 from .run import RunResult
 from .runtime import Runtime
 
@@ -65,18 +64,10 @@ def worker_root(config: pytest.Config) -> str:
 
 
 def _claim(root: str) -> "tuple[str, int]":
-    """The first of root, root-1, root-2, ... whose lock this process gets; (that root, the lock's fd)."""
-    os.makedirs(os.path.dirname(root), mode=0o700, exist_ok=True)
-    for n in range(64):
-        path = root if n == 0 else f"{root}-{n}"
-        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # another live session (or worker) has it
-        return path, fd
-    raise pytest.UsageError(f"ocirt: 64 test sessions hold roots under {os.path.dirname(root)}")
+    try:
+        return claims.claim(root)
+    except OcirtError as e:
+        raise pytest.UsageError(f"ocirt: {e}") from e
 
 
 @pytest.fixture(scope="session")

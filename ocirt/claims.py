@@ -1,0 +1,61 @@
+"""Runtime roots claimed with flock(2), for processes that come and go.
+
+A test worker or a Dask worker keeps its containers in a root of its own
+under a shared base directory, holding `<root>.lock` while it lives. The
+kernel drops the lock however the process ends (SIGKILL included), so a
+root whose lock is free belongs to a process that ended without cleaning
+up: the next process to claim it removes what it left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Iterator, Tuple
+
+from .errors import OcirtError
+
+MAX_ROOTS = 64  # roots under one base: more live claimants than this is a mistake
+
+
+def claim(root: str) -> Tuple[str, int]:
+    """The first of `root`, `root`-1, `root`-2, ... whose lock this process
+    gets, made 0700 if new; (that root, the fd holding its lock: close it to
+    release). OcirtError when MAX_ROOTS are held."""
+    base = os.path.dirname(root)
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    for n in range(MAX_ROOTS):
+        path = root if n == 0 else f"{root}-{n}"
+        fd = _lock(path)
+        if fd is not None:
+            return path, fd
+    raise OcirtError(f"{MAX_ROOTS} live processes hold roots named {os.path.basename(root)} under {base}")
+
+
+def unclaimed(base: str) -> Iterator[Tuple[str, int]]:
+    """Each root under `base` whose lock no process holds, claimed in turn:
+    (root, its lock's fd) for the caller to clean and then close."""
+    try:
+        names = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.endswith(".lock") and os.path.isdir(os.path.join(base, name[: -len(".lock")])):
+            root = os.path.join(base, name[: -len(".lock")])
+            fd = _lock(root)
+            if fd is not None:
+                yield root, fd
+
+
+def _lock(root: str) -> "int | None":
+    """An fd holding the lock of `root` now; None if another process holds it."""
+    fd = os.open(root + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

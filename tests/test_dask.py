@@ -1,0 +1,97 @@
+"""Container jobs on a real dask.distributed LocalCluster of worker processes."""
+
+from __future__ import annotations
+
+import multiprocessing.resource_tracker
+import os
+import signal
+import socket
+import threading
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from ocirt.churn import Job
+
+from .cli_support import reap_orphans
+from .observe import until
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+from ocirt.dask import OcirtPlugin, map_jobs  # noqa: E402  (needs distributed)
+
+WORKERS = 2
+PER_WORKER = 2  # containers at once on each worker: its "ocirt" resource
+
+
+@pytest.fixture(scope="module", autouse=True)
+def resource_tracker() -> None:
+    """Started before the leak check's first look: worker processes start
+    multiprocessing's resource tracker, whose pipe stays for the process's life."""
+    multiprocessing.resource_tracker.ensure_running()
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[Any]:
+    """A client of a LocalCluster whose workers (processes) each have an ocirt runtime under tmp_path/dask."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a killed worker fails its job at once
+        with distributed.LocalCluster(
+            n_workers=WORKERS,
+            threads_per_worker=PER_WORKER,
+            processes=True,
+            resources={"ocirt": PER_WORKER},
+            dashboard_address=":0",
+            silence_logs=40,
+        ) as lc, distributed.Client(lc) as client:
+            client.register_plugin(OcirtPlugin(base=str(tmp_path / "dask")))
+            yield client
+    reap_orphans()  # conmons of a killed worker end as this subreaper's children
+
+
+def live_containers(client: Any) -> Dict[str, List[str]]:
+    """{worker address: ids of the containers its runtime holds}."""
+    return client.run(lambda dask_worker: [c.id for c in dask_worker.plugins["ocirt"].runtime.list()])
+
+
+def test_jobs_run_on_every_worker_with_their_results(cluster, tmp_path):
+    jobs = [Job(["sh", "-c", f"echo out {i}; echo err {i} >&2; exit {i % 3}"]) for i in range(4 * WORKERS * PER_WORKER)]
+    results = sorted(map_jobs(cluster, jobs), key=lambda r: r.index)
+    assert [r.index for r in results] == list(range(len(jobs)))
+    assert [r.exit_code for r in results] == [i % 3 for i in range(len(jobs))]
+    assert [(r.stdout, r.stderr) for r in results] == [(f"out {i}\n", f"err {i}\n") for i in range(len(jobs))]
+    assert all(r.error is None and r.host == socket.gethostname() for r in results)
+    assert {r.worker for r in results} == set(cluster.scheduler_info()["workers"])  # spread over the workers
+    assert all({"create", "start", "run"} <= set(r.timings) for r in results)
+    until(lambda: live_containers(cluster) == {w: [] for w in cluster.scheduler_info()["workers"]})  # deleted in the background
+
+
+def test_a_job_that_cannot_run_comes_back_with_its_error(cluster):
+    results = list(map_jobs(cluster, [Job(["/no/such/program"]), Job(["true"])]))
+    by_index = {r.index: r for r in results}
+    assert by_index[1].ok
+    failed = by_index[0]
+    assert failed.exit_code is None and "/no/such/program" in (failed.error or "")
+
+
+def test_a_killed_worker_fails_its_job_and_its_container_goes_at_the_restart(cluster):
+    results: List[Any] = []
+    collector = threading.Thread(target=lambda: results.extend(map_jobs(cluster, [Job(["sleep", "1000"])])))
+    collector.start()
+
+    def running() -> Dict[str, List[str]]:
+        return {w: ids for w, ids in live_containers(cluster).items() if ids}
+
+    try:
+        until(lambda: bool(running()), timeout=60)
+        ((worker, (cid,)),) = running().items()
+        os.kill(cluster.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+    finally:
+        collector.join(60)
+    assert not collector.is_alive()
+    (result,) = results
+    assert result.exit_code is None and "KilledWorker" in (result.error or "")
+    # The nanny starts a new worker; its plugin removes what the dead one left, before it takes jobs.
+    cluster.wait_for_workers(WORKERS, timeout=60)
+    until(lambda: not os.path.exists(f"/run/runc/{cid}"), timeout=60)
+    assert all(cid not in ids for ids in live_containers(cluster).values())
