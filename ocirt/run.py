@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
-from . import specgen
+from . import attach, specgen
 from .cgroups.limits import Limits
 from .container import Container
-from .errors import ContainerError, ContainerNotFound, Timeout
+from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
 from .logs import LogRecord
 from .state import Timings
 from .validate import check_id
@@ -75,6 +77,7 @@ def run(
     cpus: Optional[float] = None,
     limits: Optional[Limits] = None,
     labels: Optional[Mapping[str, str]] = None,
+    stdin: "bytes | str | None" = None,
     timeout: Optional[float] = None,
     remove: bool = True,
     detach: bool = False,
@@ -82,19 +85,28 @@ def run(
 ) -> "RunResult | Container":
     """See Runtime.run."""
     cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
+    data = _input(stdin, detach)
     root = runtime.root or runtime.tmp_dir
     bundle = os.path.join(root, "bundles", cid)
     options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts, network=network)
     specgen.write_bundle(bundle, cmd, rootfs=rootfs, cache_dir=os.path.join(root, "rootfs"), **options)
     try:
-        container = runtime.create(cid, bundle, name=name or cid[:12], owned_bundle=True, limits=limits, labels=labels)
+        container = runtime.create(
+            cid, bundle, name=name or cid[:12], owned_bundle=True, limits=limits, labels=labels, stdin=data is not None
+        )
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
+    feeder: Optional[threading.Thread] = None
     try:
+        if data is not None:
+            sock = attach.connect(os.path.join(runtime.dirs.sockets, cid), send_input=True)  # before the start: nothing is missed
+            feeder = threading.Thread(target=_feed, args=(sock, data), name=f"ocirt-stdin-{cid[:12]}", daemon=True)
         container.start()
         if detach:
             return container
+        if feeder is not None:
+            feeder.start()
         try:
             code = container.wait(timeout)
         except Timeout as e:
@@ -103,6 +115,12 @@ def run(
     except BaseException:
         _remove(container)
         raise
+    finally:
+        if feeder is not None:
+            if feeder.is_alive():
+                feeder.join()  # conmon hung up as the container exited (or was removed)
+            else:
+                sock.close()  # never started
     if remove:
         container.delete(force=True)
     if check and code != 0:
@@ -115,3 +133,21 @@ def _remove(container: Container) -> None:
         container.delete(force=True)
     except ContainerNotFound:
         pass
+
+
+def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
+    """`stdin` as the bytes to send (str as UTF-8); InvalidArgument for what cannot be sent."""
+    if stdin is None:
+        return None
+    if detach:
+        raise InvalidArgument("stdin data goes with a run to its end, not with detach=True")
+    if isinstance(stdin, str):
+        return stdin.encode()
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return bytes(stdin)
+    raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
+
+
+def _feed(sock: "socket.socket", data: bytes) -> None:
+    with sock:
+        attach.feed(sock, data)

@@ -242,8 +242,10 @@ class Runtime:
         (default: the busybox tree built once, each container writing to a
         layer of its own), env (a dict), user, workdir, mounts ((host path,
         container path[, "ro"]) each), network ("none" or "host"), memory,
-        pids_limit, cpus, limits (a Limits), labels, timeout (seconds it may
-        run: then it is killed and removed, and Timeout raised), remove
+        pids_limit, cpus, limits (a Limits), labels, stdin (bytes or str: the
+        container's standard input, ended after it; none: no stdin),
+        timeout (seconds it may run: then it is killed and removed, and
+        Timeout raised), remove
         (default True: delete it once it exited), check (raise
         ContainerError for a non-zero exit). Bad options raise
         InvalidArgument before anything is made.

@@ -64,6 +64,7 @@ def test_bad_run_options_are_refused_before_anything_is_made(runtime, tmp_path):
         (dict(network="bridge"), "network"), (dict(mounts=[("relative", "/x")]), "mount source"),
         (dict(mounts=[(str(tmp_path), "/a/../b")]), "mount destination"), (dict(labels={"a=b": "c"}), "label name"),
         (dict(limits=ocirt.Limits(memory=-1), memory="1g"), "memory limit"),
+        (dict(stdin=42), "stdin must be bytes or str"), (dict(stdin=b"x", detach=True), "not with detach"),
     ):  # fmt: skip
         with pytest.raises(ocirt.InvalidArgument, match=words):
             runtime.run(["true"], **bad)
@@ -165,3 +166,21 @@ def test_run_takes_the_id_it_is_given(runtime, new_id):
     assert runtime.run(["true"], container_id=cid).container_id == cid
     with pytest.raises(ocirt.InvalidArgument, match="invalid container id"):
         runtime.run(["true"], container_id="no/slashes")
+
+
+def test_run_sends_stdin_and_ends_it(runtime):
+    assert runtime.run(["cat"], stdin=b"hello\nworld\n").stdout == "hello\nworld\n"
+    assert runtime.run(["sh", "-c", "cat; echo end"], stdin="").stdout == "end\n"  # EOF at once
+    assert runtime.run(["wc", "-c"], stdin="é").stdout.strip() == "2"  # str goes as UTF-8
+
+
+def test_megabytes_of_binary_stdin_arrive_unchanged(runtime):
+    data = os.urandom(3 << 20)  # far more than the socket buffers, and every byte value
+    result = runtime.run(["md5sum"], stdin=data)
+    assert result.stdout.split() == [hashlib.md5(data).hexdigest(), "-"]
+
+
+def test_a_container_that_reads_no_stdin_still_ends(runtime):
+    result = runtime.run(["sh", "-c", "exit 4"], stdin=os.urandom(1 << 20))
+    assert result.exit_code == 4
+    assert runtime.list() == []

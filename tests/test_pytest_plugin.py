@@ -17,6 +17,7 @@ def test_run(ocirt_run):
     result = ocirt_run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\\n", "err\\n")
     assert "run" in result.timings.phases()
+    assert ocirt_run(["cat"], stdin=b"in\\n", memory=64 << 20).stdout == "in\\n"
 
 def test_container(ocirt_container):
     c = ocirt_container(["sleep", "1000"], env={"A": "1"})
