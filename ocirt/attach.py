@@ -39,55 +39,54 @@ def connect(directory: str, send_input: bool = False) -> socket.socket:
         os.close(dirfd)
 
 
-def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2) -> None:
-    """Copy output packets to `stdout_fd` / `stderr_fd` until conmon hangs up."""
-    targets = {STDOUT: stdout_fd, STDERR: stderr_fd}
-    while True:
-        packet = sock.recv(65536)
-        if not packet:
-            return
-        fd = targets.get(packet[0])
-        if fd is None:
-            continue
-        data = memoryview(packet)[1:]
-        while data:
-            data = data[os.write(fd, data):]
+def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "int | bytes | None" = None) -> None:
+    """Copy output packets to `stdout_fd` / `stderr_fd` (-1: drop them)
+    until conmon hangs up (the output ended).
 
-
-def feed(sock: socket.socket, data: bytes) -> None:
-    """Send `data` as the container's stdin, in packets conmon reads whole,
-    then end it (the container reads EOF); meanwhile drain its output (the
-    log has it), so that conmon never blocks on a full socket. Returns when
-    conmon hangs up (the output ended). A container that exits without
-    reading all of `data` ends the sending, not the call.
+    With `stdin` (bytes, or an fd read to its end), send it meanwhile as
+    the container's input, in packets conmon reads whole, then end it: the
+    container reads EOF. Input the container no longer takes (it exited,
+    or its stdin was closed) ends the sending, not the relay.
     """
-    left = memoryview(data)
+    targets = {STDOUT: stdout_fd, STDERR: stderr_fd}
+    data = memoryview(stdin) if isinstance(stdin, bytes) else memoryview(b"")  # to send
+    source = stdin if isinstance(stdin, int) else None  # to read more from
+    sending = stdin is not None
     sock.setblocking(False)
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLOUT)
-    if not left:
-        sock.shutdown(socket.SHUT_WR)
-        poller.modify(sock, select.POLLIN)
     while True:
-        for _, events in poller.poll():
-            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+        if sending and not data and source is None:
+            try:
+                sock.shutdown(socket.SHUT_WR)  # conmon closes the container's stdin
+            except OSError:
+                pass
+            sending = False
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | (select.POLLOUT if data else 0))
+        if source is not None and not data:
+            poller.register(source, select.POLLIN)
+        for fd, events in poller.poll():
+            if fd == source:
+                data = memoryview(os.read(source, INPUT_PACKET))
+                if not data:
+                    source = None
+                continue
+            if data and events & select.POLLOUT:
                 try:
-                    if not sock.recv(65536):
-                        return
+                    data = data[sock.send(data[:INPUT_PACKET]) :]
                 except BlockingIOError:
                     pass
-                except OSError:
-                    return
-            if left and events & select.POLLOUT:
+                except OSError:  # the container's stdin is closed: no more input is taken
+                    data, source = data[:0], None
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 try:
-                    left = left[sock.send(left[:INPUT_PACKET]) :]
+                    packet = sock.recv(65536)
                 except BlockingIOError:
                     continue
-                except OSError:  # conmon closed the container's stdin: it exited, or will
-                    left = left[:0]
-                if not left:
-                    try:
-                        sock.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-                    poller.modify(sock, select.POLLIN)
+                except OSError:
+                    return
+                if not packet:
+                    return
+                fd_out = targets.get(packet[0], -1)
+                out = memoryview(packet)[1:]
+                while fd_out >= 0 and out:
+                    out = out[os.write(fd_out, out) :]

@@ -80,6 +80,7 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
 def _run_options(sp: argparse.ArgumentParser) -> None:
     _container_options(sp)
     sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
+    sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the container, to its end")
 
 
 def _id(sp: argparse.ArgumentParser) -> None:
@@ -321,6 +322,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             exit_command=exit_command,
             listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
             limits=limits,
+            stdin=getattr(args, "interactive", False),
         )
     except BaseException:
         if owned:
@@ -332,6 +334,8 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
     """Create, start and wait; stream the output. On any way out before the
     container's exit (an error, Ctrl-C before start, a reader gone: `| head`),
     the container is stopped, and with --rm removed."""
+    if args.detach and args.interactive:
+        raise Usage("ocirt: -i sends this stdin while the container runs in the foreground: not with -d")
     c = cmd_create(rt, args, out)
     if args.detach:
         try:
@@ -344,7 +348,7 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
     code: Optional[int] = None
     try:
         try:
-            sock = attach.connect(os.path.join(rt.dirs.sockets, c.id))
+            sock = attach.connect(os.path.join(rt.dirs.sockets, c.id), send_input=args.interactive)
         except OSError as e:
             raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
         forwarded = _forward_signals(c)
@@ -352,7 +356,7 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
             with sock:
                 c.start()
                 try:
-                    attach.relay(sock)
+                    attach.relay(sock, stdin=0 if args.interactive else None)
                 except BrokenPipeError:
                     log.debug("output closed: stopping container %s", c.id)
                     c.stop(STOP_TIMEOUT)

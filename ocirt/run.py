@@ -150,4 +150,4 @@ def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
 
 def _feed(sock: "socket.socket", data: bytes) -> None:
     with sock:
-        attach.feed(sock, data)
+        attach.relay(sock, -1, -1, stdin=data)  # the output is read from the log

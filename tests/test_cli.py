@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from datetime import datetime, timezone
 
 import psutil
@@ -35,6 +36,22 @@ def test_run_rm_echo_hello_leaves_nothing(ocirt):
 def test_run_exit_code_and_streams(ocirt):
     proc = ocirt("run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+
+
+def test_run_i_sends_stdin_to_its_end_and_megabytes_of_binary_round_trip(ocirt):
+    proc = ocirt("run", "--rm", "-i", "--", "sh", "-c", "cat; echo done", input="hello\n")
+    assert (proc.returncode, proc.stdout) == (0, "hello\ndone\n")
+    data = os.urandom(4 << 20)  # far more than the socket buffers, every byte value, both ways
+    proc = subprocess.run(ocirt.argv("run", "--rm", "-i", "--", "cat"), input=data, capture_output=True, env=ocirt.env, timeout=120)
+    assert (proc.returncode, len(proc.stdout), proc.stdout == data) == (0, len(data), True)
+    assert ocirt("run", "--rm", "--", "cat", input="not sent\n").stdout == ""  # without -i: no stdin
+    assert names(ocirt) == []
+
+
+def test_run_i_with_d_is_refused(ocirt):
+    proc = ocirt("run", "-i", "-d", "--", "cat")
+    assert proc.returncode == 125 and "not with -d" in proc.stderr
+    assert names(ocirt) == []
 
 
 def test_run_streams_output_while_running(ocirt):
