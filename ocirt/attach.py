@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import threading
 
 STDOUT = 2
 STDERR = 3
@@ -90,3 +91,16 @@ def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "i
                 out = memoryview(packet)[1:]
                 while fd_out >= 0 and out:
                     out = out[os.write(fd_out, out) :]
+
+
+def feed(sock: socket.socket, data: bytes) -> None:
+    """Send `data` as the input, then EOF, dropping the output (a log has
+    it) until conmon hangs up; then close `sock`. For a thread of its own
+    beside a wait, which ends the process on a timeout."""
+    with sock:
+        relay(sock, -1, -1, stdin=data)
+
+
+def feeding(sock: socket.socket, data: bytes, name: str) -> threading.Thread:
+    """A daemon thread (not started) that feeds `data` to `sock`."""
+    return threading.Thread(target=feed, args=(sock, data), name=name, daemon=True)

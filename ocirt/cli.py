@@ -121,6 +121,7 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
+    sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the process, to its end")
     sp.add_argument("name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
@@ -531,10 +532,10 @@ def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
 
 def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     c = rt.get(args.name)
-    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir, attach=True)
+    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir, attach=True, stdin=args.interactive)
     assert session.attach is not None
     with session.attach:
-        attach.relay(session.attach)
+        attach.relay(session.attach, stdin=0 if args.interactive else None)
     return session.wait()
 
 

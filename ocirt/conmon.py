@@ -180,6 +180,7 @@ def launch_steps(
     join_cgroup: Optional[Callable[[int], None]] = None,
     listen_fds: Sequence[int] = (),
     attach_dir: Optional[str] = None,
+    attach_input: bool = False,
 ) -> Steps[Launched]:
     """Run conmon and wait for its first sync message (see ocirt.steps).
 
@@ -257,7 +258,7 @@ def launch_steps(
         if attach_dir is not None:
             if (yield from read_sync_steps(attach_parent, deadline)) is None:
                 raise ConmonError("conmon exited before its attach socket was ready")
-            sock = attach.connect(attach_dir)
+            sock = attach.connect(attach_dir, send_input=attach_input)
             os.write(start_parent, b"0")  # now the exec may start
         message = yield from read_sync_steps(sync_parent, deadline)
         conmon_pid = read_pid(args.conmon_pidfile)

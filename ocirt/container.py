@@ -13,12 +13,13 @@ import os
 import re
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
-from . import conmon, exec as execs, logs as logfile, spec as specs
+from . import attach, conmon, exec as execs, logs as logfile, spec as specs
 from .cgroups import Cgroup, limits as cgroup_limits
 from .cgroups.limits import Limits, Stats
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
@@ -322,16 +323,19 @@ class Container:
         session_id: Optional[str] = None,
         timeout: Optional[float] = 240,
         attach: bool = False,
+        stdin: bool = False,
     ) -> ExecSession:
         """Run `cmd` in the running container under its own conmon.
 
         Its output goes to the session's log (`ExecSession.logs()`); with
         `attach`, also live to `ExecSession.attach` (see ocirt.attach.relay),
         connected before the process starts so nothing is missed. Read that
-        socket (or close it): conmon waits while it is full.
+        socket (or close it): conmon waits while it is full. With `stdin`
+        (attach only), what is sent on it is the process's stdin, and
+        shutting its writing end is the process's EOF.
         InvalidArgument for an empty or malformed `cmd`, user or env.
         """
-        options = execs.ExecOptions(env, user, cwd, tty, tuple(cap_add), no_new_privs, session_id, timeout, attach)
+        options = execs.ExecOptions(env, user, cwd, tty, tuple(cap_add), no_new_privs, session_id, timeout, attach, stdin)
         return block(self.exec_steps(cmd, options))
 
     def exec_steps(self, cmd: Sequence[str], options: Optional[execs.ExecOptions] = None) -> Steps[ExecSession]:
@@ -339,6 +343,8 @@ class Container:
         args = execs.check_command(cmd)
         sid = check_id(o.session_id, "exec session id") if o.session_id is not None else os.urandom(16).hex()
         limit = check_timeout(o.timeout)
+        if o.stdin and not o.attach:
+            raise InvalidArgument("an exec's stdin is sent on its attach socket: stdin=True needs attach=True")
         ids = self._resolve_user(o.user) if o.user is not None else None  # reads the container's files: never under its lock
         with (yield from self._locking()):
             self._require(RUNNING, verb="exec in")
@@ -347,7 +353,9 @@ class Container:
                 cap_add=tuple(o.cap_add), no_new_privs=o.no_new_privs,
             )  # fmt: skip
             files = self._files.exec_session(sid)
-            session = yield from execs.start_steps(self._svc.launcher, self, files, self._cgroup, sid, process, timeout=limit, attach=o.attach)
+            session = yield from execs.start_steps(
+                self._svc.launcher, self, files, self._cgroup, sid, process, timeout=limit, attach=o.attach, stdin=o.stdin
+            )
             self._sessions.add(session)
             return session
 
@@ -406,13 +414,29 @@ class Container:
             raise Timeout(f"container {self.id} wrote no line matching {match!r} within {timeout:g}s") from None
         raise InvalidState(f"container {self.id} ended its output without a line matching {match!r}")
 
-    def exec_run(self, cmd: Sequence[str], timeout: Optional[float] = None, **options: Any) -> Tuple[int, str, str]:
+    def exec_run(
+        self, cmd: Sequence[str], timeout: Optional[float] = None, stdin: "bytes | str | None" = None, **options: Any
+    ) -> Tuple[int, str, str]:
         """Run `cmd` in the container to its end: (exit code, stdout, stderr).
-        `options` are exec's (env, user, cwd, ...); Timeout after `timeout`
-        seconds, the process stopped."""
-        with self.exec(cmd, **options) as session:  # a timeout ends the process on the way out
-            code = session.wait(timeout)
-            out = list(session.logs())
+        `stdin` (bytes, or str as UTF-8) is its input, then EOF; `options`
+        are exec's (env, user, cwd, ...); Timeout after `timeout` seconds,
+        the process stopped."""
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        if data is not None and not isinstance(data, bytes):
+            raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
+        if data is not None:
+            options.update(attach=True, stdin=True)
+        feeder: Optional[threading.Thread] = None
+        try:
+            with self.exec(cmd, **options) as session:  # a timeout ends the process on the way out
+                if data is not None and session.attach is not None:
+                    feeder = attach.feeding(session.attach, data, name=f"ocirt-exec-stdin-{session.id[:12]}")
+                    feeder.start()
+                code = session.wait(timeout)
+                out = list(session.logs())
+        finally:
+            if feeder is not None:
+                feeder.join()  # conmon hung up: the process exited, or was stopped
         return code, _text(out, "stdout"), _text(out, "stderr")
 
     # -- the record, shared with other processes through the store -----------

@@ -56,6 +56,7 @@ class ExecOptions:
     session_id: Optional[str] = None
     timeout: Optional[float] = 240
     attach: bool = False
+    stdin: bool = False  # the process reads what is sent on the attach socket (attach only)
 
 
 def start_steps(
@@ -68,11 +69,14 @@ def start_steps(
     *,
     timeout: Optional[float],
     attach: bool,
+    stdin: bool = False,
 ) -> Steps["ExecSession"]:
     """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files` (steps)."""
     tty = bool(process.get("terminal"))
     try:
-        launched = yield from launcher.exec_steps(container.id, files, process, cgroup=cgroup, tty=tty, attach=attach, timeout=timeout)
+        launched = yield from launcher.exec_steps(
+            container.id, files, process, cgroup=cgroup, tty=tty, attach=attach, stdin=stdin, timeout=timeout
+        )
     except FileExistsError:
         raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
     return ExecSession(container, session_id, files, launched)

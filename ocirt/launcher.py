@@ -116,6 +116,7 @@ class Launcher:
         tty: bool,
         attach: bool,
         timeout: Optional[float],
+        stdin: bool = False,
     ) -> Steps[conmon.Launched]:
         """Have conmon run `process` in container `cid`; its files go to `files.root` (steps).
 
@@ -138,12 +139,15 @@ class Launcher:
                 terminal=tty,
                 exec_spec=files.process,
                 exec_attach=attach,
+                stdin=stdin,
             )
             env = conmon.conmon_env(self.conmon_env)
             link = files.socket_link
             try:
                 attach_dir = link if attach else None
-                return (yield from conmon.launch_steps(args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, **_joining(cgroup)))
+                return (yield from conmon.launch_steps(
+                    args, env, cwd=files.root, timeout=timeout, attach_dir=attach_dir, attach_input=stdin, **_joining(cgroup)
+                ))  # fmt: skip
             except BaseException:
                 if os.path.islink(link):  # conmon may have linked the session's socket dir before failing
                     os.unlink(link)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
@@ -101,7 +100,7 @@ def run(
     try:
         if data is not None:
             sock = attach.connect(os.path.join(runtime.dirs.sockets, cid), send_input=True)  # before the start: nothing is missed
-            feeder = threading.Thread(target=_feed, args=(sock, data), name=f"ocirt-stdin-{cid[:12]}", daemon=True)
+            feeder = attach.feeding(sock, data, name=f"ocirt-stdin-{cid[:12]}")
         container.start()
         if detach:
             return container
@@ -147,7 +146,3 @@ def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
         return bytes(stdin)
     raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
 
-
-def _feed(sock: "socket.socket", data: bytes) -> None:
-    with sock:
-        attach.relay(sock, -1, -1, stdin=data)  # the output is read from the log

@@ -218,6 +218,14 @@ def test_exec_as_another_user(ocirt):
     ocirt.ok("rm", "-f", "u")
 
 
+def test_exec_i_sends_stdin_to_its_end(ocirt):
+    ocirt.ok("run", "-d", "--name", "ei", "--", "sleep", "1000")
+    proc = ocirt("exec", "-i", "ei", "sh", "-c", "cat; echo done", input="one\ntwo\n")
+    assert (proc.returncode, proc.stdout) == (0, "one\ntwo\ndone\n")
+    assert ocirt("exec", "ei", "cat", input="not sent\n").stdout == ""  # without -i: no stdin
+    ocirt.ok("rm", "-f", "ei")
+
+
 def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
     other = str(tmp_path / "other-root")
     ocirt.ok("--root", other, "run", "-d", "--name", "elsewhere", "--", "sleep", "1000")

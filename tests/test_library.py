@@ -184,3 +184,16 @@ def test_a_container_that_reads_no_stdin_still_ends(runtime):
     result = runtime.run(["sh", "-c", "exit 4"], stdin=os.urandom(1 << 20))
     assert result.exit_code == 4
     assert runtime.list() == []
+
+
+def test_exec_run_sends_stdin_and_an_exec_without_attach_refuses_it(runtime):
+    data = os.urandom(2 << 20)
+    with runtime.run(["sleep", "1000"], detach=True) as c:
+        code, out, _ = c.exec_run(["md5sum"], stdin=data)
+        assert (code, out.split()) == (0, [hashlib.md5(data).hexdigest(), "-"])
+        assert c.exec_run(["sh", "-c", "cat; echo end"], stdin="")[1] == "end\n"
+        with pytest.raises(ocirt.InvalidArgument, match="needs attach=True"):
+            c.exec(["cat"], stdin=True)
+        with pytest.raises(ocirt.Timeout):
+            c.exec_run(["sh", "-c", "cat; sleep 1000"], stdin=b"x", timeout=0.5)
+    assert runtime.list() == []
