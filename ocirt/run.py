@@ -10,13 +10,14 @@ For example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
-from . import attach, specgen
+from . import attach, spec as specs, specgen
 from .cgroups.limits import Limits
 from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
@@ -66,11 +67,12 @@ def run(
     container_id: Optional[str] = None,
     name: Optional[str] = None,
     rootfs: Optional[str] = None,
+    bundle: "str | os.PathLike[str] | None" = None,
     env: Optional[Mapping[str, str]] = None,
     user: Optional[str] = None,
     workdir: Optional[str] = None,
     mounts: Sequence[Sequence[str]] = (),
-    network: str = "none",
+    network: Optional[str] = None,
     memory: Optional[int] = None,
     pids_limit: Optional[int] = None,
     cpus: Optional[float] = None,
@@ -85,17 +87,25 @@ def run(
     """See Runtime.run."""
     cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
     data = _input(stdin, detach)
-    root = runtime.root or runtime.tmp_dir
-    bundle = os.path.join(root, "bundles", cid)
-    options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts, network=network)
-    specgen.write_bundle(bundle, cmd, rootfs=rootfs, cache_dir=os.path.join(root, "rootfs"), **options)
-    try:
-        container = runtime.create(
-            cid, bundle, name=name or cid[:12], owned_bundle=True, limits=limits, labels=labels, stdin=data is not None
-        )
-    except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
+    common: Any = dict(name=name or cid[:12], labels=labels, stdin=data is not None)
+    if bundle is not None:
+        given = dict(rootfs=rootfs, user=user, workdir=workdir, mounts=mounts or None, network=network)
+        refused = [k for k, v in given.items() if v is not None]
+        if refused:
+            raise InvalidArgument(f"a bundle brings its own root filesystem and process: give no {', '.join(refused)} with it")
+        spec = _bundle_spec(bundle, cmd, env)
+        limits = _with(limits, memory=memory, pids_limit=pids_limit, cpus=cpus)
+        container = runtime.create(cid, spec=spec, limits=limits, **common)  # the caller's files are never written
+    else:
+        root = runtime.root or runtime.tmp_dir
+        made = os.path.join(root, "bundles", cid)
+        options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
+        specgen.write_bundle(made, cmd, rootfs=rootfs, cache_dir=os.path.join(root, "rootfs"), network=network or "none", **options)
+        try:
+            container = runtime.create(cid, made, owned_bundle=True, limits=limits, **common)
+        except BaseException:
+            shutil.rmtree(made, ignore_errors=True)
+            raise
     feeder: Optional[threading.Thread] = None
     try:
         if data is not None:
@@ -146,3 +156,28 @@ def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
         return bytes(stdin)
     raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
 
+
+
+def _bundle_spec(bundle: "str | os.PathLike[str]", cmd: Sequence[str], env: Optional[Mapping[str, str]]) -> Dict[str, Any]:
+    """The spec of `bundle`, its paths made absolute, running `cmd` when
+    given (else its own process) with `env` added."""
+    path, spec = specs.load_bundle(bundle)
+    spec = specs.runtime_spec(path, spec)
+    process = dict(spec["process"])
+    if cmd:
+        if isinstance(cmd, (str, bytes)) or not all(isinstance(a, str) and a for a in cmd):
+            raise InvalidArgument("a container's command is a non-empty list of non-empty strings")
+        process["args"] = list(cmd)
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
+            raise InvalidArgument(f"invalid environment variable {key!r}={value!r}")
+        process["env"] = [e for e in process.get("env") or [] if not e.startswith(key + "=")] + [f"{key}={value}"]
+    return dict(spec, process=process)
+
+
+def _with(limits: Optional[Limits], **values: Any) -> Optional[Limits]:
+    """`limits` with each of `values` that is given set too (Limits checks them)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return limits
+    return dataclasses.replace(limits or Limits(), **given)

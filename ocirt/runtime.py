@@ -240,7 +240,9 @@ class Runtime:
 
         Options: container_id (default: a random one), name, rootfs
         (default: the busybox tree built once, each container writing to a
-        layer of its own), env (a dict), user, workdir, mounts ((host path,
+        layer of its own) or bundle (a ready OCI bundle, never written to,
+        whose own process runs if `cmd` is empty; no user, workdir, mounts
+        or network then), env (a dict, added), user, workdir, mounts ((host path,
         container path[, "ro"]) each), network ("none" or "host"), memory,
         pids_limit, cpus, limits (a Limits), labels, stdin (bytes or str: the
         container's standard input, ended after it; none: no stdin),

@@ -197,3 +197,17 @@ def test_exec_run_sends_stdin_and_an_exec_without_attach_refuses_it(runtime):
         with pytest.raises(ocirt.Timeout):
             c.exec_run(["sh", "-c", "cat; sleep 1000"], stdin=b"x", timeout=0.5)
     assert runtime.list() == []
+
+
+def test_run_takes_a_ready_bundle_and_never_writes_it(runtime, make_bundle):
+    bundle = make_bundle("sh", "-c", "echo from the bundle; echo ${A:-unset}")
+    before = tree_digest(bundle)
+    assert runtime.run([], bundle=bundle).stdout == "from the bundle\nunset\n"  # its own process
+    result = runtime.run(["sh", "-c", "echo $A; cat /sys/fs/cgroup/memory/memory.limit_in_bytes"], bundle=bundle,
+                         env={"A": "given"}, memory=64 << 20)  # fmt: skip
+    assert result.stdout.split() == ["given", str(64 << 20)]
+    assert tree_digest(bundle) == before
+    for bad, words in ((dict(user="nobody"), "give no user"), (dict(network="host"), "give no network"), (dict(memory=-2), "memory")):
+        with pytest.raises(ocirt.InvalidArgument, match=words):
+            runtime.run([], bundle=bundle, **bad)
+    assert runtime.list() == []
