@@ -111,11 +111,12 @@ class OcirtPlugin(WorkerPlugin):
         try:
             if self.runtime is not None:
                 try:
-                    _delete_all(self.runtime)
+                    emptied = _delete_all(self.runtime)
                 finally:
                     self.runtime.close()
                     self.runtime = None
-                shutil.rmtree(self.root, ignore_errors=True)
+                if emptied:
+                    shutil.rmtree(self.root, ignore_errors=True)
         finally:
             if self._lock >= 0:
                 os.close(self._lock)
@@ -189,22 +190,31 @@ def _describe(error: BaseException) -> str:
 
 
 def _empty(root: str, options: Mapping[str, Any]) -> None:
-    """Remove every container kept in `root` (a dead worker's), then the root."""
+    """Remove every container kept in `root` (a dead worker's), then the root.
+
+    A container that cannot be deleted keeps the root: its record is what
+    lets the next worker (or a person with `ocirt --root`) remove it later.
+    """
     if os.path.exists(os.path.join(root, "state.db")):
         with Runtime.open(root, **options) as rt:
-            _delete_all(rt)
+            if not _delete_all(rt):
+                return
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _delete_all(rt: Runtime) -> None:
+def _delete_all(rt: Runtime) -> bool:
+    """Delete every container of `rt`; True when none is left."""
     try:
         rt.finish_deletes()
     except OcirtError as e:
         log.warning("%s", e)  # each is tried again below
+    emptied = True
     for c in rt.list():
         try:
             c.delete(force=True)
         except ContainerNotFound:
             pass
         except OcirtError as e:
-            log.warning("cannot remove container %s of %s: %s", c.id, rt.root, e)
+            log.warning("cannot remove container %s of %s (its root is kept): %s", c.id, rt.root, e)
+            emptied = False
+    return emptied

@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+import ocirt
 from ocirt.churn import Job
 
 from .cli_support import reap_orphans
@@ -19,7 +20,7 @@ from .observe import until
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
-from ocirt.dask import OcirtPlugin, map_jobs  # noqa: E402  (needs distributed)
+from ocirt.dask import OcirtPlugin, _empty, map_jobs  # noqa: E402  (needs distributed)
 
 WORKERS = 2
 PER_WORKER = 2  # containers at once on each worker: its "ocirt" resource
@@ -95,3 +96,17 @@ def test_a_killed_worker_fails_its_job_and_its_container_goes_at_the_restart(clu
     cluster.wait_for_workers(WORKERS, timeout=60)
     until(lambda: not os.path.exists(f"/run/runc/{cid}"), timeout=60)
     assert all(cid not in ids for ids in live_containers(cluster).values())
+
+
+def test_a_dead_workers_root_stays_while_a_container_in_it_cannot_be_deleted(tmp_path, fakes_dir, make_bundle, new_id, monkeypatch):
+    root = str(tmp_path / "worker")
+    options = {"runtime_path": os.path.join(fakes_dir, "runc-failing")}
+    with ocirt.Runtime.open(root, **options) as rt:
+        cid = rt.create(new_id(), make_bundle("true")).id
+    monkeypatch.setenv("OCIRT_FAKE_FAIL", "delete")
+    _empty(root, options)
+    with ocirt.Runtime.open(root, **options) as rt:
+        assert list(rt.containers()) == [cid]  # its record is what lets a later clean-up remove it
+    monkeypatch.delenv("OCIRT_FAKE_FAIL")
+    _empty(root, options)
+    assert not os.path.exists(root)
