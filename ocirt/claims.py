@@ -14,16 +14,19 @@ import os
 from typing import Iterator, Tuple
 
 from .errors import OcirtError
+from .layout import check_private_dir, make_private_dirs
 
 MAX_ROOTS = 64  # roots under one base: more live claimants than this is a mistake
 
 
 def claim(root: str) -> Tuple[str, int]:
     """The first of `root`, `root`-1, `root`-2, ... whose lock this process
-    gets, made 0700 if new; (that root, the fd holding its lock: close it to
-    release). OcirtError when MAX_ROOTS are held."""
+    gets; (that root, the fd holding its lock: close it to release).
+    The base directory is made 0700 if new and, new or not, must be ours
+    alone (InvalidArgument otherwise: another user could plant roots and
+    locks there). OcirtError when MAX_ROOTS are held."""
     base = os.path.dirname(root)
-    os.makedirs(base, mode=0o700, exist_ok=True)
+    make_private_dirs(base)
     for n in range(MAX_ROOTS):
         path = root if n == 0 else f"{root}-{n}"
         fd = _lock(path)
@@ -34,11 +37,13 @@ def claim(root: str) -> Tuple[str, int]:
 
 def unclaimed(base: str) -> Iterator[Tuple[str, int]]:
     """Each root under `base` whose lock no process holds, claimed in turn:
-    (root, its lock's fd) for the caller to clean and then close."""
+    (root, its lock's fd) for the caller to clean and then close. Nothing
+    when `base` does not exist; InvalidArgument when it is not ours alone."""
     try:
-        names = sorted(os.listdir(base))
+        check_private_dir(base)
     except FileNotFoundError:
         return
+    names = sorted(os.listdir(base))
     for name in names:
         if name.endswith(".lock") and os.path.isdir(os.path.join(base, name[: -len(".lock")])):
             root = os.path.join(base, name[: -len(".lock")])

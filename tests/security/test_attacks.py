@@ -20,7 +20,7 @@ import threading
 import pytest
 
 import ocirt
-from ocirt import native as _native
+from ocirt import claims, native as _native
 from ocirt.store import Store
 
 from ..cli_support import Ocirt, reap_orphans
@@ -517,6 +517,23 @@ def test_a_state_root_someone_else_controls_is_refused(tmp_path, change):
         root.chmod(0o777)
     with pytest.raises(ocirt.InvalidArgument, match="refusing"):
         ocirt.Runtime.open(str(root))
+
+
+@pytest.mark.parametrize("change", ["owner", "mode"])
+def test_a_shared_base_of_worker_roots_someone_else_controls_is_refused(tmp_path, change):
+    base = tmp_path / "base"
+    base.mkdir(mode=0o700)
+    (base / "worker").mkdir(mode=0o700)
+    (base / "worker.lock").touch(mode=0o600)  # a root planted for the next worker to "clean"
+    if change == "owner":
+        os.chown(base, NOBODY, NOBODY)
+    else:
+        base.chmod(0o777)
+    with pytest.raises(ocirt.InvalidArgument, match=f"refusing.*{base}"):
+        claims.claim(str(base / "worker"))
+    with pytest.raises(ocirt.InvalidArgument, match=f"refusing.*{base}"):
+        list(claims.unclaimed(str(base)))
+    assert sorted(os.listdir(base)) == ["worker", "worker.lock"]
 
 
 def test_rm_f_of_a_container_stuck_in_create_finishes(ocirt, rootfs, tmp_path):
