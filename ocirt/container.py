@@ -34,7 +34,7 @@ from .record import Recorder
 from .state import LIVE, ContainerState, ContainerStatus, Timings, now, parse_status
 from .steps import Steps, block
 from .store import Record, Store
-from .validate import SignalLike, check_id, check_timeout, parse_signal
+from .validate import SignalLike, check_id, check_input, check_timeout, parse_signal
 
 CREATED, RUNNING, PAUSED, STOPPED = (ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.STOPPED)
 
@@ -421,9 +421,7 @@ class Container:
         `stdin` (bytes, or str as UTF-8) is its input, then EOF; `options`
         are exec's (env, user, cwd, ...); Timeout after `timeout` seconds,
         the process stopped."""
-        data = stdin.encode() if isinstance(stdin, str) else stdin
-        if data is not None and not isinstance(data, bytes):
-            raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
+        data = check_input(stdin)
         if data is not None:
             options.update(attach=True, stdin=True)
         feeder: Optional[threading.Thread] = None

@@ -23,7 +23,7 @@ from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
 from .logs import LogRecord
 from .state import Timings
-from .validate import check_id
+from .validate import check_id, check_input
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -146,16 +146,9 @@ def _remove(container: Container) -> None:
 
 def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
     """`stdin` as the bytes to send (str as UTF-8); InvalidArgument for what cannot be sent."""
-    if stdin is None:
-        return None
-    if detach:
+    if stdin is not None and detach:
         raise InvalidArgument("stdin data goes with a run to its end, not with detach=True")
-    if isinstance(stdin, str):
-        return stdin.encode()
-    if isinstance(stdin, (bytes, bytearray, memoryview)):
-        return bytes(stdin)
-    raise InvalidArgument(f"stdin must be bytes or str, not {type(stdin).__name__}")
-
+    return check_input(stdin)
 
 
 def _bundle_spec(bundle: "str | os.PathLike[str]", cmd: Sequence[str], env: Optional[Mapping[str, str]]) -> Dict[str, Any]:

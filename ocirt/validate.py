@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import signal as _signal
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 from .errors import InvalidArgument
 
@@ -105,3 +105,15 @@ def check_timeout(value: object, what: str = "timeout") -> float | None:
     except OverflowError:
         return None
     return None if math.isinf(seconds) else seconds
+
+
+def check_input(value: object) -> Optional[bytes]:
+    """Data for a process's stdin as bytes (str as UTF-8; bytes-like copied),
+    or None for none; InvalidArgument for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidArgument(f"stdin must be bytes or str, not {type(value).__name__}")

@@ -192,6 +192,9 @@ def test_exec_run_sends_stdin_and_an_exec_without_attach_refuses_it(runtime):
         code, out, _ = c.exec_run(["md5sum"], stdin=data)
         assert (code, out.split()) == (0, [hashlib.md5(data).hexdigest(), "-"])
         assert c.exec_run(["sh", "-c", "cat; echo end"], stdin="")[1] == "end\n"
+        assert c.exec_run(["cat"], stdin=bytearray(b"ab\n"))[1] == "ab\n"
+        with pytest.raises(ocirt.InvalidArgument, match="stdin must be bytes or str, not int"):
+            c.exec_run(["cat"], stdin=42)
         with pytest.raises(ocirt.InvalidArgument, match="needs attach=True"):
             c.exec(["cat"], stdin=True)
         with pytest.raises(ocirt.Timeout):
