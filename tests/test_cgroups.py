@@ -194,6 +194,23 @@ def test_hierarchies_of_a_pure_v2_host_in_a_cgroup_namespace(tmp_path):
     assert found[0].own_dir == "/sys/fs/cgroup/job"
 
 
+@pytest.mark.parametrize(
+    "path, mount",
+    [
+        ("/sys/fs/cgroup/memory/a/b", "/sys/fs/cgroup/memory/"),
+        ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/"),
+        ("/sys/fs/cgroup/unified/a", "/sys/fs/cgroup/unified/"),  # the longest mount holding it, not /sys/fs/cgroup/
+        ("/sys/fs/cgroup/a", "/sys/fs/cgroup/"),
+        ("/sys/fs/cgroupx/a", ""),
+        ("/mnt/v2/a", "/mnt/v2/"),
+        ("/elsewhere", ""),
+    ],
+)
+def test_a_dirs_mount_is_the_longest_that_holds_it(path, mount):
+    mounts = dict.fromkeys(["/sys/fs/cgroup/", "/sys/fs/cgroup/memory/", "/sys/fs/cgroup/unified/", "/mnt/v2/"])
+    assert cgroupfs._mount_of(path, mounts) == mount
+
+
 def test_parent_dirs_relative_and_absolute(monkeypatch):
     memory = Hierarchy("/sys/fs/cgroup/memory", 1, frozenset({"memory"}), "/user/job")
     cpu = Hierarchy("/sys/fs/cgroup/cpu", 1, frozenset({"cpu"}), "/user")

@@ -32,7 +32,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import CgroupError, InvalidArgument
 from ..layout import read_small
@@ -284,11 +284,8 @@ class Cgroupfs:
         """Set `group`'s controllers ({v1 controller, or "v2": its dir}) and freezer from its dirs."""
         keys = self._plan().keys
         for d in group.dirs:
-            end = d.find("/", len(_MOUNTS_AT)) if d.startswith(_MOUNTS_AT) else -1
-            mount = d[: end + 1] if end > 0 else ""
-            for prefix, names in [(mount, keys[mount])] if mount in keys else keys.items():
-                if d.startswith(prefix):
-                    group.controllers.update(dict.fromkeys(names, d))
+            names = keys.get(_mount_of(d, keys), ())
+            group.controllers.update(dict.fromkeys(names, d))
         group.freezer = group.controllers.get("freezer") or group.controllers.get("v2")
 
 
@@ -312,7 +309,12 @@ def _check_leaf(name: str) -> str:
     return name
 
 
-_MOUNTS_AT = "/sys/fs/cgroup/"  # where hierarchies are usually mounted: a dir's mount found in one lookup
+def _mount_of(path: str, mounts: Mapping[str, object]) -> str:
+    """The longest of `mounts` (dirs ending in "/") that holds `path`; "" if none."""
+    prefix = path.rstrip("/") + "/"
+    while prefix and prefix not in mounts:
+        prefix = prefix[: prefix.rstrip("/").rfind("/") + 1]
+    return prefix
 
 V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")  # what a v2 parent enables for its containers
 
