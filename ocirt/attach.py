@@ -54,6 +54,10 @@ def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "i
     source = stdin if isinstance(stdin, int) else None  # to read more from
     sending = stdin is not None
     sock.setblocking(False)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    sock_events = select.POLLIN
+    watched: "int | None" = None  # `source` while registered: read only when all read so far is sent
     while True:
         if sending and not data and source is None:
             try:
@@ -61,10 +65,17 @@ def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "i
             except OSError:
                 pass
             sending = False
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | (select.POLLOUT if data else 0))
-        if source is not None and not data:
-            poller.register(source, select.POLLIN)
+        wanted = select.POLLIN | (select.POLLOUT if data else 0)
+        if wanted != sock_events:
+            poller.modify(sock, wanted)
+            sock_events = wanted
+        to_watch = source if not data else None
+        if to_watch != watched:
+            if watched is not None:
+                poller.unregister(watched)
+            if to_watch is not None:
+                poller.register(to_watch, select.POLLIN)
+            watched = to_watch
         for fd, events in poller.poll():
             if fd == source:
                 data = memoryview(os.read(source, INPUT_PACKET))
