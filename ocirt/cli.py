@@ -16,10 +16,10 @@ import re
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import __version__, attach, conmon, native as _native, specgen
+from . import __version__, attach, conmon, logs as logfile, native as _native, specgen
 from .cgroups.limits import LIMIT_FIELDS, Limits
 from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError, Terminated, raise_terminated
@@ -112,8 +112,12 @@ def _ps_options(sp: argparse.ArgumentParser) -> None:
 
 
 def _logs_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-f", "--follow", action="store_true")
-    sp.add_argument("--timestamps", action="store_true")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container exits")
+    sp.add_argument("-t", "--timestamps", action="store_true", help="each line's time (RFC 3339, UTC) first")
+    when = "an RFC 3339 time, a date, Unix seconds, or a duration ago like 10m"
+    sp.add_argument("--since", type=_when, help=f"only lines written since then: {when}")
+    sp.add_argument("--until", type=_when, help=f"only lines written until then: {when}")
+    sp.add_argument("-n", "--tail", type=_tail, default=None, metavar="N", help="only the last N lines (-1: all; with -f, then all new ones)")
     sp.add_argument("name")
 
 
@@ -213,6 +217,21 @@ def _positive_int(text: str) -> int:
 def _limit(text: str) -> int:
     """argparse type: a whole number above 0, or -1 for none."""
     return -1 if text.strip() == "-1" else _positive_int(text)
+
+
+def _when(text: str) -> datetime:
+    """argparse type: a time for logs --since/--until (see logs.parse_when)."""
+    try:
+        return logfile.parse_when(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _tail(text: str) -> Optional[int]:
+    """argparse type: a number of lines, or -1 for all (None)."""
+    if text.strip() in ("-1", "0"):
+        return None if text.strip() == "-1" else 0
+    return _positive_int(text)
 
 
 def _size(text: str) -> int:
@@ -522,9 +541,9 @@ def cmd_ps(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) ->
 
 def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     c = rt.get(args.name)
-    for record in c.logs(follow=args.follow):
+    for record in c.logs(follow=args.follow, since=args.since, until=args.until, tail=args.tail):
         stream = sys.stdout if record.stream == "stdout" else sys.stderr
-        prefix = record.time.astimezone(timezone.utc).isoformat() + " " if args.timestamps else ""
+        prefix = logfile.format_time(record.time) + " " if args.timestamps else ""
         stream.write(prefix + record.text + "\n")
         stream.flush()
     return 0

@@ -382,15 +382,17 @@ class Container:
         """The container's output as LogRecord(time, stream, text).
 
         With `follow`, keeps yielding new records as they are written until
-        the container has exited and its conmon is done writing. `since`,
-        `until` (aware datetimes), `stream` ("stdout" or "stderr") and `tail`
-        (the last N; not with follow) choose among them.
+        the container has exited and its conmon is done writing (a log
+        rotated at log_size_max is followed into the new file). `since`,
+        `until` (aware datetimes) and `stream` ("stdout" or "stderr") choose
+        among them; `tail` keeps the last N (with `follow`: the last N of
+        what is written so far, then all that comes).
         """
+        keep = logfile.chooser(since=since, until=until, stream=stream, tail=tail)
         self._require_exists()
-        if follow and tail is not None:
-            raise InvalidArgument("tail is for the log as it is, not with follow")
-        records = logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon) if follow else logfile.read_log(self._files.log)
-        return logfile.select(records, since=since, until=until, stream=stream, tail=tail)
+        if follow:
+            return logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon, keep=keep, tail=tail)
+        return logfile.last(filter(keep, logfile.read_log(self._files.log)), tail)
 
     def wait_for_log(self, match: "Union[str, re.Pattern[str], Callable[[LogRecord], bool]]", timeout: Optional[float] = 60) -> LogRecord:
         """The first record of the container's output that `match` (a regular

@@ -6,9 +6,9 @@ import collections
 import os
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import BinaryIO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Type
+from typing import BinaryIO, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Type
 
 from . import native as _native
 from .errors import InvalidArgument, Timeout
@@ -44,6 +44,38 @@ def parse_time(value: str) -> datetime:
         return datetime.fromisoformat(f"{head}.{(fraction or '')[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}")
     except ValueError as e:
         raise InvalidArgument(f"not an RFC 3339 time: {value!r}: {e}") from e
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # one term of a Go duration
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_when(value: str, now: Optional[datetime] = None) -> datetime:
+    """A point in time as `logs --since/--until` take it: an RFC 3339 time
+    (a zone-less one is local time), a date (YYYY-MM-DD, local midnight),
+    Unix seconds, or a duration before `now` like 10m or 1h30m (Go's units:
+    ns, us, ms, s, m, h). InvalidArgument naming the value otherwise."""
+    text = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return datetime.fromtimestamp(float(text), timezone.utc)
+    if text and _DURATION.sub("", text) == "":
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
+        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+    if _TIME.fullmatch(text):
+        return parse_time(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(f"not a time: {value!r} (an RFC 3339 time, a date, Unix seconds or a duration like 10m)") from None
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def format_time(when: datetime) -> str:
+    """`when` in UTC as RFC 3339 with its fraction's trailing zeros dropped
+    (Go's RFC3339Nano, as `podman logs -t` prints it)."""
+    utc = when.astimezone(timezone.utc)
+    fraction = f"{utc.microsecond:06d}".rstrip("0")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 class LogReader:
@@ -115,7 +147,9 @@ class LogReader:
         self.at_end = False
         if len(chunk) < CHUNK_SIZE:  # the end of this file
             if self._replaced(len(chunk)):
-                self._stale = True  # what is left of this file is `chunk`; the next read opens the new one
+                # conmon may have written more between that read and the rename; a replaced file gets no more
+                chunk += self._file.read(CHUNK_SIZE - len(chunk))
+                self._stale = len(chunk) < CHUNK_SIZE  # all of it read: the next read opens the new one
             else:
                 self.at_end = True
         return chunk
@@ -204,17 +238,36 @@ def _utf8_cut(data: bytearray, size: int) -> int:
     return cut if cut > 0 and (data[cut] & 0xC0) != 0x80 else size  # no character start near: cut at `size`
 
 
-def follow(path: str, exit_file: str, guard: Optional[ProcessHandle], deadline: Optional[float] = None) -> Iterator[LogRecord]:
-    """The records of a live log as they are written.
+def follow(
+    path: str,
+    exit_file: str,
+    guard: Optional[ProcessHandle],
+    deadline: Optional[float] = None,
+    *,
+    keep: Optional[Callable[[LogRecord], bool]] = None,
+    tail: Optional[int] = None,
+) -> Iterator[LogRecord]:
+    """The records of a live log as they are written: those `keep` accepts
+    (all by default), the first of them only the last `tail` of what was
+    written when following began.
 
     Ends once `exit_file` exists (the container has exited and conmon has
     written everything) or conmon (`guard`, held by a pidfd; None: not
     there, or not proven to be this container's) is gone. Timeout once the
-    monotonic clock passes `deadline` with nothing new written.
+    monotonic clock passes `deadline` with nothing new written. A rotated
+    log (--log-size-max) is read to its end, then the new one from its start.
     """
+    keep = keep or _everything
     with LogReader(path) as reader:
+        if tail is not None:
+            backlog: Deque[LogRecord] = collections.deque(maxlen=tail)
+            while True:
+                backlog.extend(filter(keep, reader.read()))
+                if reader.at_end:
+                    break
+            yield from backlog
         while True:
-            yield from reader.read()
+            yield from filter(keep, reader.read())
             if not reader.at_end:
                 continue  # more is written already (or a rotated log is to be opened): no need to wait
             if os.path.exists(exit_file) or guard is None or guard.fd is None:
@@ -226,20 +279,19 @@ def follow(path: str, exit_file: str, guard: Optional[ProcessHandle], deadline: 
                 break  # conmon is gone: what it wrote is all there is
             if not changed and deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"nothing more in {path} by the deadline")
-        yield from _rest(reader)
+        yield from filter(keep, _rest(reader))
 
 
-def select(
-    records: Iterable[LogRecord],
+def chooser(
     *,
     since: Optional[datetime] = None,
     until: Optional[datetime] = None,
     stream: Optional[str] = None,
     tail: Optional[int] = None,
-) -> Iterator[LogRecord]:
-    """The records written from `since` to `until` (aware datetimes), of
-    `stream` ("stdout" or "stderr") if given, the last `tail` of them if
-    given. InvalidArgument for a bad filter."""
+) -> Callable[[LogRecord], bool]:
+    """Whether a record was written from `since` to `until` (aware
+    datetimes) on `stream` ("stdout" or "stderr") if given. InvalidArgument
+    for a bad filter (`tail`, a whole number of records, is checked too)."""
     for when, what in ((since, "since"), (until, "until")):
         if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
             raise InvalidArgument(f"{what} must be a timezone-aware datetime, not {when!r}")
@@ -247,20 +299,19 @@ def select(
         raise InvalidArgument(f"stream must be 'stdout' or 'stderr', not {stream!r}")
     if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
         raise InvalidArgument(f"tail must be a whole number of records, not {tail!r}")
-    return _select(records, since, until, stream, tail)
+    return lambda r: (since is None or r.time >= since) and (until is None or r.time <= until) and (stream is None or r.stream == stream)
 
 
-def _select(
-    records: Iterable[LogRecord], since: Optional[datetime], until: Optional[datetime], stream: Optional[str], tail: Optional[int]
-) -> Iterator[LogRecord]:
-    chosen = (
-        r for r in records
-        if (since is None or r.time >= since) and (until is None or r.time <= until) and (stream is None or r.stream == stream)
-    )  # fmt: skip
+def _everything(record: LogRecord) -> bool:
+    return True
+
+
+def last(records: Iterable[LogRecord], tail: Optional[int]) -> Iterator[LogRecord]:
+    """The last `tail` of `records` (all of them when None)."""
     if tail is None:
-        yield from chosen
+        yield from records
     elif tail > 0:
-        yield from collections.deque(chosen, maxlen=tail)
+        yield from collections.deque(records, maxlen=tail)
 
 
 def read_log(path: str) -> Iterator[LogRecord]:

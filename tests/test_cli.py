@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import time
 from datetime import datetime, timezone
 
 import psutil
@@ -108,16 +110,37 @@ def test_create_start_wait_logs(ocirt):
     logs = ocirt("logs", "job")
     assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
     stamped = ocirt.ok("logs", "--timestamps", "job").split(" ", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", stamped[0])  # RFC3339Nano in UTC, as podman
     started = datetime.fromisoformat(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"])
-    assert started <= datetime.fromisoformat(stamped[0]) <= datetime.now(timezone.utc)
+    assert started <= datetime.fromisoformat(stamped[0].replace("Z", "+00:00")) <= datetime.now(timezone.utc)
     assert stamped[1] == "one\n"
     ocirt.ok("rm", "job")
 
 
+def test_logs_tail_since_and_until(ocirt):
+    ocirt.ok("run", "--name", "counted", "--", "seq", "1", "5")
+    assert ocirt.ok("logs", "--tail", "2", "counted") == "4\n5\n"
+    assert ocirt.ok("logs", "-n", "0", "counted") == ""
+    assert ocirt.ok("logs", "--tail", "-1", "counted") == ocirt.ok("logs", "counted") == "1\n2\n3\n4\n5\n"
+    assert ocirt.ok("logs", "--since", "10m", "--until", "2099-01-01", "counted") == "1\n2\n3\n4\n5\n"
+    assert ocirt.ok("logs", "--until", "10m", "counted") == ""  # written after ten minutes ago
+    assert ocirt.ok("logs", "--since", str(int(time.time()) + 3600), "counted") == ""
+    for args, words in [
+        (["--since", "soon"], "argument --since: not a time: 'soon'"),
+        (["--tail", "x"], "argument -n/--tail: not a whole number: 'x'"),
+    ]:
+        proc = ocirt("logs", *args, "counted")
+        assert (proc.returncode, proc.stdout) == (125, "") and words in proc.stderr
+    ocirt.ok("rm", "counted")
+
+
 def test_logs_follow_until_exit(ocirt):
-    ocirt.ok("run", "-d", "--name", "talker", "--", "sh", "-c", "echo a; exec sleep 1000")
+    ocirt.ok("run", "-d", "--name", "talker", "--", "sh", "-c", "echo a; echo b; exec sleep 1000")
     with ocirt.running("logs", "-f", "talker") as follow:
         assert follow.stdout.readline() == "a\n"
+        assert follow.stdout.readline() == "b\n"
+    with ocirt.running("logs", "-f", "--tail", "1", "talker") as follow:
+        assert follow.stdout.readline() == "b\n"  # the last line so far, then what comes
         ocirt.ok("kill", "-s", "KILL", "talker")  # the follow must end with the container
         assert follow.wait(60) == 0
         assert follow.stdout.read() == ""

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import pytest
 
 import ocirt
-from ocirt import spec as specs
+from ocirt import logs, spec as specs
 from ocirt.conmon import ConmonArgs, check_sockets, conmon_env, socket_activation, sync_value
-from ocirt.logs import parse_time, read_log
+from ocirt.logs import LogReader, format_time, parse_time, parse_when, read_log
 from ocirt.oci import OCIRuntime
 from ocirt.validate import check_id, parse_signal
 
@@ -148,6 +148,63 @@ def test_read_log_joins_partials_per_stream_and_skips_a_torn_line(tmp_path):
         ("stdout", "with spaces  inside"),
     ]
     assert list(read_log(str(tmp_path / "missing"))) == []
+
+
+def test_a_log_rotated_between_a_read_and_the_check_is_read_to_its_end(tmp_path, monkeypatch):
+    """conmon may write to the log and rename a new one over it after the
+    reader's short read and before it looks at the path: the old file's last
+    lines are still read, then the new file."""
+    log = tmp_path / "ctr.log"
+    t = "2026-11-28T15:31:00.000000001+00:00"
+    log.write_text(f"{t} stdout F 1\n")
+    reader = LogReader(str(log))
+    assert [r.text for r in reader.read()] == ["1"]
+    real_stat = os.stat
+
+    def rotate_first(path, *args, **kwargs):
+        with open(log, "a") as old:
+            old.write(f"{t} stdout F 2\n")  # the old file's last line, after the read
+        (tmp_path / "ctr.log.tmp").write_text(f"{t} stdout F 3\n")
+        os.rename(tmp_path / "ctr.log.tmp", log)
+        monkeypatch.setattr(logs.os, "stat", real_stat)
+        return real_stat(path, *args, **kwargs)
+
+    with open(log, "a") as old:
+        old.write(f"{t} stdout F 1b\n")
+    monkeypatch.setattr(logs.os, "stat", rotate_first)
+    with reader:
+        texts = []
+        while not reader.at_end or not texts or texts[-1] != "3":
+            texts += [r.text for r in reader.read()]
+    assert texts == ["1b", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("10m", "2026-01-01T11:50:00+00:00"),
+        ("1h30m", "2026-01-01T10:30:00+00:00"),
+        ("1.5s", "2026-01-01T11:59:58.500000+00:00"),
+        ("250ms", "2026-01-01T11:59:59.750000+00:00"),
+        ("1700000000.5", "2023-11-14T22:13:20.500000+00:00"),
+        ("2026-11-29T09:00:00.123456789Z", "2026-11-29T09:00:00.123456+00:00"),
+        ("2026-11-29T09:00:00+02:00", "2026-11-29T09:00:00+02:00"),
+    ],
+)
+def test_logs_since_and_until_take_times_dates_unix_seconds_and_durations(value, expected):
+    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    assert parse_when(value, now) == datetime.fromisoformat(expected)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "-5m", "10mm", "m", "2026-13-01"])
+def test_a_time_logs_cannot_take_is_named(value):
+    with pytest.raises(ocirt.InvalidArgument, match=f"not a time: {re.escape(repr(value))}"):
+        parse_when(value)
+
+
+def test_log_times_print_as_rfc3339_nano_in_utc():
+    assert format_time(datetime(2026, 1, 1, 1, 2, 3, 120000, tzinfo=timezone.utc)) == "2026-01-01T01:02:03.12Z"
+    assert format_time(datetime.fromisoformat("2026-01-01T03:02:03+02:00")) == "2026-01-01T01:02:03Z"
 
 
 def test_runtime_spec_makes_bundle_paths_absolute():
