@@ -17,6 +17,7 @@ from .errors import (
     ContainerError,
     ContainerExists,
     ContainerNotFound,
+    ExecSessionNotFound,
     InvalidArgument,
     InvalidState,
     OcirtError,
@@ -24,7 +25,7 @@ from .errors import (
     StoreError,
     Timeout,
 )
-from .exec import ExecSession
+from .exec import ExecInfo, ExecSession
 from .logs import LogRecord
 from .run import RunResult
 from .runtime import Runtime
@@ -45,7 +46,9 @@ __all__ = [
     "ContainerNotFound",
     "ContainerState",
     "ContainerStatus",
+    "ExecInfo",
     "ExecSession",
+    "ExecSessionNotFound",
     "InvalidArgument",
     "InvalidState",
     "Limits",

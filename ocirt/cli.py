@@ -126,6 +126,7 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
     sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the process, to its end")
+    sp.add_argument("-d", "--detach", action="store_true", help="print the session's id and leave it running (inspect shows its exit code)")
     sp.add_argument("name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
@@ -471,6 +472,7 @@ def _ago(seconds: float, suffix: str = " ago") -> str:
 
 def describe(c: Container) -> Dict[str, Any]:
     st = c.state
+    sessions = c.exec_sessions()
 
     def iso(d: Optional[datetime]) -> Optional[str]:
         return d.isoformat() if d else None
@@ -491,7 +493,14 @@ def describe(c: Container) -> Dict[str, Any]:
             "ConmonPid": c.conmon_pid,
             "Note": c.note,
         },
-        "ExecSessions": sorted(c.exec_session_pids()),
+        "ExecIDs": [i.id for i in sessions],
+        "ExecSessions": [
+            {
+                "ID": i.id, "Command": i.command, "Pid": i.pid, "Running": i.running, "ExitCode": i.exit_code,
+                "StartedAt": iso(i.started_at), "FinishedAt": iso(i.finished_at),
+            }
+            for i in sessions
+        ],  # fmt: skip
         "LogPath": c.log_path,
         "AutoRemove": c.auto_remove,
     }
@@ -550,8 +559,14 @@ def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
 
 
 def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    if args.detach and args.interactive:
+        raise Usage("ocirt exec: -i sends this stdin to the process to its end: not with -d")
     c = rt.get(args.name)
-    session = c.exec(args.cmd, env=_env(args.env) or None, user=args.user, cwd=args.workdir, attach=True, stdin=args.interactive)
+    options: Dict[str, Any] = dict(env=_env(args.env) or None, user=args.user, cwd=args.workdir)
+    if args.detach:
+        out(c.exec(args.cmd, **options).id)  # conmon writes the exit code to the session's exit file
+        return 0
+    session = c.exec(args.cmd, attach=True, stdin=args.interactive, **options)
     assert session.attach is not None
     with session.attach:
         attach.relay(session.attach, stdin=0 if args.interactive else None)

@@ -16,13 +16,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from datetime import datetime, timezone
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import attach, conmon, exec as execs, logs as logfile, spec as specs
 from .cgroups import Cgroup, limits as cgroup_limits
 from .cgroups.limits import Limits, Stats
-from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
+from .errors import ConmonError, ContainerNotFound, ExecSessionNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
 from .exec import ExecSession
 from .launcher import Launcher
 from .layout import ContainerDir
@@ -453,9 +453,23 @@ class Container:
         """What the store keeps of this container (see store.Record)."""
         return self._record.record()
 
-    def exec_session_pids(self) -> Dict[str, Dict[str, int]]:
-        """Exec sessions not known to have ended, by id: {"pid", "conmon_pid"}; other processes' too."""
-        return self._sessions.live_pids()
+    def exec_sessions(self) -> List[execs.ExecInfo]:
+        """Every exec session of the container, other processes' too, oldest
+        first: running ones, and the newest exec.KEPT_ENDED ended ones with
+        their exit codes (recorded by conmon even when the process that
+        started the session is gone)."""
+        self.refresh(blocking=False)
+        infos = self._sessions.infos(self._files).values()
+        return sorted(infos, key=lambda i: (i.started_at or datetime.min.replace(tzinfo=timezone.utc), i.id))
+
+    def exec_info(self, session_id: str) -> execs.ExecInfo:
+        """One exec session (see exec_sessions); ExecSessionNotFound if the
+        container has none of that id (or no longer keeps it)."""
+        check_id(session_id, "exec session id")
+        for info in self.exec_sessions():
+            if info.id == session_id:
+                return info
+        raise ExecSessionNotFound(f"container {self.id} has no exec session {session_id}")
 
     def refresh_steps(self, blocking: bool = True) -> Steps[ContainerState]:
         return self._record.refresh_steps(blocking)
@@ -464,8 +478,14 @@ class Container:
         return self._record.locking()
 
     def _session_ended(self) -> Steps[None]:
-        """An exec session ended: others stop seeing it in the record."""
-        return self._record.save_now()
+        """An exec session ended: record its exit code, and drop the oldest
+        ended sessions past exec.KEPT_ENDED with their files."""
+        with (yield from self._locking()):
+            if not self._deleted:
+                surplus = self._sessions.surplus()
+                self._sessions.forget(surplus)
+                for sid in surplus:
+                    shutil.rmtree(self._files.exec_session(sid).root, ignore_errors=True)
 
     # -- internals -----------------------------------------------------------
 

@@ -32,6 +32,10 @@ class ContainerNotFound(OcirtError, LookupError):
         self.container_id = container_id
 
 
+class ExecSessionNotFound(OcirtError, LookupError):
+    """The container has no exec session of that id (or no longer keeps it)."""
+
+
 class ContainerExists(OcirtError):
     """A container with that id already exists; it was left untouched."""
 

@@ -10,15 +10,17 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Union
+from datetime import datetime
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from . import conmon, spec as specs
 from .cgroups import Cgroup
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, Timeout
 from .launcher import Launcher
-from .layout import ExecDir, read_small
+from .layout import ContainerDir, ExecDir, read_small
 from .logs import LogRecord, read_log
 from .process import KILL_GRACE, ProcessHandle, wait_steps
+from .state import from_timestamp
 from .steps import StepLock, Steps, block
 from .validate import check_timeout
 
@@ -73,13 +75,14 @@ def start_steps(
 ) -> Steps["ExecSession"]:
     """Launch `process` (an OCI process) in `container` as session `session_id`, its files in `files` (steps)."""
     tty = bool(process.get("terminal"))
+    started = time.time()  # before the launch: a quick process's exit file may be written before the pid is back
     try:
         launched = yield from launcher.exec_steps(
             container.id, files, process, cgroup=cgroup, tty=tty, attach=attach, stdin=stdin, timeout=timeout
         )
     except FileExistsError:
         raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
-    return ExecSession(container, session_id, files, launched)
+    return ExecSession(container, session_id, files, launched, process.get("args") or (), started)
 
 
 def stop_all_steps(sessions: Sequence["ExecSession"], grace: Optional[float]) -> Steps[None]:
@@ -96,14 +99,34 @@ def stop_all_steps(sessions: Sequence["ExecSession"], grace: Optional[float]) ->
         yield from s.wait_steps(KILL_GRACE)
 
 
+KEPT_ENDED = 64  # ended sessions a container keeps (record, log, exit file): the newest; older ones go
+
+
+@dataclass(frozen=True)
+class ExecInfo:
+    """An exec session as any process can see it (Container.exec_sessions)."""
+
+    id: str
+    command: List[str]
+    pid: int
+    conmon_pid: int
+    started_at: Optional[datetime]
+    exit_code: Optional[int]  # None while it runs, or when no one can tell (`finished_at` is None too)
+    finished_at: Optional[datetime]
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+
 class Sessions:
     """One container's exec sessions: this process's, as ExecSession objects
     (the dict `mine`, which is `ContainerState.exec_sessions`), and those
-    other processes recorded, as pids."""
+    other processes recorded, as their records (see `recorded`)."""
 
     def __init__(self, mine: Dict[str, "ExecSession"]) -> None:
         self.mine = mine
-        self.foreign: Dict[str, Dict[str, int]] = {}
+        self.foreign: Dict[str, Dict[str, Any]] = {}
 
     def add(self, session: "ExecSession") -> None:
         self.mine[session.id] = session
@@ -112,17 +135,43 @@ class Sessions:
         """This process's sessions that have not been seen to end."""
         return [s for s in self.mine.values() if s.exit_code is None]
 
-    def live_pids(self) -> Dict[str, Dict[str, int]]:
-        """Sessions not known to have ended, by id: {"pid", "conmon_pid"}."""
+    def recorded(self) -> Dict[str, Dict[str, Any]]:
+        """What the store keeps of every session, by id: {"pid", "conmon_pid",
+        "cmd", "started_at", and once known "exit_code", "finished_at"}
+        (times as Unix seconds). Only the newest KEPT_ENDED ended ones."""
         out = dict(self.foreign)
-        for sid, s in self.mine.items():
-            if s.exit_code is None:
-                out[sid] = {"pid": s.pid, "conmon_pid": s.conmon_pid}
-            else:
-                out.pop(sid, None)
+        out.update((sid, s.record()) for sid, s in self.mine.items())
         return out
 
-    def take_recorded(self, recorded: Dict[str, Dict[str, int]]) -> None:
+    def surplus(self) -> List[str]:
+        """Sessions whose end is recorded, past the newest KEPT_ENDED, oldest
+        first: for the caller to drop (`forget`) with their files. A session
+        whose end only its exit file tells may still have a waiter (and a
+        conmon writing there): it stays until the container goes."""
+        ended = [(rec["finished_at"] or 0.0, sid) for sid, rec in self.recorded().items() if rec.get("exit_code") is not None]
+        return [sid for _, sid in sorted(ended)[: max(0, len(ended) - KEPT_ENDED)]]
+
+    def forget(self, session_ids: Iterable[str]) -> None:
+        for sid in session_ids:
+            self.foreign.pop(sid, None)
+            self.mine.pop(sid, None)
+
+    def infos(self, files: ContainerDir) -> Dict[str, ExecInfo]:
+        """Every session recorded, by id, with the exit code and time conmon
+        wrote to its exit file where no process has recorded them yet (its
+        caller may be gone: `exec -d`, or killed)."""
+        out = {}
+        for sid, rec in self.recorded().items():
+            code, finished = rec.get("exit_code"), rec.get("finished_at")
+            if code is None:
+                code, finished = exit_file(files.exec_session(sid), files.cid)
+            out[sid] = ExecInfo(
+                sid, list(rec.get("cmd") or []), int(rec.get("pid") or 0), int(rec.get("conmon_pid") or 0),
+                from_timestamp(rec.get("started_at")), code, from_timestamp(finished),
+            )  # fmt: skip
+        return out
+
+    def take_recorded(self, recorded: Dict[str, Dict[str, Any]]) -> None:
         """Take over the sessions a record lists (other processes' among them)."""
         self.foreign = {k: v for k, v in recorded.items() if k not in self.mine}
 
@@ -135,15 +184,31 @@ class Sessions:
             s._close()
 
 
+def exit_file(files: ExecDir, container_id: str) -> Tuple[Optional[int], Optional[float]]:
+    """(exit code, when it was written) from a session's exit file; (None, None)
+    while there is none. conmon names it after the container."""
+    path = os.path.join(files.exit_dir, container_id)
+    try:
+        code = int(read_small(path, 64).strip())
+        return code, os.stat(path).st_mtime
+    except (OSError, ValueError):
+        return None, None
+
+
 class ExecSession:
     """A process started by `Container.exec`, monitored by its own conmon."""
 
-    def __init__(self, container: Owner, session_id: str, files: ExecDir, launched: conmon.Launched) -> None:
+    def __init__(
+        self, container: Owner, session_id: str, files: ExecDir, launched: conmon.Launched, command: Sequence[str] = (), started_at: float = 0.0
+    ) -> None:
         self.id = session_id
         self.container = container
+        self.command = list(command)
         self.pid = launched.pid
         self.conmon_pid = launched.conmon_pid
+        self.started_at = started_at or time.time()  # Unix seconds
         self.exit_code: Optional[int] = None
+        self.finished_at: Optional[float] = None  # Unix seconds, once the exit code is known
         self.attach = launched.attach  # the live output socket, with exec(attach=True)
         self._files = files
         self._sync_fd: Optional[int] = launched.sync_fd
@@ -191,13 +256,13 @@ class ExecSession:
             deadline = None if limit is None else time.monotonic() + limit
             message = yield from conmon.read_sync_steps(self._sync_fd, deadline)
             if message is None:
-                code = self._exit_file_code()
+                code, _ = exit_file(self._files, self.container.id)
                 if code is None:
                     self._close()
                     raise ConmonError(f"conmon of exec session {self.id} died without reporting an exit code")
             else:
                 code = conmon.sync_value(message)
-            self.exit_code = code
+            self.exit_code, self.finished_at = code, time.time()
             if self._conmon is not None:
                 yield from self._conmon.stop_steps(conmon.EXIT_GRACE)
             self._close()
@@ -213,11 +278,12 @@ class ExecSession:
         """The session's output so far."""
         return read_log(self._files.log)
 
-    def _exit_file_code(self) -> Optional[int]:
-        try:
-            return int(read_small(os.path.join(self._files.exit_dir, self.container.id), 64).strip())
-        except (OSError, ValueError):
-            return None
+    def record(self) -> Dict[str, Any]:
+        """What the store keeps of this session (see Sessions.recorded)."""
+        out: Dict[str, Any] = {"pid": self.pid, "conmon_pid": self.conmon_pid, "cmd": self.command, "started_at": self.started_at}
+        if self.exit_code is not None:
+            out.update(exit_code=self.exit_code, finished_at=self.finished_at)
+        return out
 
     def _signal(self, signum: int) -> bool:
         if self._process is None or self.exit_code is not None:

@@ -129,7 +129,7 @@ class Recorder:
             container_cgroup_dirs=list(getattr(c._cgroup.container if c._cgroup else None, "dirs", [])),
             owned_bundle=c.owned_bundle,
             auto_remove=c.auto_remove,
-            exec_sessions=c.exec_session_pids(),
+            exec_sessions=c._sessions.recorded(),
             note=c.note,
             labels=dict(c.labels),
             **c.state.fields(),

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
 from .layout import check_private_dir
@@ -51,7 +51,7 @@ class Record:
     container_cgroup_dirs: List[str] = field(default_factory=list)  # the runtime's, beside conmon's
     owned_bundle: bool = False  # ocirt generated the bundle: remove it with the container
     auto_remove: bool = False
-    exec_sessions: Dict[str, Dict[str, int]] = field(default_factory=dict)  # id -> pid, conmon_pid
+    exec_sessions: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # id -> pid, conmon_pid, cmd, times, exit code (exec.Sessions)
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
     labels: Dict[str, str] = field(default_factory=dict)
 

@@ -332,3 +332,17 @@ def test_bench_failures_and_bad_input(ocirt, tmp_path):
         proc = ocirt("bench", *args)
         assert proc.returncode == 125 and words in proc.stderr, (args, proc.stderr)
     assert names(ocirt) == []
+
+
+def test_exec_detached_prints_its_session_and_inspect_shows_its_exit_code(ocirt):
+    cid = ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000").strip()
+    sid = ocirt.ok("exec", "-d", "host", "sh", "-c", "exit 7").strip()
+    assert _native.wait_file(os.path.join(ocirt.root, "run", "containers", cid, "exec", sid, "exit"), cid, 60)
+    [session] = json.loads(ocirt.ok("inspect", "host"))[0]["ExecSessions"]
+    assert (session["ID"], session["Command"], session["Running"], session["ExitCode"]) == (sid, ["sh", "-c", "exit 7"], False, 7)
+    proc = ocirt("exec", "-d", "-i", "host", "true")
+    assert proc.returncode == 125 and "not with -d" in proc.stderr
+    ocirt.ok("pause", "host")
+    proc = ocirt("exec", "-d", "host", "true")
+    assert proc.returncode != 0 and "paused" in proc.stderr
+    ocirt.ok("rm", "-f", "host")

@@ -171,3 +171,34 @@ def test_exec_attached_gets_every_byte_live(sleeper):
     with os.fdopen(out_r) as out, os.fdopen(err_r) as err:
         assert (out.read(), err.read()) == ("early\n", "err\n")  # nothing lost to a late attach
     assert s.wait(30) == 2
+
+
+def test_exec_sessions_lists_every_session_with_its_command_and_exit_code(sleeper):
+    ended = sleeper.exec(["sh", "-c", "exit 3"])
+    assert ended.wait(30) == 3
+    running = sleeper.exec(["sleep", "1000"])
+    infos = sleeper.exec_sessions()
+    assert [(i.id, i.command, i.exit_code, i.running) for i in infos] == [
+        (ended.id, ["sh", "-c", "exit 3"], 3, False),
+        (running.id, ["sleep", "1000"], None, True),
+    ]
+    assert infos[0].started_at <= infos[0].finished_at <= infos[1].started_at and infos[1].finished_at is None
+    assert sleeper.exec_info(running.id).pid == running.pid
+    with pytest.raises(ocirt.ExecSessionNotFound, match=f"container {sleeper.id} has no exec session nosuch"):
+        sleeper.exec_info("nosuch")
+    running.__exit__(None, None, None)
+    assert sleeper.exec_info(running.id).exit_code == 137
+
+
+def test_only_the_newest_ended_sessions_are_kept_with_their_files(sleeper, monkeypatch):
+    import os
+
+    from ocirt import exec as execs
+
+    monkeypatch.setattr(execs, "KEPT_ENDED", 2)
+    sessions = [sleeper.exec(["true"]) for _ in range(4)]
+    for s in sessions:
+        assert s.wait(30) == 0
+    assert [i.id for i in sleeper.exec_sessions()] == [s.id for s in sessions[2:]]
+    exec_dir = os.path.join(os.path.dirname(sleeper.log_path), "exec")
+    assert sorted(os.listdir(exec_dir)) == sorted(s.id for s in sessions[2:])

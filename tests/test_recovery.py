@@ -70,17 +70,40 @@ def test_killed_in_exec_keeps_the_container_and_rm_f_ends_all(ocirt, gate, make_
     ocirt.ok("run", "-d", "--name", "e", "--bundle", make_bundle("sleep", "1000", edit=gate.mount))
     manager = ocirt.popen("exec", "e", "sh", "-c", "touch /gate/exec; exec sleep 1000")
     gate.reached("exec")
-    # The manager holds the database open (so its WAL exists) until it has
-    # recorded the session: wait for that record, on the WAL's writes.
-    wal = os.path.join(ocirt.root, "state.db-wal")
-    deadline = time.monotonic() + GATE_TIMEOUT
-    while not json.loads(ocirt.ok("inspect", "e"))[0]["ExecSessions"]:
-        size = os.stat(wal).st_size  # after inspect, which writes too
-        assert time.monotonic() < deadline, "the exec session was never recorded"
-        _native.wait_change(wal, max(0.0, deadline - time.monotonic()), known_size=size)
+    wait_recorded_session(ocirt, "e")
     kill(manager)
     assert state(ocirt, "e")["Status"] == "running"
     ocirt.ok("rm", "-f", "e")
+
+
+def test_an_exec_whose_caller_is_killed_still_has_its_exit_code_recorded(ocirt, gate, make_bundle):
+    cid = ocirt.ok("run", "-d", "--name", "e", "--bundle", make_bundle("sleep", "1000", edit=gate.mount)).strip()
+    manager = ocirt.popen("exec", "e", "sh", "-c", "touch /gate/exec; read x < /gate/go; exit 5")
+    gate.reached("exec")
+    sid = wait_recorded_session(ocirt, "e")
+    kill(manager)
+    gate.release()  # the process exits now, with nobody waiting for it but its conmon
+    exit_dir = os.path.join(ocirt.root, "run", "containers", cid, "exec", sid, "exit")
+    assert _native.wait_file(exit_dir, cid, GATE_TIMEOUT)
+    [session] = json.loads(ocirt.ok("inspect", "e"))[0]["ExecSessions"]
+    assert (session["ID"], session["Running"], session["ExitCode"]) == (sid, False, 5)
+    assert session["Command"] == ["sh", "-c", "touch /gate/exec; read x < /gate/go; exit 5"]
+    assert session["StartedAt"] <= session["FinishedAt"]
+    ocirt.ok("rm", "-f", "e")
+
+
+def wait_recorded_session(ocirt, name: str) -> str:
+    """The id of the first exec session of container `name`, once recorded.
+
+    The manager holds the database open (so its WAL exists) until it has
+    recorded the session: wait for that record, on the WAL's writes."""
+    wal = os.path.join(ocirt.root, "state.db-wal")
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not json.loads(ocirt.ok("inspect", name))[0]["ExecIDs"]:
+        size = os.stat(wal).st_size  # after inspect, which writes too
+        assert time.monotonic() < deadline, "the exec session was never recorded"
+        _native.wait_change(wal, max(0.0, deadline - time.monotonic()), known_size=size)
+    return json.loads(ocirt.ok("inspect", name))[0]["ExecIDs"][0]
 
 
 def test_killed_in_delete_then_exit_code_from_exit_file(ocirt, gate):
