@@ -29,16 +29,16 @@ import time
 import weakref
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from . import churn
+from . import attach, churn
 from .churn import Job, OnResult, Result
 from .container import Container
-from .errors import ContainerNotFound, OcirtError, Terminated
+from .errors import ContainerNotFound, InvalidState, OcirtError, Terminated
 from .exec import ExecOptions, ExecSession
 from .logs import LogRecord
 from .runtime import CreateOptions, Runtime
 from .state import ContainerState, Timings
 from .steps import Readable, Steps, T
-from .validate import SignalLike
+from .validate import SignalLike, check_input
 
 log = logging.getLogger("ocirt")
 
@@ -307,6 +307,16 @@ class AsyncContainer:
     def logs(self) -> Iterator[LogRecord]:
         """The output so far (reading a file: nothing to await)."""
         return self.container.logs()
+
+    async def attach(self, stdin: "bytes | str | None" = None, stdout: object = None, stderr: object = None) -> None:
+        """Container.attach on the loop, until the output ends: `stdin` data
+        (then EOF), output to fds, binary files or functions. Detach keys
+        are for a terminal's keystrokes: see the blocking Container.attach."""
+        out, err, data = attach.sink(stdout), attach.sink(stderr), check_input(stdin)
+        if data is not None and not self.container.stdin:
+            raise InvalidState(f"container {self.id} was created without stdin: it takes no input", container_id=self.id)
+        with self.container.connect(stdin=data is not None) as sock:
+            await attach.relay_async(sock, out, err, stdin=data)
 
 
 class AsyncExecSession:

@@ -7,10 +7,15 @@ data. conmon hangs up when the process's output ends.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
 import threading
+from typing import Callable, Optional, Tuple, Union
+
+from .errors import InvalidArgument
+from .validate import check_input
 
 STDOUT = 2
 STDERR = 3
@@ -40,18 +45,27 @@ def connect(directory: str, send_input: bool = False) -> socket.socket:
         os.close(dirfd)
 
 
-def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "int | bytes | None" = None) -> None:
-    """Copy output packets to `stdout_fd` / `stderr_fd` (-1: drop them)
-    until conmon hangs up (the output ended).
+Sink = Union[int, Callable[[bytes], object]]  # an fd to write to (-1: drop), or a function given each chunk
+
+
+def relay(
+    sock: socket.socket, stdout: Sink = 1, stderr: Sink = 2, stdin: "int | bytes | None" = None, detach_keys: bytes = b""
+) -> bool:
+    """Copy output packets to `stdout` / `stderr` until conmon hangs up (the
+    output ended); True instead when `detach_keys` were read from `stdin`.
 
     With `stdin` (bytes, or an fd read to its end), send it meanwhile as
     the container's input, in packets conmon reads whole, then end it: the
     container reads EOF. Input the container no longer takes (it exited,
-    or its stdin was closed) ends the sending, not the relay.
+    or its stdin was closed) ends the sending, not the relay. With
+    `detach_keys` (see parse_detach_keys; for a terminal's keystrokes, not
+    for data, which may hold them) and an fd as `stdin`, that sequence
+    ends the relay at once, the container running on, its stdin still open.
     """
-    targets = {STDOUT: stdout_fd, STDERR: stderr_fd}
+    targets = {STDOUT: writer(stdout), STDERR: writer(stderr)}
     data = memoryview(stdin) if isinstance(stdin, bytes) else memoryview(b"")  # to send
     source = stdin if isinstance(stdin, int) else None  # to read more from
+    keys = DetachKeys(detach_keys if source is not None else b"")
     sending = stdin is not None
     sock.setblocking(False)
     poller = select.poll()
@@ -78,8 +92,13 @@ def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "i
             watched = to_watch
         for fd, events in poller.poll():
             if fd == source:
-                data = memoryview(os.read(source, INPUT_PACKET))
-                if not data:
+                read = os.read(source, INPUT_PACKET)
+                typed, detached = keys.feed(read) if read else (keys.held(), False)
+                if detached:
+                    _send_all(sock, typed)  # what came before the keys
+                    return True
+                data = memoryview(typed)
+                if not read:
                     source = None
                 continue
             if data and events & select.POLLOUT:
@@ -95,13 +114,154 @@ def relay(sock: socket.socket, stdout_fd: int = 1, stderr_fd: int = 2, stdin: "i
                 except BlockingIOError:
                     continue
                 except OSError:
-                    return
+                    return False
                 if not packet:
-                    return
-                fd_out = targets.get(packet[0], -1)
-                out = memoryview(packet)[1:]
-                while fd_out >= 0 and out:
-                    out = out[os.write(fd_out, out) :]
+                    return False
+                write = targets.get(packet[0])
+                if write is not None:
+                    write(memoryview(packet)[1:])
+
+
+def writer(sink: Sink) -> Optional[Callable[[memoryview], None]]:
+    """How to hand output to `sink`: None drops it."""
+    if callable(sink):
+        give = sink
+
+        def hand(chunk: memoryview) -> None:
+            give(bytes(chunk))
+
+        return hand
+    if sink < 0:
+        return None
+
+    def write(chunk: memoryview) -> None:
+        while chunk:
+            chunk = chunk[os.write(sink, chunk) :]
+
+    return write
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Send `data` in packets before leaving (the socket is non-blocking)."""
+    view = memoryview(data)
+    while view:
+        select.select([], [sock], [])
+        try:
+            view = view[sock.send(view[:INPUT_PACKET]) :]
+        except BlockingIOError:
+            continue
+        except OSError:
+            return  # the container's stdin is closed: nothing more is taken
+
+
+def sink(target: object) -> Sink:
+    """An output target as relay takes it: an fd, a binary file's write, or
+    a function given each chunk; None drops the output."""
+    if target is None:
+        return -1
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    write = getattr(target, "write", None)
+    if callable(write):
+        return write  # type: ignore[no-any-return]
+    if callable(target):
+        return target
+    raise InvalidArgument(f"an output target is an fd, a binary file or a function, not {type(target).__name__}")
+
+
+def source(given: object) -> "int | bytes | None":
+    """An input as relay takes it: bytes (str as UTF-8), or an fd (a file's
+    fileno()) read to its end; None for none."""
+    if given is None or (isinstance(given, int) and not isinstance(given, bool)):
+        return given
+    fileno = getattr(given, "fileno", None)
+    if callable(fileno):
+        return int(fileno())
+    return check_input(given)
+
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"  # podman's and docker's
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """The bytes a detach-keys spec stands for: comma-separated keys, each a
+    single character or ctrl-<c> (c a letter or one of @[\\]^_); "" for none.
+    InvalidArgument naming the key that is neither."""
+    if spec == "":
+        return b""
+    out = bytearray()
+    for key in spec.split(","):
+        if len(key) == 1 and key.isascii() and key.isprintable():
+            out.append(ord(key))
+        elif len(key) == 6 and key[:5].lower() == "ctrl-" and key[5].isascii() and (key[5].isalpha() or key[5] in "@[\\]^_"):
+            out.append(ord(key[5].upper()) & 0x1F)
+        else:
+            raise InvalidArgument(f"bad detach keys {spec!r}: {key!r} is neither a character nor ctrl-<letter or one of @[\\]^_>")
+    return bytes(out)
+
+
+class DetachKeys:
+    """Watches typed input for a detach sequence, across reads.
+
+    A read that may begin the sequence is held back until the next read
+    tells whether it does."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self._held = b""
+
+    def feed(self, typed: bytes) -> Tuple[bytes, bool]:
+        """(what to send on, whether the sequence came): before the
+        sequence when it came; else all but a tail that may begin it."""
+        if not self.keys:
+            return typed, False
+        data, self._held = self._held + typed, b""
+        at = data.find(self.keys)
+        if at >= 0:
+            return data[:at], True
+        for n in range(min(len(self.keys) - 1, len(data)), 0, -1):
+            if data.endswith(self.keys[:n]):
+                self._held = data[-n:]
+                return data[:-n], False
+        return data, False
+
+    def held(self) -> bytes:
+        """What was held back, released (the input ended)."""
+        held, self._held = self._held, b""
+        return held
+
+
+async def relay_async(sock: socket.socket, stdout: Sink = -1, stderr: Sink = -1, stdin: Optional[bytes] = None) -> None:
+    """relay on the running loop, until conmon hangs up: output to `stdout`
+    / `stderr` (fd writes block the loop briefly), `stdin` sent meanwhile,
+    then EOF. The socket is the caller's to close."""
+    loop = asyncio.get_running_loop()
+    targets = {STDOUT: writer(stdout), STDERR: writer(stderr)}
+    sock.setblocking(False)
+
+    async def send(data: bytes) -> None:
+        try:
+            for at in range(0, len(data), INPUT_PACKET):
+                await loop.sock_sendall(sock, data[at : at + INPUT_PACKET])
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the container's stdin is closed: no more input is taken
+
+    sender = asyncio.ensure_future(send(stdin)) if stdin is not None else None
+    try:
+        while True:
+            try:
+                packet = await loop.sock_recv(sock, 65536)
+            except OSError:
+                return
+            if not packet:
+                return
+            write = targets.get(packet[0])
+            if write is not None:
+                write(memoryview(packet)[1:])
+    finally:
+        if sender is not None:
+            sender.cancel()
 
 
 def feed(sock: socket.socket, data: bytes) -> None:

@@ -56,6 +56,7 @@ class ConmonArgs:
     systemd_cgroup: bool = False
     terminal: bool = False
     stdin: bool = False
+    leave_stdin_open: bool = False  # an attacher that leaves does not end the process's stdin (terminals: detach, attach)
     log_size_max: int = -1
     no_pivot: bool = False
     sync_log: bool = True  # conmon fsyncs the log when the container exits
@@ -86,6 +87,8 @@ class ConmonArgs:
             args.append("-t")
         if self.stdin:
             args.append("-i")
+        if self.leave_stdin_open:
+            args.append("--leave-stdin-open")
         if self.log_size_max >= 0:
             args += ["--log-size-max", str(self.log_size_max)]
         if self.no_pivot:

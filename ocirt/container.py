@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import attach, conmon, exec as execs, logs as logfile, spec as specs
+from . import attach, conmon, exec as execs, logs as logfile, spec as specs, terminal
 from .cgroups import Cgroup, limits as cgroup_limits
 from .cgroups.limits import Limits, Stats
 from .errors import ConmonError, ContainerNotFound, ExecSessionNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
@@ -71,6 +72,7 @@ class Container:
         self.timings = Timings()  # this process's view of the container's phases
         self.owned_bundle = False  # ocirt generated the bundle: delete removes it
         self.auto_remove = False
+        self.stdin = False  # created with stdin: conmon takes input on the attach socket
         self.labels: Dict[str, str] = {}  # the caller's, kept with the record (see Runtime.list)
         self.note = ""  # why the status is what it is, when that is not obvious
         self._svc = services
@@ -415,6 +417,54 @@ class Container:
         except Timeout:
             raise Timeout(f"container {self.id} wrote no line matching {match!r} within {timeout:g}s") from None
         raise InvalidState(f"container {self.id} ended its output without a line matching {match!r}")
+
+    def connect(self, stdin: bool = False) -> socket.socket:
+        """conmon's attach socket for the container, connected: its live
+        output as packets, and with `stdin` its input (see ocirt.attach).
+        Several may be connected at once; each gets all the output from
+        its connection on. InvalidState unless the container is created,
+        running or paused.
+
+        conmon ends the stdin of a container created with stdin=True (and
+        no terminal) when any attacher stops sending: at once for one
+        connected without `stdin`."""
+        with self._record.locked():
+            self._require(CREATED, RUNNING, PAUSED, verb="attach to")
+        try:
+            return attach.connect(self._files.socket_link, send_input=stdin)
+        except OSError as e:
+            raise InvalidState(f"cannot attach to container {self.id}: its conmon is gone ({e.strerror})", container_id=self.id) from e
+
+    def attach(
+        self, stdin: object = None, stdout: object = None, stderr: object = None, *, detach_keys: Union[str, bytes] = b""
+    ) -> bool:
+        """Relay the container's live output until it ends (False), or until
+        `detach_keys` are read from `stdin` (True: the container runs on).
+
+        `stdout`/`stderr`: an fd, a binary file or a function given each
+        chunk (None: dropped). `stdin`: bytes (str as UTF-8) or an fd or
+        file read to its end; it reaches a container created with
+        stdin=True. `detach_keys`: bytes, or a spec like "ctrl-p,ctrl-q"
+        (see ocirt.attach.parse_detach_keys), watched for on an fd `stdin`.
+        InvalidState unless the container is created, running or paused.
+        """
+        keys = attach.parse_detach_keys(detach_keys) if isinstance(detach_keys, str) else bytes(detach_keys)
+        out, err, given = attach.sink(stdout), attach.sink(stderr), attach.source(stdin)  # checked before connecting
+        if given is not None and not self.stdin:
+            raise InvalidState(f"container {self.id} was created without stdin: it takes no input", container_id=self.id)
+        with self.connect(stdin=given is not None) as sock:
+            return attach.relay(sock, out, err, stdin=given, detach_keys=keys)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the size of the container's terminal (conmon's control FIFO).
+        InvalidState if it has none (terminal=False), has stopped, or its
+        conmon is gone; InvalidArgument for a size out of 1-65535."""
+        terminal.check_size(rows, columns)
+        if not self.spec.get("process", {}).get("terminal"):
+            raise InvalidState(f"container {self.id} has no terminal to resize", container_id=self.id)
+        with self._record.locked():
+            self._require(CREATED, RUNNING, PAUSED, verb="resize the terminal of")
+        terminal.resize(self._files.ctl, rows, columns)
 
     def exec_run(
         self, cmd: Sequence[str], timeout: Optional[float] = None, stdin: "bytes | str | None" = None, **options: Any

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
-from . import conmon, spec as specs
+from . import conmon, spec as specs, terminal
 from .cgroups import Cgroup
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, Timeout
 from .launcher import Launcher
@@ -82,7 +82,9 @@ def start_steps(
         )
     except FileExistsError:
         raise InvalidArgument(f"exec session {session_id!r} already exists in container {container.id}") from None
-    return ExecSession(container, session_id, files, launched, process.get("args") or (), started)
+    session = ExecSession(container, session_id, files, launched, process.get("args") or (), started)
+    session.tty = tty
+    return session
 
 
 def stop_all_steps(sessions: Sequence["ExecSession"], grace: Optional[float]) -> Steps[None]:
@@ -209,6 +211,7 @@ class ExecSession:
         self.started_at = started_at or time.time()  # Unix seconds
         self.exit_code: Optional[int] = None
         self.finished_at: Optional[float] = None  # Unix seconds, once the exit code is known
+        self.tty = False  # the process has a terminal (conmon's)
         self.attach = launched.attach  # the live output socket, with exec(attach=True)
         self._files = files
         self._sync_fd: Optional[int] = launched.sync_fd
@@ -273,6 +276,13 @@ class ExecSession:
                     pass  # the container was deleted meanwhile
         yield from self.container._session_ended()
         return code
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the size of the session's terminal. InvalidState if it has
+        none (tty=False) or has ended."""
+        if not self.tty:
+            raise InvalidState(f"exec session {self.id} has no terminal to resize")
+        terminal.resize(self._files.ctl, rows, columns)
 
     def logs(self) -> Iterator[LogRecord]:
         """The session's output so far."""

@@ -98,6 +98,7 @@ class Launcher:
             exit_dir=files.exit_dir,
             terminal=terminal,
             stdin=stdin,
+            leave_stdin_open=terminal and stdin,  # a terminal's attachers come and go (detach keys)
             exit_command=tuple(exit_command),
             replace_listen_pid=bool(listen_fds),
         )

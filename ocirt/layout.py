@@ -8,8 +8,9 @@
         ctr.log                     the container's output (k8s-file format)
         oom                         created by conmon on an OOM kill
         ctl, attach                 conmon's control FIFO and attach socket
+        attended                    flock(2)ed by a foreground `run --rm` (see cli)
         exec/<session>/             one exec session: process.json (while it
-                                    runs), pidfile, conmon.pid, ctr.log, exit/<id>
+                                    runs), pidfile, conmon.pid, ctr.log, ctl, exit/<id>
     tmp_dir/socket/exec:<digest>    an exec session's attach-socket link
 
 Directories are 0700 and files that may hold env 0600: a container's spec
@@ -118,6 +119,8 @@ class ContainerDir:
         self.pidfile = os.path.join(self.root, "pidfile")
         self.conmon_pidfile = os.path.join(self.root, "conmon.pid")
         self.log = os.path.join(self.root, "ctr.log")
+        self.ctl = os.path.join(self.root, "ctl")
+        self.attended = os.path.join(self.root, "attended")
         self.oom = os.path.join(self.root, "oom")
         self.exit_dir = dirs.exits
         self.exit_file = os.path.join(dirs.exits, cid)
@@ -146,4 +149,5 @@ class ExecDir:
         self.pidfile = os.path.join(root, "pidfile")
         self.conmon_pidfile = os.path.join(root, "conmon.pid")
         self.log = os.path.join(root, "ctr.log")
+        self.ctl = os.path.join(root, "ctl")
         self.exit_dir = os.path.join(root, "exit")

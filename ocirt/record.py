@@ -129,6 +129,7 @@ class Recorder:
             container_cgroup_dirs=list(getattr(c._cgroup.container if c._cgroup else None, "dirs", [])),
             owned_bundle=c.owned_bundle,
             auto_remove=c.auto_remove,
+            stdin=c.stdin,
             exec_sessions=c._sessions.recorded(),
             note=c.note,
             labels=dict(c.labels),
@@ -142,7 +143,7 @@ class Recorder:
         c.state.apply(record)
         m.conmon_pid, m.conmon_start = record.conmon_pid, record.conmon_start_time
         c.created_at = from_timestamp(record.created_at) or c.created_at
-        c.owned_bundle, c.auto_remove, c.note = record.owned_bundle, record.auto_remove, record.note
+        c.owned_bundle, c.auto_remove, c.stdin, c.note = record.owned_bundle, record.auto_remove, record.stdin, record.note
         c.labels = dict(record.labels)
         c._sessions.take_recorded(record.exec_sessions)
         if c.state.status is ContainerStatus.STOPPED:

@@ -294,6 +294,7 @@ class Runtime:
         container.timings.create = began
         container.owned_bundle = o.owned_bundle
         container.auto_remove = o.auto_remove
+        container.stdin = o.stdin
         container.labels = labels
         with self._store_lock(cid):
             # The record comes first: a process that dies after it leaves a

@@ -51,6 +51,7 @@ class Record:
     container_cgroup_dirs: List[str] = field(default_factory=list)  # the runtime's, beside conmon's
     owned_bundle: bool = False  # ocirt generated the bundle: remove it with the container
     auto_remove: bool = False
+    stdin: bool = False  # conmon -i: the attach socket takes input
     exec_sessions: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # id -> pid, conmon_pid, cmd, times, exit code (exec.Sessions)
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
     labels: Dict[str, str] = field(default_factory=dict)

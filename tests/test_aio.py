@@ -145,3 +145,18 @@ def test_errors_are_the_blocking_api_s(aruntime, make_bundle, new_id):
         await c.delete()
 
     asyncio.run(main())
+
+
+def test_attach_awaited_sends_input_and_hands_output_to_functions(aruntime, make_bundle, new_id):
+    data = os.urandom(1 << 20)
+
+    async def main():
+        c = await aruntime.create(new_id(), make_bundle("sh", "-c", "cat; echo err >&2"), stdin=True)
+        out, err = [], []
+        await c.start()  # cat writes only what it reads: nothing is missed
+        await c.attach(stdin=data, stdout=out.append, stderr=err.append)
+        code = await c.wait(30)
+        await c.delete()
+        return code, b"".join(out), b"".join(err)
+
+    assert asyncio.run(main()) == (0, data, b"err\n")

@@ -214,3 +214,62 @@ def test_run_takes_a_ready_bundle_and_never_writes_it(runtime, make_bundle):
         with pytest.raises(ocirt.InvalidArgument, match=words):
             runtime.run([], bundle=bundle, **bad)
     assert runtime.list() == []
+
+
+def test_attach_sends_input_and_hands_output_to_fds_and_functions(runtime, make_bundle, new_id):
+    c = runtime.create(new_id(), make_bundle("sh", "-c", "read x; echo got $x; echo err >&2; exit 5"), stdin=True)
+    c.start()  # it reads before it writes: nothing is missed
+    chunks: list = []
+    out_r, out_w = os.pipe()
+    try:
+        assert c.attach(stdin=b"hello\n", stdout=out_w, stderr=chunks.append) is False  # ended, not detached
+        assert os.read(out_r, 100) == b"got hello\n"
+    finally:
+        os.close(out_r)
+        os.close(out_w)
+    assert chunks == [b"err\n"]
+    assert c.wait(30) == 5
+    with pytest.raises(ocirt.InvalidState, match="cannot attach to container .*: it is stopped"):
+        c.attach()
+    c.delete()
+
+
+def test_several_attachers_each_get_all_output_and_what_cannot_work_is_refused(runtime, make_bundle, new_id):
+    c = runtime.create(new_id(), make_bundle("sh", "-c", "echo one; echo two >&2"))
+    with c.connect() as first, c.connect() as second:
+        c.start()
+        for sock in (first, second):
+            packets = []
+            while packet := sock.recv(100):
+                packets.append(packet)
+            assert sorted(packets) == [b"\x02one\n", b"\x03two\n"]  # 2: stdout, 3: stderr
+    assert c.wait(30) == 0
+    c.delete()
+    quiet = runtime.create(new_id(), make_bundle("true"))
+    with pytest.raises(ocirt.InvalidState, match="created without stdin"):
+        quiet.attach(stdin=b"x")
+    with pytest.raises(ocirt.InvalidArgument, match="output target"):
+        quiet.attach(stdout=1.5)
+    with pytest.raises(ocirt.InvalidState, match="has no terminal"):
+        quiet.resize(24, 80)
+    with pytest.raises(ocirt.InvalidArgument, match="rows and columns from 1 to 65535"):
+        quiet.resize(0, 80)
+    quiet.delete()
+
+
+def test_resize_sets_a_terminals_size_before_and_after_start(runtime, make_bundle, new_id):
+    def tty(spec):
+        spec["process"]["terminal"] = True
+
+    c = runtime.create(new_id(), make_bundle("sh", "-c", "stty size; read x; stty size", edit=tty), terminal=True, stdin=True)
+    c.resize(33, 111)  # before the start: the process starts at that size
+    with c.connect(stdin=True) as sock:
+        c.start()
+        assert c.wait_for_log("^33 111").text == "33 111\r"
+        c.resize(44, 122)
+        sock.sendall(b"go\n")
+        assert c.wait_for_log("^44 122").text == "44 122\r"
+    assert c.wait(30) == 0
+    with pytest.raises(ocirt.InvalidState, match="cannot resize the terminal of container .*: it is stopped"):
+        c.resize(24, 80)
+    c.delete()

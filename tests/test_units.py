@@ -13,6 +13,7 @@ import pytest
 
 import ocirt
 from ocirt import logs, spec as specs
+from ocirt.attach import DetachKeys, parse_detach_keys
 from ocirt.conmon import ConmonArgs, check_sockets, conmon_env, socket_activation, sync_value
 from ocirt.logs import LogReader, format_time, parse_time, parse_when, read_log
 from ocirt.oci import OCIRuntime
@@ -41,8 +42,10 @@ def test_conmon_argv_for_a_container():
 
 
 def test_conmon_argv_options():
-    argv = ConmonArgs(**BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True, sync_log=False).argv()
-    assert argv[19:] == ["-s", "-t", "-i", "--log-size-max", "4096", "--no-pivot", "--no-sync-log"]
+    argv = ConmonArgs(
+        **BASE, systemd_cgroup=True, terminal=True, stdin=True, leave_stdin_open=True, log_size_max=4096, no_pivot=True, sync_log=False
+    ).argv()
+    assert argv[19:] == ["-s", "-t", "-i", "--leave-stdin-open", "--log-size-max", "4096", "--no-pivot", "--no-sync-log"]
     exec_argv = ConmonArgs(**BASE, exec_spec="/b/process.json").argv()
     assert exec_argv[19:] == ["-e", "--exec-process-spec", "/b/process.json", "--api-version"]
 
@@ -52,8 +55,8 @@ def test_every_flag_ocirt_gives_conmon_is_one_conmon_knows():
     shown = subprocess.run(["conmon", "--help"], capture_output=True, text=True, check=True).stdout
     known = set(re.findall(r"(?<![\w-])(-{1,2}[A-Za-z0-9][\w-]*)", shown))
     everything = ConmonArgs(
-        **BASE, systemd_cgroup=True, terminal=True, stdin=True, log_size_max=4096, no_pivot=True, sync_log=False,
-        runtime_args=("debug",), exit_command=("/bin/true", "arg"),
+        **BASE, systemd_cgroup=True, terminal=True, stdin=True, leave_stdin_open=True, log_size_max=4096, no_pivot=True,
+        sync_log=False, runtime_args=("debug",), exit_command=("/bin/true", "arg"),
     )  # fmt: skip
     exec_attached = ConmonArgs(**BASE, exec_spec="/b/process.json", exec_attach=True)
     flags = {a for a in everything.argv()[1:] + exec_attached.argv()[1:] if a.startswith("-")}
@@ -205,6 +208,35 @@ def test_a_time_logs_cannot_take_is_named(value):
 def test_log_times_print_as_rfc3339_nano_in_utc():
     assert format_time(datetime(2026, 1, 1, 1, 2, 3, 120000, tzinfo=timezone.utc)) == "2026-01-01T01:02:03.12Z"
     assert format_time(datetime.fromisoformat("2026-01-01T03:02:03+02:00")) == "2026-01-01T01:02:03Z"
+
+
+@pytest.mark.parametrize(
+    "spec, keys",
+    [("ctrl-p,ctrl-q", b"\x10\x11"), ("ctrl-@,a,ctrl-\\", b"\x00a\x1c"), ("CTRL-A", b"\x01"), ("", b"")],
+)
+def test_detach_keys_specs(spec, keys):
+    assert parse_detach_keys(spec) == keys
+
+
+@pytest.mark.parametrize("spec", ["ctrl-1", "ab", "ctrl-pp", "é", "ctrl-p,"])
+def test_a_bad_detach_key_is_named(spec):
+    with pytest.raises(ocirt.InvalidArgument, match="bad detach keys .* is neither a character nor ctrl-"):
+        parse_detach_keys(spec)
+
+
+def test_detach_keys_are_found_across_reads_and_a_near_miss_is_passed_on():
+    keys = DetachKeys(b"\x10\x11")
+    assert keys.feed(b"ab\x10") == (b"ab", False)  # the tail may begin the keys: held
+    assert keys.feed(b"c") == (b"\x10c", False)  # it did not
+    assert keys.feed(b"\x10") == (b"", False)
+    assert keys.feed(b"\x11 after") == (b"", True)
+    keys = DetachKeys(b"\x10\x11")
+    assert keys.feed(b"x\x10\x10") == (b"x\x10", False)
+    assert keys.feed(b"\x11") == (b"", True)
+    keys = DetachKeys(b"\x10\x11")
+    assert keys.feed(b"end\x10") == (b"end", False)
+    assert keys.held() == b"\x10"  # the input ended: what was held goes on
+    assert DetachKeys(b"").feed(b"\x10\x11") == (b"\x10\x11", False)
 
 
 def test_runtime_spec_makes_bundle_paths_absolute():
