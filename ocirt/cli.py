@@ -8,18 +8,21 @@ debug); 126 and 127 when the container's command cannot run or is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import __version__, attach, conmon, logs as logfile, native as _native, specgen
+from . import __version__, attach, conmon, logs as logfile, native as _native, specgen, terminal
 from .cgroups.limits import LIMIT_FIELDS, Limits
 from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError, Terminated, raise_terminated
@@ -74,13 +77,35 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     src.add_argument("--bundle", help="an existing OCI bundle, run as is")
     sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
     sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep the container's stdin open (run: send this stdin to it)")
+    sp.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
+
+
+def _detach_keys(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--detach-keys", type=_keys, default=attach.DEFAULT_DETACH_KEYS,
+        help=f"keys that leave a terminal session, its container running (default {attach.DEFAULT_DETACH_KEYS}; \"\": none)",
+    )  # fmt: skip
 
 
 def _run_options(sp: argparse.ArgumentParser) -> None:
     _container_options(sp)
     sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
-    sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the container, to its end")
+    _detach_keys(sp)
+
+
+def _start_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-a", "--attach", action="store_true", help="attach to the container's output (one container), then start it")
+    sp.add_argument("-i", "--interactive", action="store_true", help="with -a, send this stdin to the container")
+    _detach_keys(sp)
+    _names(sp)
+
+
+def _attach_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--no-stdin", action="store_true", help="do not send this stdin to the container")
+    _detach_keys(sp)
+    sp.add_argument("name")
 
 
 def _id(sp: argparse.ArgumentParser) -> None:
@@ -126,7 +151,9 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
     sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the process, to its end")
+    sp.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
     sp.add_argument("-d", "--detach", action="store_true", help="print the session's id and leave it running (inspect shows its exit code)")
+    _detach_keys(sp)
     sp.add_argument("name")
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
@@ -170,7 +197,8 @@ def _bench_options(sp: argparse.ArgumentParser) -> None:
 _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("create, start and wait for a container", _run_options),
     "create": ("create a container", _container_options),
-    "start": ("start containers", _names),
+    "start": ("start containers", _start_options),
+    "attach": ("attach to a running container's output (and input)", _attach_options),
     "pause": ("pause containers", _names),
     "unpause": ("resume containers", _names),
     "wait": ("wait for containers", _names),
@@ -233,6 +261,14 @@ def _tail(text: str) -> Optional[int]:
     if text.strip() in ("-1", "0"):
         return None if text.strip() == "-1" else 0
     return _positive_int(text)
+
+
+def _keys(text: str) -> bytes:
+    """argparse type: detach keys (see attach.parse_detach_keys)."""
+    try:
+        return attach.parse_detach_keys(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size(text: str) -> int:
@@ -325,11 +361,13 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             hostname=args.hostname,
             read_only=args.read_only,
             cap_add=args.cap_add,
+            tty=args.tty,
         )
         owned = True
     # A detached --rm container is removed by conmon's exit command; in the
-    # foreground, `run` removes it itself.
-    detached = getattr(args, "detach", False) or args.command == "create"
+    # foreground, `run` removes it itself, unless a terminal session may
+    # detach from it (detach keys).
+    detached = getattr(args, "detach", False) or args.command == "create" or (args.tty and args.interactive)
     # -I: conmon runs it from the container's run dir, which must not be on sys.path.
     exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
     try:
@@ -343,7 +381,8 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             exit_command=exit_command,
             listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
             limits=limits,
-            stdin=getattr(args, "interactive", False),
+            stdin=args.interactive,
+            terminal=args.tty,
         )
     except BaseException:
         if owned:
@@ -354,9 +393,13 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
 def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     """Create, start and wait; stream the output. On any way out before the
     container's exit (an error, Ctrl-C before start, a reader gone: `| head`),
-    the container is stopped, and with --rm removed."""
-    if args.detach and args.interactive:
+    the container is stopped, and with --rm removed. A terminal session left
+    with the detach keys leaves it running (and with --rm, conmon removes it
+    when it exits)."""
+    if args.detach and args.interactive and not args.tty:
         raise Usage("ocirt: -i sends this stdin while the container runs in the foreground: not with -d")
+    if not args.detach:
+        _check_terminal(args.tty, args.interactive)
     c = cmd_create(rt, args, out)
     if args.detach:
         try:
@@ -367,33 +410,101 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
         out(c.id)
         return 0
     code: Optional[int] = None
-    try:
+    with _attending(c):
         try:
-            sock = attach.connect(os.path.join(rt.dirs.sockets, c.id), send_input=args.interactive)
-        except OSError as e:
-            raise OcirtError(f"cannot attach to container {c.name}: {e}") from e
-        forwarded = _forward_signals(c)
-        try:
-            with sock:
-                c.start()
-                try:
-                    attach.relay(sock, stdin=0 if args.interactive else None)
-                except BrokenPipeError:
-                    log.debug("output closed: stopping container %s", c.id)
-                    c.stop(STOP_TIMEOUT)
-            code = c.wait()
+            sock = c.connect(stdin=args.interactive)  # before the start: nothing is missed
+            code = _attached(c, sock, args, start=c.start)
         finally:
-            for sig, old in forwarded.items():
-                signal.signal(sig, old)
+            if code is None:
+                _undo_run(c, args.rm)
+        if args.rm and code != DETACHED:
+            try:
+                c.delete()
+            except ContainerNotFound:
+                pass  # removed by someone else meanwhile: removed all the same
+    return 0 if code == DETACHED else code
+
+
+@contextlib.contextmanager
+def _attending(c: Container) -> Iterator[None]:
+    """While held, conmon's exit command (`cleanup`, given to a terminal
+    session's --rm container, which may be detached from) leaves the
+    container to this process, which reads its exit code and removes it."""
+    fd = os.open(c._files.attended, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
     finally:
-        if code is None:
-            _undo_run(c, args.rm)
-    if args.rm:
-        try:
-            c.delete()
-        except ContainerNotFound:
-            pass  # removed by someone else meanwhile: removed all the same
-    return code
+        os.close(fd)
+
+
+DETACHED = -1  # _attached's answer when the detach keys were typed
+
+
+def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, start: Optional[Callable[[], None]] = None) -> int:
+    """Relay `sock` (connected to `c`) to this process's stdout/stderr, and
+    its stdin with args.interactive, running `start` first; the container's
+    exit code once its output ends, or DETACHED. With a terminal on both
+    sides: raw mode, the window size followed, the detach keys watched.
+    SIGINT/SIGTERM/SIGHUP go to the container meanwhile."""
+    tty = bool(c.spec.get("process", {}).get("terminal"))
+    interactive = getattr(args, "interactive", False)
+    typing = tty and interactive and os.isatty(0)
+    forwarded = _forward_signals(c)
+    try:
+        with sock, contextlib.ExitStack() as stack:
+            screen = 0 if os.isatty(0) else 1 if os.isatty(1) else None
+            if tty and screen is not None:
+                stack.enter_context(terminal.following_size(screen, c.resize))
+            if start is not None:
+                start()
+            if typing:
+                stack.enter_context(terminal.raw(0))
+            try:
+                keys = args.detach_keys if typing else b""
+                if attach.relay(sock, stdin=0 if interactive else None, detach_keys=keys):
+                    return DETACHED
+            except BrokenPipeError:
+                log.debug("output closed: stopping container %s", c.id)
+                c.stop(STOP_TIMEOUT)
+        return c.wait()
+    finally:
+        for sig, old in forwarded.items():
+            signal.signal(sig, old)
+
+
+def _check_terminal(tty: bool, interactive: bool) -> None:
+    """-it needs a terminal to read keys from: Usage, as podman, when stdin is none."""
+    if tty and interactive and not os.isatty(0):
+        raise Usage("ocirt: the input device is not a TTY: -t with -i needs one (or leave out -t)")
+
+
+def cmd_attach(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Attach to a created, running or paused container until its output
+    ends (its exit code) or the detach keys are typed (0, it runs on)."""
+    c = rt.get(args.name)
+    if c.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
+        raise OcirtError(f"cannot attach to container {c.name}: it is {c.state.status.value} (start -a attaches to a created one)")
+    args.interactive = c.stdin and not args.no_stdin
+    _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
+    code = _attached(c, c.connect(stdin=args.interactive), args)
+    return 0 if code == DETACHED else code
+
+
+def cmd_start(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Start containers; with -a, one, attached (as attach, from its first output)."""
+    if not args.attach:
+        if args.interactive:
+            raise Usage("ocirt start: -i sends this stdin to the container: it needs -a")
+        return each(rt, args.names, lambda c: c.start(), out)
+    if len(args.names) != 1:
+        raise Usage("ocirt start: -a attaches to one container")
+    c = rt.get(args.names[0])
+    if args.interactive and not c.stdin:
+        raise Usage(f"ocirt start: container {c.name} was created without -i: it takes no input")
+    _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
+    code = _attached(c, c.connect(stdin=args.interactive), args, start=c.start)
+    return 0 if code == DETACHED else code
 
 
 def _undo_run(c: Container, remove: bool) -> None:
@@ -561,16 +672,39 @@ def cmd_logs(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
 def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.detach and args.interactive:
         raise Usage("ocirt exec: -i sends this stdin to the process to its end: not with -d")
+    if not args.detach:
+        _check_terminal(args.tty, args.interactive)
     c = rt.get(args.name)
-    options: Dict[str, Any] = dict(env=_env(args.env) or None, user=args.user, cwd=args.workdir)
+    options: Dict[str, Any] = dict(env=_env(args.env) or None, user=args.user, cwd=args.workdir, tty=args.tty)
     if args.detach:
         out(c.exec(args.cmd, **options).id)  # conmon writes the exit code to the session's exit file
         return 0
     session = c.exec(args.cmd, attach=True, stdin=args.interactive, **options)
     assert session.attach is not None
-    with session.attach:
-        attach.relay(session.attach, stdin=0 if args.interactive else None)
+    typing = args.tty and args.interactive and os.isatty(0)
+    screen = 0 if os.isatty(0) else 1 if os.isatty(1) else None
+    with session.attach, contextlib.ExitStack() as stack:
+        if args.tty and screen is not None:
+            stack.enter_context(terminal.following_size(screen, session.resize))
+        if typing:
+            stack.enter_context(terminal.raw(0))
+        if attach.relay(session.attach, stdin=0 if args.interactive else None, detach_keys=args.detach_keys if typing else b""):
+            return 0  # detached: the session runs on; inspect shows how it ends
     return session.wait()
+
+
+def _attended_until_done(path: str) -> bool:
+    """Wait while a foreground `run --rm` holds the container (see
+    _attending); whether one did."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    finally:
+        os.close(fd)
 
 
 def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -597,7 +731,11 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
             raise ContainerNotFound(f"container {args.id} was removed already")  # never delete another one
         if c._monitor.conmon is not None:  # held only if proven to be this container's conmon
             c._monitor.conmon.wait(60)
+        if _attended_until_done(c._files.attended):
+            c = rt.get(args.id)  # the attached `run --rm` may have removed it meanwhile
         c.delete(force=True)
+    except ContainerNotFound:
+        pass  # removed by an attached `run --rm`
     except OcirtError as e:
         log.warning("cleanup of %s: %s", args.id, e)
     finally:
@@ -714,6 +852,10 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         return cmd_logs(rt, args, out)
     if args.command == "exec":
         return cmd_exec(rt, args, out)
+    if args.command == "attach":
+        return cmd_attach(rt, args, out)
+    if args.command == "start":
+        return cmd_start(rt, args, out)
     if args.command == "inspect":
         found, code = [], 0
         for name in args.names:
@@ -731,7 +873,6 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         sig = parse_signal(args.signal)
         return each(rt, args.names, lambda c: c.kill(sig), out)
     verbs: Dict[str, Callable[[Container], None]] = {
-        "start": lambda c: c.start(),
         "stop": lambda c: c.stop(args.time),
         "pause": lambda c: c.pause(),
         "unpause": lambda c: c.resume(),

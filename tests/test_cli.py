@@ -346,3 +346,22 @@ def test_exec_detached_prints_its_session_and_inspect_shows_its_exit_code(ocirt)
     proc = ocirt("exec", "-d", "host", "true")
     assert proc.returncode != 0 and "paused" in proc.stderr
     ocirt.ok("rm", "-f", "host")
+
+
+def test_start_a_attaches_before_the_start_and_attach_refuses_what_cannot_work(ocirt):
+    ocirt.ok("create", "-i", "--name", "cat", "--", "sh", "-c", "cat; exit 3")
+    proc = ocirt("attach", "cat")
+    assert (proc.returncode, proc.stdout) == (125, "") and "it is created (start -a attaches to a created one)" in proc.stderr
+    proc = ocirt("start", "-a", "-i", "cat", input="through\n")
+    assert (proc.returncode, proc.stdout) == (3, "through\n")  # the container's exit code
+    for args, words in [
+        (["run", "-it", "--", "true"], "the input device is not a TTY"),
+        (["exec", "-it", "cat", "true"], "the input device is not a TTY"),
+        (["start", "-i", "cat"], "-i sends this stdin to the container: it needs -a"),
+        (["attach", "cat"], "it is stopped"),
+        (["run", "--detach-keys", "ctrl-1", "--", "true"], "bad detach keys 'ctrl-1'"),
+    ]:
+        proc = ocirt(*args, input="")
+        assert (proc.returncode, proc.stdout) == (125, ""), (args, proc.stderr)
+        assert words in proc.stderr
+    ocirt.ok("rm", "cat")
