@@ -433,7 +433,7 @@ class Container:
         try:
             return attach.connect(self._files.socket_link, send_input=stdin)
         except OSError as e:
-            raise InvalidState(f"cannot attach to container {self.id}: its conmon is gone ({e.strerror})", container_id=self.id) from e
+            raise InvalidState(f"cannot attach to container {self.id}: its attach socket is gone ({e.strerror})", container_id=self.id) from e
 
     def attach(
         self, stdin: object = None, stdout: object = None, stderr: object = None, *, detach_keys: Union[str, bytes] = b""

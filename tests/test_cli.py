@@ -50,6 +50,14 @@ def test_run_i_sends_stdin_to_its_end_and_megabytes_of_binary_round_trip(ocirt):
     assert names(ocirt) == []
 
 
+def test_stdout_and_stderr_stay_apart_each_in_its_order(ocirt):
+    script = "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo out$i; echo err$i >&2; done"
+    proc = ocirt("run", "--rm", "--", "sh", "-c", script)
+    assert proc.returncode == 0
+    assert proc.stdout == "".join(f"out{i}\n" for i in range(1, 2001))
+    assert proc.stderr == "".join(f"err{i}\n" for i in range(1, 2001))
+
+
 def test_run_i_with_d_is_refused(ocirt):
     proc = ocirt("run", "-i", "-d", "--", "cat")
     assert proc.returncode == 125 and "not with -d" in proc.stderr

@@ -254,6 +254,9 @@ def test_several_attachers_each_get_all_output_and_what_cannot_work_is_refused(r
         quiet.resize(24, 80)
     with pytest.raises(ocirt.InvalidArgument, match="rows and columns from 1 to 65535"):
         quiet.resize(0, 80)
+    os.unlink(os.path.join(runtime.dirs.sockets, quiet.id))  # the attach socket's link, gone
+    with pytest.raises(ocirt.InvalidState, match="its attach socket is gone"):
+        quiet.attach()
     quiet.delete()
 
 
