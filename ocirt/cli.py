@@ -429,7 +429,9 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
 def _attending(c: Container) -> Iterator[None]:
     """While held, conmon's exit command (`cleanup`, given to a terminal
     session's --rm container, which may be detached from) leaves the
-    container to this process, which reads its exit code and removes it."""
+    container to this process, which reads its exit code and removes it.
+    (A cleanup that waited for it instead would deadlock: our delete waits
+    for conmon, which waits for its exit command.)"""
     fd = os.open(c._files.attended, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -693,15 +695,16 @@ def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) 
     return session.wait()
 
 
-def _attended_until_done(path: str) -> bool:
-    """Wait while a foreground `run --rm` holds the container (see
-    _attending); whether one did."""
+def _attended(path: str) -> bool:
+    """Whether a foreground `run --rm` holds the container (see _attending)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
         return True
     finally:
         os.close(fd)
@@ -713,6 +716,8 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
     conmon waits for its exit command, so this leaves conmon's cgroup, forks,
     lets conmon go, and removes the container from the detached child.
     """
+    if _attended(rt.dirs.container(args.id).attended):
+        return 0  # the attached run reads the exit code and removes the container itself (it may be waiting for us)
     try:
         c = rt.get(args.id)
     except OcirtError:
@@ -731,11 +736,7 @@ def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None
             raise ContainerNotFound(f"container {args.id} was removed already")  # never delete another one
         if c._monitor.conmon is not None:  # held only if proven to be this container's conmon
             c._monitor.conmon.wait(60)
-        if _attended_until_done(c._files.attended):
-            c = rt.get(args.id)  # the attached `run --rm` may have removed it meanwhile
         c.delete(force=True)
-    except ContainerNotFound:
-        pass  # removed by an attached `run --rm`
     except OcirtError as e:
         log.warning("cleanup of %s: %s", args.id, e)
     finally:

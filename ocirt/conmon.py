@@ -272,6 +272,8 @@ def launch_steps(
         value = sync_value(message)
         if value < 0:
             if daemon is not None:
+                if args.leave_stdin_open:
+                    daemon.signal(signal.SIGKILL)  # it would hold the stdin it keeps open; there is nothing else to do
                 yield from wait_steps([daemon], EXIT_GRACE)  # it exits by itself after reporting the failure
             raise ConmonError(runtime_message(str(message.get("message") or "")) or f"conmon reported failure {value}")
         if conmon_pid is None:

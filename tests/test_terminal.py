@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Iterator
 
+import psutil
 import pytest
 
 from ocirt import native as _native
@@ -63,6 +64,10 @@ class Tmux:
             left = deadline - time.monotonic()
             assert left > 0, f"{pattern!r} never appeared; the window shows:\n{self._tmux('capture-pane', '-p', '-t', 't')}"
             _native.wait_change(self.output, left, known_size=self.seen + len(data))
+
+    def pane_children(self) -> "list[psutil.Process]":
+        """The processes the window's shell started."""
+        return psutil.Process(int(self._tmux("display-message", "-p", "-t", "t", "#{pane_pid}"))).children()
 
     def close(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], env=self.env, capture_output=True)
@@ -139,4 +144,13 @@ def test_exec_it_gets_a_terminal_of_its_own_sized_like_the_callers(tmux, ocirt):
 def test_an_error_in_a_terminal_session_restores_the_terminal(tmux, ocirt):
     tmux.type('$ocirt run -it --rm --name gone -- no-such-binary; echo "run-ended-$?"')
     tmux.expect("run-ended-127")
+    sane(tmux, "1")
+
+
+def test_sigterm_goes_to_the_container_and_the_terminal_is_restored(tmux, ocirt):
+    tmux.type("$ocirt run -it --rm --name sig -- sh -c 'trap \"exit 7\" TERM; echo armed; sleep 1000 & wait'; echo \"run-ended-$?\"")
+    tmux.expect("\narmed")
+    [manager] = tmux.pane_children()  # ocirt, attached in raw mode
+    manager.terminate()
+    tmux.expect("run-ended-7")  # the container's trap ran; its exit code is ocirt's
     sane(tmux, "1")
