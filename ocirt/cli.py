@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from . import __version__, attach, conmon, logs as logfile, native as _native, specgen, terminal
 from .cgroups.limits import LIMIT_FIELDS, Limits
 from .container import Container
-from .errors import ConmonError, ContainerNotFound, InvalidArgument, OcirtError, Terminated, raise_terminated
+from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, Terminated, raise_terminated
 from .runtime import Runtime
 from .state import ContainerStatus
 from .validate import check_name, parse_signal
@@ -69,6 +69,7 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
     sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
     sp.add_argument("--hostname")
+    sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
     _limit_options(sp)
     sp.add_argument("--cap-add", action="append", default=[])
     sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
@@ -118,22 +119,50 @@ def _names(sp: argparse.ArgumentParser) -> None:
 
 def _stop_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-t", "--time", type=_non_negative_float, default=10, help="seconds before SIGKILL")
-    _names(sp)
+    sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
+    _chosen(sp)
 
 
 def _kill_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-s", "--signal", default="KILL")
-    _names(sp)
+    _chosen(sp)
+
+
+def _chosen(sp: argparse.ArgumentParser) -> None:
+    """Names, or -a or --filter (see chosen)."""
+    sp.add_argument("-a", "--all", action="store_true", help="every container")
+    sp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="the containers these match (see ps --filter)")
+    sp.add_argument("names", nargs="*")
 
 
 def _rm_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--force", action="store_true", help="remove running or half-created ones too")
-    _names(sp)
+    sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
+    _chosen(sp)
 
 
 def _ps_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-a", "--all", action="store_true", help="stopped ones too")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("-a", "--all", action="store_true", help="stopped and created ones too")
+    sp.add_argument("--format", help="json, or a Go template such as 'table {{.ID}}\\t{{.Names}}' (default: the table)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="the ids only")
+    sp.add_argument("--no-trunc", action="store_true", help="whole ids and commands")
+    sp.add_argument("--noheading", action="store_true", help="no header row")
+    sp.add_argument("-n", "--last", type=_positive_int, metavar="N", help="the N most recently created (stopped ones too)")
+    sp.add_argument("-l", "--latest", action="store_true", help="the most recently created (stopped ones too)")
+    _filter_option(sp)
+    sp.add_argument("--sync", action="store_true", help="ask the runtime for each container's status (default: the store and conmon's files)")
+
+
+def _filter_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+        help="id=, name= (a regular expression), status=, label=KEY[=VALUE], exited=CODE; repeatable",
+    )  # fmt: skip
+
+
+def _inspect_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-f", "--format", help="json (the default), or a Go template such as '{{.State.Status}}'")
+    _names(sp)
 
 
 def _logs_options(sp: argparse.ArgumentParser) -> None:
@@ -206,7 +235,7 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "kill": ("signal containers", _kill_options),
     "rm": ("remove containers", _rm_options),
     "ps": ("list containers", _ps_options),
-    "inspect": ("show containers as JSON", _names),
+    "inspect": ("show containers as JSON", _inspect_options),
     "logs": ("show a container's output", _logs_options),
     "exec": ("run a command in a running container", _exec_options),
     "stats": ("show containers' resource use", _stats_options),
@@ -322,6 +351,11 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _labels(pairs: Sequence[str]) -> Dict[str, str]:
+    """-l K=V (or K, an empty value) as a dict."""
+    return {k: v for k, _, v in (p.partition("=") for p in pairs)}
+
+
 def _env(pairs: Sequence[str]) -> Dict[str, str]:
     env = {}
     for pair in pairs:
@@ -383,6 +417,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             limits=limits,
             stdin=args.interactive,
             terminal=args.tty,
+            labels=_labels(args.label),
         )
     except BaseException:
         if owned:
@@ -493,12 +528,18 @@ def cmd_attach(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     return 0 if code == DETACHED else code
 
 
+def _start_unless_running(c: Container) -> None:
+    """start; a running container is already what was asked (podman exits 0)."""
+    if c.state.status is not ContainerStatus.RUNNING:
+        c.start()
+
+
 def cmd_start(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     """Start containers; with -a, one, attached (as attach, from its first output)."""
     if not args.attach:
         if args.interactive:
             raise Usage("ocirt start: -i sends this stdin to the container: it needs -a")
-        return each(rt, args.names, lambda c: c.start(), out)
+        return each(rt, args.names, _start_unless_running, out)
     if len(args.names) != 1:
         raise Usage("ocirt start: -a attaches to one container")
     c = rt.get(args.names[0])
@@ -540,12 +581,27 @@ def report(name: str, error: OcirtError) -> None:
     print(f"Error: {name}: {error}", file=sys.stderr)
 
 
-def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Optional[str]], out: Callable[[str], None]) -> int:
-    """Apply `action` to each named container; report errors per name, like podman."""
+def each(
+    rt: Runtime,
+    names: Iterable[str],
+    action: Callable[[Container], Optional[str]],
+    out: Callable[[str], None],
+    *,
+    ignore: bool = False,
+    picked: bool = False,
+) -> int:
+    """Apply `action` to each named container; report errors per name, like
+    podman. A name that matches none is skipped silently with `ignore`, or
+    when `picked` (by -a or --filter: removed meanwhile)."""
     code = 0
     for name in names:
         try:
             result = action(rt.get(name))
+        except ContainerNotFound as e:
+            if not (ignore or picked):
+                report(name, e)
+                code = EXIT_ERROR
+            continue
         except OcirtError as e:
             report(name, e)
             code = EXIT_ERROR
@@ -554,69 +610,65 @@ def each(rt: Runtime, names: Iterable[str], action: Callable[[Container], Option
     return code
 
 
+EXIT_NO_SUCH = 1  # rm: a name that matches no container (podman's code)
+EXIT_IN_USE = 2  # rm: a running container without -f (podman's code)
+
+
+def chosen(rt: Runtime, args: argparse.Namespace) -> List[str]:
+    """The containers a verb's names, -a and --filter pick (names first, as given)."""
+    from . import reports  # only the verbs with --filter need it
+
+    if args.all or args.filter:
+        if args.names:
+            raise Usage(f"ocirt {args.command}: give names, or -a/--filter, not both")
+        keep = reports.parse_filters(args.filter)
+        return [c.id for c in rt.list() if keep(c)]
+    if not args.names:
+        raise Usage(f"ocirt {args.command}: name at least one container, or give -a or --filter")
+    return list(args.names)
+
+
 def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    def remove(c: Container) -> None:
+    """Remove containers; exit 1 if a name matched none (unless -i), 2 if one is running (without -f)."""
+    code = 0
+    for name in chosen(rt, args):
         try:
-            c.delete(force=args.force)
-        except ContainerNotFound:
-            pass  # another process removed it meanwhile: removed all the same
-
-    return each(rt, args.names, remove, out)
-
-
-def _status_text(c: Container, now: float) -> str:
-    st = c.state
-    if st.status is ContainerStatus.CONFIGURED:
-        return "Half-created" if c.note else "Configured"
-    if st.status is ContainerStatus.STOPPED:
-        ago = _ago(now - st.finished_at.timestamp()) if st.finished_at else ""
-        return f"Exited ({st.exit_code}) {ago}".strip()
-    if st.status is ContainerStatus.RUNNING and st.started_at:
-        return f"Up {_ago(now - st.started_at.timestamp(), suffix='')}".strip()
-    return str(st.status.value).capitalize()
-
-
-def _ago(seconds: float, suffix: str = " ago") -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit}{suffix}"
-    return f"{int(seconds)} seconds{suffix}"
+            rt.get(name).delete(force=args.force)
+        except ContainerNotFound as e:
+            if not args.ignore and not (args.all or args.filter):  # picked by -a/--filter: gone meanwhile, removed all the same
+                report(name, e)
+                code = max(code, EXIT_NO_SUCH)
+            continue
+        except InvalidState as e:
+            report(name, e)
+            code = max(code, EXIT_IN_USE if e.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) else EXIT_ERROR)
+            continue
+        except OcirtError as e:
+            report(name, e)
+            code = EXIT_ERROR
+            continue
+        out(name)
+    return code
 
 
-def describe(c: Container) -> Dict[str, Any]:
-    st = c.state
-    sessions = c.exec_sessions()
+def cmd_inspect(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Each container in podman's inspect layout: a JSON list, or a template's line each."""
+    from . import gotemplate, reports  # only ps and inspect need them
 
-    def iso(d: Optional[datetime]) -> Optional[str]:
-        return d.isoformat() if d else None
-
-    return {
-        "Id": c.id,
-        "Name": c.name,
-        "Command": c.spec.get("process", {}).get("args", []),
-        "Bundle": c.bundle,
-        "Created": iso(c.created_at),
-        "State": {
-            "Status": st.status.value,
-            "Pid": st.pid,
-            "ExitCode": st.exit_code,
-            "OOMKilled": st.oom_killed,
-            "StartedAt": iso(st.started_at),
-            "FinishedAt": iso(st.finished_at),
-            "ConmonPid": c.conmon_pid,
-            "Note": c.note,
-        },
-        "ExecIDs": [i.id for i in sessions],
-        "ExecSessions": [
-            {
-                "ID": i.id, "Command": i.command, "Pid": i.pid, "Running": i.running, "ExitCode": i.exit_code,
-                "StartedAt": iso(i.started_at), "FinishedAt": iso(i.finished_at),
-            }
-            for i in sessions
-        ],  # fmt: skip
-        "LogPath": c.log_path,
-        "AutoRemove": c.auto_remove,
-    }
+    template = gotemplate.parse(args.format) if args.format not in (None, "json") else None
+    found, code = [], 0
+    for name in args.names:
+        try:
+            c = rt.get(name)
+            found.append(reports.inspect_record(c, c.exec_sessions(), _live_limits(c)))
+        except OcirtError as e:
+            report(name, e)
+            code = EXIT_ERROR
+    if template is None:
+        out(json.dumps(found, indent=2))
+    else:
+        sys.stdout.write(template.table(found))
+    return code
 
 
 def _live_limits(c: Container) -> Optional[Dict[str, Any]]:
@@ -646,18 +698,42 @@ def cmd_stats(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
 
 
 def cmd_ps(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    shown = [c for c in rt.list() if args.all or c.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)]
-    if args.format == "json":
-        out(json.dumps([describe(c) for c in shown], indent=2))
-        return 0
+    from . import gotemplate, reports  # only ps and inspect need them
+
+    keep = reports.parse_filters(args.filter)
+    template = None
+    if args.format not in (None, "json", "table", "{{json .}}"):
+        template = gotemplate.parse(args.format, reports.PS_HEADERS)
+    everything = args.all or args.last or args.latest or args.filter
+    listed = rt.list()
+    for c in listed if args.sync else ():
+        with contextlib.suppress(OcirtError):  # removed meanwhile, or a runtime that cannot tell: as the store says
+            c.update_status()
+    shown = [c for c in listed if (everything or c.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)) and keep(c)]
+    if args.last or args.latest:
+        shown = sorted(shown, key=lambda c: c.created_at)[-(1 if args.latest else args.last) :]
     now = time.time()
-    rows = [("CONTAINER ID", "NAMES", "STATUS", "CREATED", "COMMAND")]
-    for c in shown:
-        command = " ".join(c.spec.get("process", {}).get("args", []))
-        rows.append((c.id[:12], c.name, _status_text(c, now), _ago(now - c.created_at.timestamp()), command[:40]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        out("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    if args.quiet:
+        for c in shown:
+            out(c.id if args.no_trunc else c.id[:12])
+        return 0
+    if args.format in ("json", "{{json .}}"):
+        out(json.dumps([reports.ps_record(c, now) for c in shown], indent=2))
+        return 0
+    if template is None:
+        template = gotemplate.parse(
+            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.CreatedAt}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+            dict(reports.PS_HEADERS, CreatedAt="CREATED"),
+        )
+        rows = [reports.ps_view(c, now, args.no_trunc) for c in shown]
+        for row in rows:
+            row["CreatedAt"] = row["RunningFor"]
+    else:
+        rows = [reports.ps_view(c, now, args.no_trunc) for c in shown]
+    text = template.table(rows)
+    if args.noheading and template.is_table:
+        text = text.split("\n", 1)[1]
+    sys.stdout.write(text)
     return 0
 
 
@@ -810,7 +886,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: List[str]) -> int:
-    args = build_parser(command_of(argv)).parse_args(argv)
+    command = command_of(argv)
+    args, unknown = build_parser(command).parse_known_args(argv)
+    if unknown:
+        where = f"ocirt {args.command}" if getattr(args, "command", None) else "ocirt"
+        raise Usage(f"{where}: unknown flag {unknown[0]!r} (see {where} --help)")
     if getattr(args, "cmd", None) and args.cmd[0] == "--":
         args.cmd = args.cmd[1:]
     if args.command == "exec" and not args.cmd:
@@ -858,23 +938,15 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
     if args.command == "start":
         return cmd_start(rt, args, out)
     if args.command == "inspect":
-        found, code = [], 0
-        for name in args.names:
-            try:
-                c = rt.get(name)
-                found.append(dict(describe(c), Limits=_live_limits(c)))
-            except OcirtError as e:
-                report(name, e)
-                code = EXIT_ERROR
-        out(json.dumps(found, indent=2))
-        return code
+        return cmd_inspect(rt, args, out)
     if args.command == "wait":
         return each(rt, args.names, lambda c: str(c.wait()), out)
     if args.command == "kill":
         sig = parse_signal(args.signal)
-        return each(rt, args.names, lambda c: c.kill(sig), out)
+        return each(rt, chosen(rt, args), lambda c: c.kill(sig), out, picked=args.all or bool(args.filter))
+    if args.command == "stop":
+        return each(rt, chosen(rt, args), lambda c: c.stop(args.time), out, ignore=args.ignore, picked=args.all or bool(args.filter))
     verbs: Dict[str, Callable[[Container], None]] = {
-        "stop": lambda c: c.stop(args.time),
         "pause": lambda c: c.pause(),
         "unpause": lambda c: c.resume(),
     }

@@ -302,7 +302,9 @@ class Container:
             status = self.state.status
             if status in (RUNNING, PAUSED, ContainerStatus.CONFIGURED) and not force:
                 what = "half-created" if status is ContainerStatus.CONFIGURED else status.value
-                raise InvalidState(f"container {self.id} is {what}: stop it first, or force the delete (rm -f)")
+                raise InvalidState(
+                    f"container {self.id} is {what}: stop it first, or force the delete (rm -f)", container_id=self.id, status=status, verb="delete"
+                )
             if status is ContainerStatus.CONFIGURED:
                 yield from self._monitor.stop_creating()
             try:

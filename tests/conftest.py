@@ -103,7 +103,7 @@ def ocirt(tmp_path: Any, rootfs: str) -> Iterator[Ocirt]:
     """The `ocirt` command line with a root of its own; fails a test that leaves containers."""
     cli = Ocirt(str(tmp_path / "root"))
     yield cli
-    leftover = [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
+    leftover = [c["Names"][0] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
     if leftover:
         cli("rm", "-f", *leftover)
     reap_orphans()

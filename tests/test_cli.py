@@ -22,7 +22,7 @@ from .gates import Gate
 
 
 def names(cli: Ocirt) -> list:
-    return [c["Name"] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
+    return [c["Names"][0] for c in json.loads(cli.ok("ps", "-a", "--format", "json"))]
 
 
 def test_run_rm_echo_hello_leaves_nothing(ocirt):
@@ -94,7 +94,8 @@ def test_command_that_cannot_run(ocirt):
 def test_detached_lifecycle_through_every_verb(ocirt):
     cid = ocirt.ok("run", "-d", "--name", "svc", "-e", "GREETING=hi", "--", "sleep", "1000").strip()
     assert len(cid) == 64
-    assert ocirt.ok("ps").splitlines()[1].split()[:2] == [cid[:12], "svc"]
+    row = ocirt.ok("ps").splitlines()[1].split()
+    assert (row[0], row[-1]) == (cid[:12], "svc")  # podman's columns: the id first, the names last
     assert ocirt.ok("exec", "-e", "X=1", "-w", "/tmp", "svc", "sh", "-c", 'echo "$GREETING $X $(pwd)"') == "hi 1 /tmp\n"
     assert ocirt("exec", "svc", "sh", "-c", "exit 4").returncode == 4
     ocirt.ok("pause", "svc")
@@ -102,7 +103,7 @@ def test_detached_lifecycle_through_every_verb(ocirt):
     ocirt.ok("unpause", cid[:8])  # a unique id prefix works too
     ocirt.ok("stop", "-t", "0", "svc")
     info = json.loads(ocirt.ok("inspect", cid))[0]
-    assert (info["Name"], info["State"]["Status"], info["State"]["ExitCode"]) == ("svc", "stopped", 137)
+    assert (info["Name"], info["State"]["Status"], info["State"]["ExitCode"]) == ("svc", "exited", 137)
     assert ocirt.ok("wait", "svc") == "137\n"
     assert ocirt.ok("ps") .splitlines()[1:] == []
     assert "Exited (137)" in ocirt.ok("ps", "-a")
@@ -119,7 +120,7 @@ def test_create_start_wait_logs(ocirt):
     assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
     stamped = ocirt.ok("logs", "--timestamps", "job").split(" ", 1)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", stamped[0])  # RFC3339Nano in UTC, as podman
-    started = datetime.fromisoformat(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"])
+    started = datetime.fromisoformat(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"].replace("Z", "+00:00"))
     assert started <= datetime.fromisoformat(stamped[0].replace("Z", "+00:00")) <= datetime.now(timezone.utc)
     assert stamped[1] == "one\n"
     ocirt.ok("rm", "job")
@@ -239,7 +240,7 @@ def test_several_names_per_verb_each_reported(ocirt):
     proc = ocirt("stop", "-t", "0", "one", "nope", "two")
     assert proc.returncode == 125
     assert proc.stdout == "one\ntwo\n" and proc.stderr == "Error: nope: no container named 'nope' or with an id starting with it\n"
-    assert [c["State"]["Status"] for c in json.loads(ocirt.ok("inspect", "one", "two"))] == ["stopped", "stopped"]
+    assert [c["State"]["Status"] for c in json.loads(ocirt.ok("inspect", "one", "two"))] == ["exited", "exited"]
     ocirt.ok("rm", "one", "two")
 
 
@@ -261,7 +262,7 @@ def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
     other = str(tmp_path / "other-root")
     ocirt.ok("--root", other, "run", "-d", "--name", "elsewhere", "--", "sleep", "1000")
     assert names(ocirt) == []
-    assert [c["Name"] for c in json.loads(ocirt.ok("--root", other, "ps", "-a", "--format", "json"))] == ["elsewhere"]
+    assert [c["Names"][0] for c in json.loads(ocirt.ok("--root", other, "ps", "-a", "--format", "json"))] == ["elsewhere"]
     ocirt.ok("--root", other, "rm", "-f", "elsewhere")
     assert os.path.exists(os.path.join(other, "state.db"))
 
@@ -373,3 +374,61 @@ def test_start_a_attaches_before_the_start_and_attach_refuses_what_cannot_work(o
         assert (proc.returncode, proc.stdout) == (125, ""), (args, proc.stderr)
         assert words in proc.stderr
     ocirt.ok("rm", "cat")
+
+
+def test_ps_and_inspect_speak_podmans_formats(ocirt):
+    ocirt.ok("run", "-d", "--name", "up", "-l", "tier=web", "--", "sleep", "1000")
+    assert ocirt("run", "--name", "done", "--", "sh", "-c", "exit 3").returncode == 3
+    ocirt.ok("create", "--name", "new", "--", "true")
+    records = {r["Names"][0]: r for r in json.loads(ocirt.ok("ps", "-a", "--format", "json"))}
+    up, done, new = records["up"], records["done"], records["new"]
+    assert (up["State"], up["ExitCode"], up["Exited"], up["Labels"], up["Command"]) == ("running", 0, False, {"tier": "web"}, ["sleep", "1000"])
+    assert up["Status"].startswith("Up ") and up["Pid"] > 0 and up["ExitedAt"] == -62135596800
+    assert (done["State"], done["ExitCode"], done["Exited"], done["Status"].startswith("Exited (3) ")) == ("exited", 3, True, True)
+    assert (new["State"], new["Status"], new["StartedAt"]) == ("created", "Created", -62135596800)
+    assert all(isinstance(r["Created"], int) and r["CreatedAt"].endswith(" ago") for r in records.values())
+    assert ocirt.ok("ps", "-q") == up["Id"][:12] + "\n"
+    assert ocirt.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}").split() == [r["Id"] for r in records.values()]
+    assert ocirt.ok("ps", "--noheading", "--format", "table {{.Names}}") == "up\n"
+    assert ocirt.ok("ps", "-l", "--format", "{{.Names}}") == "new\n"
+    assert ocirt.ok("ps", "-n", "2", "--format", "{{.Names}}") == "done\nnew\n"
+    for filters, names in [
+        (["status=exited"], "done\n"), (["exited=3"], "done\n"), (["label=tier=web"], "up\n"), (["label=tier"], "up\n"),
+        (["name=^n"], "new\n"), (["status=running", "status=created"], "up\nnew\n"), (["status=running", "name=new"], ""),
+        ([f"id={new['Id'][:5]}"], "new\n"),
+    ]:  # fmt: skip
+        assert ocirt.ok("ps", "-a", *(f"--filter={f}" for f in filters), "--format", "{{.Names}}") == names, filters
+    header = ocirt.ok("ps").splitlines()[0].split()
+    assert header == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    [info] = json.loads(ocirt.ok("inspect", "up"))
+    assert (info["Path"], info["Args"], info["Config"]["Cmd"], info["Config"]["StopSignal"]) == ("sleep", ["1000"], ["sleep", "1000"], 15)
+    assert (info["State"]["Running"], info["State"]["Paused"], info["State"]["FinishedAt"]) == (True, False, "0001-01-01T00:00:00Z")
+    assert info["Created"].endswith("Z") and info["HostConfig"]["AutoRemove"] is False and info["Config"]["Labels"] == {"tier": "web"}
+    assert ocirt.ok("inspect", "--format", "{{.State.Status}} {{json .Config.Cmd}}", "up", "done") == 'running ["sleep","1000"]\nexited ["sh","-c","exit 3"]\n'
+    for args in (["ps", "--format", "{{.Bogus}}"], ["inspect", "--format", "{{printf .Name}}", "up"], ["ps", "--filter", "color=red"]):
+        proc = ocirt(*args)
+        assert (proc.returncode, proc.stdout) == (125, ""), args
+    proc = ocirt("ps", "--nope")
+    assert (proc.returncode, proc.stderr) == (125, "Error: ocirt ps: unknown flag '--nope' (see ocirt ps --help)\n")
+    ocirt.ok("rm", "-f", "up", "done", "new")
+
+
+def test_rm_stop_and_kill_take_all_and_filters_with_podmans_exit_codes(ocirt):
+    ocirt.ok("run", "-d", "--name", "a", "-l", "group=x", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "b", "--", "sleep", "1000")
+    assert ocirt("start", "a").returncode == 0  # already running: what was asked
+    proc = ocirt("rm", "nosuch")
+    assert proc.returncode == 1 and "nosuch" in proc.stderr
+    assert ocirt("rm", "-i", "nosuch").returncode == 0
+    proc = ocirt("rm", "a")
+    assert proc.returncode == 2 and "running" in proc.stderr
+    assert ocirt("stop", "nosuch").returncode == 125
+    assert ocirt("stop", "-i", "nosuch").returncode == 0
+    ocirt.ok("kill", "--filter", "label=group=x")
+    ocirt.ok("wait", "a")
+    assert ocirt.ok("ps", "--format", "{{.Names}}") == "b\n"
+    ocirt.ok("stop", "-a", "-t", "0")
+    assert ocirt.ok("ps", "--format", "{{.Names}}") == ""
+    assert ocirt("rm").returncode == 125 and ocirt("rm", "-a", "b").returncode == 125
+    ocirt.ok("rm", "-a")
+    assert ocirt.ok("ps", "-a", "--format", "{{.Names}}") == ""

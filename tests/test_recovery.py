@@ -47,7 +47,7 @@ def test_killed_in_start_shows_running(ocirt, gate):
     gate.release("main")
     gate.reached("done.main")  # the runtime started it for a manager that is gone
     st = state(ocirt, "s")
-    assert st["Status"] == "running" and st["StartedAt"] is not None
+    assert st["Status"] == "running" and st["StartedAt"] != "0001-01-01T00:00:00Z"
     ocirt.ok("stop", "-t", "0", "s")
     assert state(ocirt, "s")["ExitCode"] == 137
     ocirt.ok("rm", "s")
@@ -62,7 +62,7 @@ def test_killed_in_stop_leaves_it_running_then_stop_records_once(ocirt, gate, ma
     assert state(ocirt, "t")["Status"] == "running"
     ocirt.ok("stop", "-t", "0", "t")
     st = state(ocirt, "t")
-    assert (st["Status"], st["ExitCode"]) == ("stopped", 137)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 137)
     ocirt.ok("rm", "t")
 
 
@@ -114,7 +114,7 @@ def test_killed_in_delete_then_exit_code_from_exit_file(ocirt, gate):
     gate.release("main")
     gate.reached("done.main")  # the runtime killed and deleted it; nobody recorded that
     st = state(ocirt, "d")
-    assert (st["Status"], st["ExitCode"], st["Note"]) == ("stopped", 137, "")
+    assert (st["Status"], st["ExitCode"], st["Note"]) == ("exited", 137, "")
     ocirt.ok("rm", "-f", "d")
     assert ocirt("inspect", "d").returncode == 125
 
@@ -141,7 +141,7 @@ def test_exit_while_no_manager_is_read_from_the_exit_file(ocirt, gate, make_bund
     gate.release()
     assert ocirt.ok("wait", "x") == "5\n"
     st = state(ocirt, "x")
-    assert (st["Status"], st["ExitCode"]) == ("stopped", 5)
+    assert (st["Status"], st["ExitCode"]) == ("exited", 5)
     assert "Exited (5)" in ocirt.ok("ps", "-a")
     ocirt.ok("rm", "x")
 
@@ -157,7 +157,7 @@ def test_dead_conmon_is_reported_not_waited_for(ocirt):
         os.close(fd)
     reap_orphans()
     st = state(ocirt, "orphan")
-    assert (st["Status"], st["ExitCode"]) == ("stopped", -1) and "conmon died" in st["Note"]
+    assert (st["Status"], st["ExitCode"]) == ("exited", -1) and "conmon died" in st["Note"]
     waited = ocirt("wait", "orphan")  # an error, at once: never a hang
     assert waited.returncode == 125 and "conmon" in waited.stderr and "died" in waited.stderr
     ocirt.ok("rm", "-f", "orphan")
