@@ -168,9 +168,9 @@ def _inspect_options(sp: argparse.ArgumentParser) -> None:
 def _logs_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container exits")
     sp.add_argument("-t", "--timestamps", action="store_true", help="each line's time (RFC 3339, UTC) first")
-    when = "an RFC 3339 time, a date, Unix seconds, or a duration ago like 10m"
-    sp.add_argument("--since", type=_when, help=f"only lines written since then: {when}")
-    sp.add_argument("--until", type=_when, help=f"only lines written until then: {when}")
+    when = "an RFC 3339 time, a date, Unix seconds, or a duration like 10m"
+    sp.add_argument("--since", type=_when, help=f"only lines written since then: {when} ago")
+    sp.add_argument("--until", type=_until, help=f"only lines written until then: {when} from now (as podman)")
     sp.add_argument("-n", "--tail", type=_tail, default=None, metavar="N", help="only the last N lines (-1: all; with -f, then all new ones)")
     sp.add_argument("name")
 
@@ -281,6 +281,14 @@ def _when(text: str) -> datetime:
     """argparse type: a time for logs --since/--until (see logs.parse_when)."""
     try:
         return logfile.parse_when(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _until(text: str) -> datetime:
+    """argparse type: logs --until, where a duration is ahead of now (podman's meaning)."""
+    try:
+        return logfile.parse_when(text, ahead=True)
     except InvalidArgument as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

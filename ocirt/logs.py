@@ -50,17 +50,18 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # one term
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_when(value: str, now: Optional[datetime] = None) -> datetime:
+def parse_when(value: str, now: Optional[datetime] = None, *, ahead: bool = False) -> datetime:
     """A point in time as `logs --since/--until` take it: an RFC 3339 time
     (a zone-less one is local time), a date (YYYY-MM-DD, local midnight),
-    Unix seconds, or a duration before `now` like 10m or 1h30m (Go's units:
-    ns, us, ms, s, m, h). InvalidArgument naming the value otherwise."""
+    Unix seconds, or a duration like 10m or 1h30m (Go's units: ns, us, ms,
+    s, m, h) before `now`, or with `ahead` after it (podman's --until).
+    InvalidArgument naming the value otherwise."""
     text = value.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return datetime.fromtimestamp(float(text), timezone.utc)
     if text and _DURATION.sub("", text) == "":
         seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+        return (now or datetime.now(timezone.utc)) + timedelta(seconds=seconds if ahead else -seconds)
     if _TIME.fullmatch(text):
         return parse_time(text)
     try:

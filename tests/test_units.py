@@ -197,6 +197,8 @@ def test_a_log_rotated_between_a_read_and_the_check_is_read_to_its_end(tmp_path,
 def test_logs_since_and_until_take_times_dates_unix_seconds_and_durations(value, expected):
     now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
     assert parse_when(value, now) == datetime.fromisoformat(expected)
+    if value[-1] in "smh":  # a duration: before now for --since, after it for --until
+        assert parse_when(value, now, ahead=True) - now == now - parse_when(value, now)
 
 
 @pytest.mark.parametrize("value", ["", "soon", "-5m", "10mm", "m", "2026-13-01"])
