@@ -71,12 +71,27 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--hostname")
     sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
     _limit_options(sp)
-    sp.add_argument("--cap-add", action="append", default=[])
+    sp.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="a capability to add (repeatable)")
+    sp.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="a capability to take away (repeatable)")
     sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    sp.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]", help="bind mount a host path")
+    sp.add_argument(
+        "--mount", action="append", default=[], metavar="type=bind|tmpfs,...",
+        help="type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST",
+    )  # fmt: skip
+    sp.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="mount a tmpfs at DST")
+    sp.add_argument("--network", default="none", help="none (loopback only, the default), host, or ns:PATH (a network namespace)")
+    sp.add_argument("--env-file", action="append", default=[], metavar="FILE", help="K=V lines (# comments; K alone: from this environment)")
+    sp.add_argument("--annotation", action="append", default=[], metavar="K=V", help="an OCI annotation for the runtime")
+    sp.add_argument("--entrypoint", help="the command to run, before the arguments given (a string, or a JSON array)")
+    sp.add_argument("--stop-signal", help="the signal stop sends first (default SIGTERM)")
+    sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
+    sp.add_argument("--cidfile", help="write the container's id to this file (which must not exist)")
     src = sp.add_mutually_exclusive_group()
     src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
     src.add_argument("--bundle", help="an existing OCI bundle, run as is")
-    sp.add_argument("--timeout", type=_positive_float, default=240, help="seconds the create may take")
+    sp.add_argument("--timeout", type=_positive_int, help="seconds the container may run before it is killed (default: no limit)")
+    sp.add_argument("--create-timeout", type=_positive_float, default=240, help="seconds the create may take (default 240)")
     sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep the container's stdin open (run: send this stdin to it)")
     sp.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
@@ -93,6 +108,10 @@ def _detach_keys(sp: argparse.ArgumentParser) -> None:
 def _run_options(sp: argparse.ArgumentParser) -> None:
     _container_options(sp)
     sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
+    sp.add_argument(
+        "--sig-proxy", type=_truth, nargs="?", const=True, default=True, metavar="BOOL",
+        help="pass SIGINT/SIGTERM/SIGHUP on to the container while attached (default true)",
+    )  # fmt: skip
     _detach_keys(sp)
 
 
@@ -188,7 +207,7 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
 
 
 def _limit_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--memory", type=_size, help="memory limit, e.g. 64m (-1: none)")
+    sp.add_argument("-m", "--memory", type=_size, help="memory limit, e.g. 64m (-1: none)")
     sp.add_argument("--memory-reservation", type=_size, help="memory the container is kept above under pressure")
     sp.add_argument("--memory-swap", type=_size, help="memory plus swap (-1: no swap limit; default: as --memory)")
     sp.add_argument("--cpus", type=_positive_float, help="CPUs' worth of time, e.g. 1.5")
@@ -359,6 +378,92 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _truth(text: str) -> bool:
+    """argparse type: true or false, as podman's boolean flags take them."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not true or false: {text!r}")
+
+
+def _entrypoint(text: Optional[str]) -> List[str]:
+    """--entrypoint: a JSON array of strings, or one command."""
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise Usage(f"ocirt: --entrypoint {text!r} is not a JSON array of strings")
+        return list(value)
+    return [text]
+
+
+def _mounts(volumes: Sequence[str], mounts: Sequence[str]) -> "Tuple[List[Tuple[str, ...]], List[str]]":
+    """-v SRC:DST[:ro|rw] and --mount type=...,... as (bind mounts, tmpfs destinations)."""
+    binds: List[Tuple[str, ...]] = []
+    tmpfs: List[str] = []
+    for volume in volumes:
+        parts = volume.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise Usage(f"ocirt: -v {volume!r}: use SRC:DST, SRC:DST:ro or SRC:DST:rw")
+        binds.append(tuple(parts))
+    for mount in mounts:
+        fields: Dict[str, str] = {}
+        for item in mount.split(","):
+            key, sep, value = item.partition("=")
+            fields[key] = value if sep else "true"
+        kind, target = fields.pop("type", ""), fields.pop("target", fields.pop("destination", fields.pop("dst", "")))
+        readonly = any(fields.pop(k, "false") in ("true", "1") for k in ("readonly", "ro"))
+        source = fields.pop("source", fields.pop("src", ""))
+        if kind == "bind" and source and target and not fields:
+            binds.append((source, target, "ro" if readonly else "rw"))
+        elif kind == "tmpfs" and target and not source and not fields:
+            tmpfs.append(target)
+        else:
+            raise Usage(f"ocirt: --mount {mount!r}: use type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST")
+    return binds, tmpfs
+
+
+def _ulimits(specs_given: Sequence[str]) -> Dict[str, Tuple[int, int]]:
+    """--ulimit NAME=SOFT[:HARD] as {name: (soft, hard)}."""
+    out = {}
+    for given in specs_given:
+        name, sep, values = given.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            out[name] = (int(soft), int(hard or soft))
+        except ValueError:
+            raise Usage(f"ocirt: --ulimit {given!r}: use NAME=SOFT[:HARD] with whole numbers") from None
+        if not sep or not name:
+            raise Usage(f"ocirt: --ulimit {given!r}: use NAME=SOFT[:HARD]")
+    return out
+
+
+def _env_files(paths: Sequence[str]) -> Dict[str, str]:
+    """--env-file: K=V lines; blank lines and # comments skipped; K alone takes this process's value, if any."""
+    env: Dict[str, str] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise Usage(f"ocirt: --env-file {path}: {e.strerror}") from e
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if sep:
+                env[key] = value
+            elif key in os.environ:
+                env[key] = os.environ[key]
+    return env
+
+
 def _labels(pairs: Sequence[str]) -> Dict[str, str]:
     """-l K=V (or K, an empty value) as a dict."""
     return {k: v for k, _, v in (p.partition("=") for p in pairs)}
@@ -384,17 +489,20 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     if not args.cmd and not args.bundle:
         raise Usage("ocirt: a command is needed (after --), or --bundle")
     name = check_name(args.name) if args.name else None
-    env = _env(args.env)
+    env = {**_env_files(args.env_file), **_env(args.env)}
     limits = limits_from(args, swap_as_memory=True)
     cid = os.urandom(32).hex()
     state_root = rt.root or rt.tmp_dir
     bundle = os.path.join(state_root, "bundles", cid)
+    binds, tmpfs = _mounts(args.volume, args.mount)
+    if args.cidfile and os.path.lexists(args.cidfile):
+        raise Usage(f"ocirt: the container id file {args.cidfile} exists already")
     if args.bundle:
         bundle, owned = args.bundle, False
     else:
         specgen.write_bundle(
             bundle,
-            args.cmd,
+            _entrypoint(args.entrypoint) + list(args.cmd),
             rootfs=args.rootfs,
             cache_dir=os.path.join(state_root, "rootfs"),
             env=env,
@@ -403,7 +511,14 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             hostname=args.hostname,
             read_only=args.read_only,
             cap_add=args.cap_add,
+            cap_drop=args.cap_drop,
             tty=args.tty,
+            mounts=binds,
+            tmpfs=tmpfs + list(args.tmpfs),
+            network=args.network,
+            ulimits=_ulimits(args.ulimit),
+            annotations=_labels(args.annotation),
+            stop_signal=args.stop_signal,
         )
         owned = True
     # A detached --rm container is removed by conmon's exit command; in the
@@ -413,13 +528,14 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     # -I: conmon runs it from the container's run dir, which must not be on sys.path.
     exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
     try:
-        return rt.create(
+        c = rt.create(
             cid,
             bundle,
             name=name or cid[:12],
             owned_bundle=owned,
             auto_remove=args.rm,
-            timeout=args.timeout,
+            timeout=args.create_timeout,
+            kill_after=args.timeout,
             exit_command=exit_command,
             listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
             limits=limits,
@@ -431,6 +547,14 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
         if owned:
             _rmtree(bundle)
         raise
+    if args.cidfile:
+        try:
+            with open(args.cidfile, "x") as f:
+                f.write(c.id)
+        except OSError as e:
+            c.delete(force=True)
+            raise OcirtError(f"cannot write the container id to {args.cidfile}: {e.strerror}") from e
+    return c
 
 
 def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -452,20 +576,21 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -
             raise
         out(c.id)
         return 0
-    code: Optional[int] = None
+    ended = False
     with _attending(c):
         try:
             sock = c.connect(stdin=args.interactive)  # before the start: nothing is missed
             code = _attached(c, sock, args, start=c.start)
+            ended = True
         finally:
-            if code is None:
+            if not ended:
                 _undo_run(c, args.rm)
-        if args.rm and code != DETACHED:
+        if args.rm and code is not DETACHED:
             try:
                 c.delete()
             except ContainerNotFound:
                 pass  # removed by someone else meanwhile: removed all the same
-    return 0 if code == DETACHED else code
+    return 0 if code is DETACHED else code
 
 
 @contextlib.contextmanager
@@ -483,10 +608,10 @@ def _attending(c: Container) -> Iterator[None]:
         os.close(fd)
 
 
-DETACHED = -1  # _attached's answer when the detach keys were typed
+DETACHED = None  # _attached's answer when the detach keys were typed
 
 
-def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, start: Optional[Callable[[], None]] = None) -> int:
+def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, start: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Relay `sock` (connected to `c`) to this process's stdout/stderr, and
     its stdin with args.interactive, running `start` first; the container's
     exit code once its output ends, or DETACHED. With a terminal on both
@@ -495,7 +620,7 @@ def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, sta
     tty = bool(c.spec.get("process", {}).get("terminal"))
     interactive = getattr(args, "interactive", False)
     typing = tty and interactive and os.isatty(0)
-    forwarded = _forward_signals(c)
+    forwarded = _forward_signals(c) if getattr(args, "sig_proxy", True) else {}
     try:
         with sock, contextlib.ExitStack() as stack:
             screen = 0 if os.isatty(0) else 1 if os.isatty(1) else None
@@ -533,7 +658,7 @@ def cmd_attach(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
     args.interactive = c.stdin and not args.no_stdin
     _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
     code = _attached(c, c.connect(stdin=args.interactive), args)
-    return 0 if code == DETACHED else code
+    return 0 if code is DETACHED else code
 
 
 def _start_unless_running(c: Container) -> None:
@@ -555,7 +680,7 @@ def cmd_start(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         raise Usage(f"ocirt start: container {c.name} was created without -i: it takes no input")
     _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
     code = _attached(c, c.connect(stdin=args.interactive), args, start=c.start)
-    return 0 if code == DETACHED else code
+    return 0 if code is DETACHED else code
 
 
 def _undo_run(c: Container, remove: bool) -> None:

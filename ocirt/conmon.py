@@ -57,6 +57,7 @@ class ConmonArgs:
     terminal: bool = False
     stdin: bool = False
     leave_stdin_open: bool = False  # an attacher that leaves does not end the process's stdin (terminals: detach, attach)
+    kill_after: int = 0  # seconds the container may run before conmon kills it (0: no limit)
     log_size_max: int = -1
     no_pivot: bool = False
     sync_log: bool = True  # conmon fsyncs the log when the container exits
@@ -89,6 +90,8 @@ class ConmonArgs:
             args.append("-i")
         if self.leave_stdin_open:
             args.append("--leave-stdin-open")
+        if self.kill_after > 0:
+            args += ["--timeout", str(self.kill_after)]
         if self.log_size_max >= 0:
             args += ["--log-size-max", str(self.log_size_max)]
         if self.no_pivot:

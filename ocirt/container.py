@@ -32,7 +32,7 @@ from .monitor import Monitor
 from .oci import OCIRuntime, is_not_found
 from .process import KILL_GRACE
 from .record import Recorder
-from .state import LIVE, ContainerState, ContainerStatus, Timings, now, parse_status
+from .state import LIVE, TIMED_OUT, ContainerState, ContainerStatus, Timings, now, parse_status
 from .steps import Steps, block
 from .store import Record, Store
 from .validate import SignalLike, check_id, check_input, check_timeout, parse_signal
@@ -238,9 +238,9 @@ class Container:
     def wait(self, timeout: Optional[float] = None) -> int:
         """Block until the container exits and return its exit code.
 
-        128+N for a death by signal N. Timeout after `timeout` seconds; a
-        conmon that dies without an exit file records exit code -1 and
-        raises ConmonError.
+        128+N for a death by signal N; -1 (as podman) when conmon killed it
+        at its `kill_after`. Timeout after `timeout` seconds; a conmon that
+        dies without an exit file records exit code -1 and raises ConmonError.
         """
         return block(self.wait_steps(timeout))
 
@@ -255,7 +255,7 @@ class Container:
             with (yield from self._locking()):
                 self._require_exists()
                 yield from self._record_exit()
-        if self.state.exit_code == -1:
+        if self.state.exit_code == -1 and self.note != TIMED_OUT:
             raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
         assert self.state.exit_code is not None
         return self.state.exit_code

@@ -68,8 +68,11 @@ class Launcher:
         exit_command: Sequence[str],
         timeout: Optional[float],
         listen_fds: Sequence[int] = (),
+        kill_after: int = 0,
     ) -> Steps[conmon.Launched]:
         """Have conmon create container `cid` from `spec` in its run dir `files.root` (steps: see ocirt.steps).
+
+        `kill_after` (seconds; 0: none): conmon kills the container that long after it starts running.
 
         `listen_fds` (sockets) reach the container's process at fd 3 onwards,
         with LISTEN_FDS and LISTEN_PID set for it (systemd socket activation).
@@ -99,6 +102,7 @@ class Launcher:
             terminal=terminal,
             stdin=stdin,
             leave_stdin_open=terminal and stdin,  # a terminal's attachers come and go (detach keys)
+            kill_after=kill_after,
             exit_command=tuple(exit_command),
             replace_listen_pid=bool(listen_fds),
         )

@@ -58,6 +58,7 @@ class CreateOptions:
     spec: Optional[Mapping[str, object]] = None
     rootfs: Optional[str] = None
     labels: Optional[Mapping[str, str]] = None
+    kill_after: Optional[float] = None
 
 
 class Runtime:
@@ -202,6 +203,7 @@ class Runtime:
         exit_command: Sequence[str] = (),
         listen_fds: Sequence[int] = (),
         limits: Optional[Limits] = None,
+        kill_after: Optional[float] = None,
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`, or
         from `spec` (an OCI runtime spec as a dict) on the root filesystem
@@ -220,10 +222,12 @@ class Runtime:
         activation; see conmon.socket_activation for this process's own).
         `limits` are laid over the bundle's `linux.resources`. `labels` stay
         with the container (see `list`) and reach the runtime as annotations.
+        `timeout` bounds the create; `kill_after` (whole seconds, None: no
+        limit) is how long the container may run before conmon kills it.
         """
         options = CreateOptions(
             stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits,
-            spec, os.fspath(rootfs) if rootfs is not None else None, labels,
+            spec, os.fspath(rootfs) if rootfs is not None else None, labels, kill_after,
         )  # fmt: skip
         return block(self._create_steps(container_id, bundle, options))
 
@@ -262,6 +266,7 @@ class Runtime:
         cid = check_id(container_id)
         name = check_name(o.name) if o.name is not None else cid
         limit = check_timeout(o.timeout)
+        _whole_seconds(o.kill_after)  # checked before anything is made
         conmon.check_sockets(o.listen_fds)
         if o.spec is not None:
             if bundle is not None:
@@ -323,6 +328,7 @@ class Runtime:
             launched = yield from self.launcher.create_steps(
                 cid, container._files, container.bundle, spec, cgroup=container._cgroup,
                 terminal=o.terminal, stdin=o.stdin, exit_command=o.exit_command, timeout=limit, listen_fds=o.listen_fds,
+                kill_after=_whole_seconds(o.kill_after),
             )  # fmt: skip
             container._created(launched)
         except BaseException as e:
@@ -513,3 +519,12 @@ def _find_binary(path: Optional[str], default: str, what: str) -> str:
     if not os.path.isfile(full) or not os.access(full, os.X_OK):
         raise BinaryNotFound(f"{what} binary {full} does not exist or is not executable")
     return full
+
+
+def _whole_seconds(value: Optional[float]) -> int:
+    """kill_after as conmon takes it: whole seconds from 1, 0 for none; InvalidArgument otherwise."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not 1 <= value < 1 << 31:
+        raise InvalidArgument(f"kill_after must be a whole number of seconds from 1, or None, not {value!r}")
+    return int(value)

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import InvalidArgument
 from .layout import make_private_dirs, write_private
 from .rootfs import busybox_rootfs
-from .spec import parse_user
+from .spec import STOP_SIGNAL_ANNOTATION, parse_user
+from .validate import parse_signal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -81,6 +82,11 @@ def generate(
     layer: Optional[Tuple[str, str]] = None,
     mounts: Sequence[Sequence[str]] = (),
     network: str = "none",
+    cap_drop: Sequence[str] = (),
+    tmpfs: Sequence[str] = (),
+    ulimits: Optional[Mapping[str, Tuple[int, int]]] = None,
+    annotations: Optional[Mapping[str, str]] = None,
+    stop_signal: Optional[str] = None,
 ) -> Dict[str, Any]:
     """A complete spec for `args` on `rootfs` (an absolute path).
 
@@ -92,8 +98,12 @@ def generate(
     Rlimits are capped at this process's hard limits: raising one needs
     CAP_SYS_RESOURCE, which these hosts may lack. `mounts` are bind mounts,
     each (host path, container path) or (host path, container path, "ro").
-    `network` is "none" (a network namespace of its own, loopback only) or
-    "host" (the host's).
+    `network` is "none" (a network namespace of its own, loopback only),
+    "host" (the host's) or "ns:PATH" (the namespace a file names, e.g. one
+    made with `ip netns add`). `cap_drop` takes capabilities away (after
+    `cap_add`); `tmpfs` are container paths to mount a tmpfs on;
+    `ulimits` are {name: (soft, hard)} with names as podman's --ulimit
+    (nofile, nproc, core...); `stop_signal` is the signal stop sends first.
     """
     if not args or not all(isinstance(a, str) and a for a in args):
         raise InvalidArgument("a container needs a command: a non-empty list of non-empty strings")
@@ -111,24 +121,47 @@ def generate(
     if user is not None:
         process["user"] = parse_user(user, rootfs)
     for cap in cap_add:
-        name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
+        name = _cap_name(cap)
         for key in process["capabilities"]:
             if name not in process["capabilities"][key]:
                 process["capabilities"][key] = process["capabilities"][key] + [name]
+    for cap in cap_drop:
+        name = _cap_name(cap)
+        for key in process["capabilities"]:
+            process["capabilities"][key] = [c for c in process["capabilities"][key] if c != name]
+    for name, (soft, hard) in (ulimits or {}).items():
+        kind = "RLIMIT_" + name.upper()
+        if not hasattr(resource, kind) or not (0 <= soft <= hard):
+            raise InvalidArgument(f"invalid ulimit {name}={soft}:{hard}: a name like nofile or nproc, and 0 <= soft <= hard")
+        process["rlimits"] = [r for r in process["rlimits"] if r["type"] != kind] + [{"type": kind, "soft": soft, "hard": hard}]
     process["rlimits"] = [_capped(r) for r in process["rlimits"]]
+    if stop_signal is not None:
+        parse_signal(stop_signal)  # refused now, not when stop needs it
+        spec["annotations"] = dict(spec.get("annotations") or {}, **{STOP_SIGNAL_ANNOTATION: stop_signal})
+    if annotations:
+        spec["annotations"] = dict(spec.get("annotations") or {}, **dict(annotations))
     spec["root"] = {"path": rootfs, "readonly": bool(read_only)}
     if layer is not None:
         spec["mounts"].insert(0, _overlay(rootfs, *layer))
     spec["hostname"] = hostname or "ocirt"
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
     spec["mounts"] += [_bind(m) for m in mounts]
-    if network == "host":
+    for destination in tmpfs:
+        if not destination.startswith("/") or ".." in destination.split("/"):
+            raise InvalidArgument(f"tmpfs destination {destination!r} must be an absolute path without '..'")
+        spec["mounts"].append({"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
+    if network.startswith("ns:"):
+        path = network[3:]
+        if not os.path.isabs(path) or not os.path.exists(path):
+            raise InvalidArgument(f"network namespace {path!r} must be an absolute path that exists (e.g. /run/netns/NAME)")
+        spec["linux"]["namespaces"] = [ns if ns["type"] != "network" else {"type": "network", "path": path} for ns in spec["linux"]["namespaces"]]
+    elif network == "host":
         spec["linux"]["namespaces"] = [ns for ns in spec["linux"]["namespaces"] if ns["type"] != "network"]
         # sysfs mounts only in a network namespace of one's own: the host's, read-only, instead
         host_sys = {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
         spec["mounts"] = [host_sys if m["destination"] == "/sys" else m for m in spec["mounts"]]
     elif network != "none":
-        raise InvalidArgument(f"network must be 'none' or 'host', not {network!r}")
+        raise InvalidArgument(f"network must be 'none', 'host' or 'ns:PATH', not {network!r}")
     resources = spec["linux"]["resources"]
     if memory is not None:
         memory = _limit(memory, "memory limit")
@@ -220,6 +253,11 @@ def _overlay(lower: str, upper: str, work: str) -> Dict[str, Any]:
         "source": "overlay",
         "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"],
     }
+
+
+def _cap_name(cap: str) -> str:
+    name = cap.upper()
+    return name if name.startswith("CAP_") else "CAP_" + name
 
 
 def _capped(rlimit: Dict[str, Any]) -> Dict[str, Any]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .exec import ExecSession
 
 CONMON_DIED = "conmon died without recording an exit code"
+TIMED_OUT = "killed by conmon: its time to run (kill_after) was up"
 HALF_CREATED = "half-created by a process that died; remove it with rm -f"
 
 
@@ -156,7 +157,8 @@ def read_exit(files: ContainerDir) -> Exit:
         code = int(text)
     except ValueError:
         raise ConmonError(f"conmon's exit file {path} holds {text[:50]!r}, not an exit code") from None
-    return Exit(code, datetime.fromtimestamp(finished, timezone.utc), os.path.exists(files.oom))
+    note = TIMED_OUT if code == -1 else ""  # the only -1 conmon writes (podman shows it as the exit code too)
+    return Exit(code, datetime.fromtimestamp(finished, timezone.utc), os.path.exists(files.oom), note)
 
 
 def reconcile(

@@ -269,7 +269,7 @@ def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
 
 
 def test_create_timeout_ends_a_hanging_create(ocirt, fakes_dir):
-    proc = ocirt("--conmon", os.path.join(fakes_dir, "conmon-hang"), "run", "--rm", "--timeout", "0.5", "--", "true")
+    proc = ocirt("--conmon", os.path.join(fakes_dir, "conmon-hang"), "run", "--rm", "--create-timeout", "0.5", "--", "true")
     assert proc.returncode == 125 and "timed out waiting for conmon" in proc.stderr
     assert names(ocirt) == []
 
@@ -434,3 +434,49 @@ def test_rm_stop_and_kill_take_all_and_filters_with_podmans_exit_codes(ocirt):
     assert ocirt("rm").returncode == 125 and ocirt("rm", "-a", "b").returncode == 125
     ocirt.ok("rm", "-a")
     assert ocirt.ok("ps", "-a", "--format", "{{.Names}}") == ""
+
+
+def test_run_flags_scripts_bring_from_podman(ocirt, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f").write_text("data\n")
+    env_file = tmp_path / "env"
+    env_file.write_text("A=1\n# a comment\n\nFROM_HERE\n")
+    ocirt.env["FROM_HERE"] = "here"
+    script = 'cat /v/f; touch /v/g || echo read-only; echo "$A $FROM_HERE"; grep -c " /scratch tmpfs" /proc/mounts; ulimit -n'
+    proc = ocirt(
+        "run", "--rm", "-v", f"{shared}:/v:ro", "--mount", "type=tmpfs,target=/scratch", "--env-file", str(env_file),
+        "--ulimit", "nofile=512:512", "--entrypoint", "sh", "--", "-c", script,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, "data\nread-only\n1 here\n1\n512\n")
+    proc = ocirt("run", "--rm", "--mount", f"type=bind,source={shared},target=/w", "--", "sh", "-c", "echo new > /w/g")
+    assert proc.returncode == 0 and (shared / "g").read_text() == "new\n"
+    cidfile = tmp_path / "cid"
+    ocirt.ok("create", "--name", "c", "--stop-signal", "SIGUSR1", "--annotation", "io.example=1", "--cap-drop", "kill", "--cidfile", str(cidfile),
+             "--", "sleep", "1000")  # fmt: skip
+    info = json.loads(ocirt.ok("inspect", "c"))[0]
+    assert cidfile.read_text() == info["Id"]
+    assert (info["Config"]["StopSignal"], info["Config"]["Annotations"]["io.example"], info["HostConfig"]["CapDrop"]) == (10, "1", ["CAP_KILL"])
+    proc = ocirt("create", "--cidfile", str(cidfile), "--", "true")
+    assert proc.returncode == 125 and "exists already" in proc.stderr
+    for args, words in [
+        (["-v", "/nonexistent:/x"], "mount source '/nonexistent'"),
+        (["--mount", "type=volume,target=/x"], "--mount 'type=volume,target=/x'"),
+        (["--network", "bridge"], "network must be 'none', 'host' or 'ns:PATH'"),
+        (["--network", "ns:/nonexistent"], "network namespace '/nonexistent'"),
+        (["--ulimit", "nofile=x"], "--ulimit 'nofile=x'"),
+        (["--stop-signal", "SIGNOPE"], "SIGNOPE"),
+        (["--entrypoint", "[1]"], "not a JSON array of strings"),
+    ]:
+        proc = ocirt("run", "--rm", *args, "--", "true")
+        assert (proc.returncode, words in proc.stderr) == (125, True), (args, proc.stderr)
+    ocirt.ok("rm", "c")
+    assert names(ocirt) == []
+
+
+def test_run_timeout_kills_the_container_as_podman_does(ocirt):
+    proc = ocirt("run", "--name", "slow", "--timeout", "1", "--", "sleep", "100")
+    assert proc.returncode == 255  # podman's code for it too
+    state = json.loads(ocirt.ok("inspect", "slow"))[0]["State"]
+    assert (state["Status"], state["ExitCode"], "kill_after" in state["Note"]) == ("exited", -1, True)
+    ocirt.ok("rm", "slow")

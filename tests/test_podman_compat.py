@@ -66,6 +66,7 @@ def test_exit_codes(tool):
     assert tool("run", "--rm", "--", "sh", "-c", "exit 3").returncode == 3
     assert tool("run", "--rm", "--", "no-such-binary").returncode == 127
     assert tool("run", "--rm", "--", "/etc").returncode == 126  # not executable
+    assert tool("run", "--rm", "--timeout", "1", "--", "sleep", "100").returncode == 255  # killed by conmon
     tool.ok("run", "-d", "--name", "live", "--", "sleep", "1000")
     assert tool("start", "live").returncode == 0  # running already
     assert tool("rm", "live").returncode == 2  # running, no -f
