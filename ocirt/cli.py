@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -47,17 +48,43 @@ class Parser(argparse.ArgumentParser):
         raise Usage(f"{self.prog}: {message}")
 
 
+EXIT_CODES = """exit codes:
+  0    done (run, start -a, attach, exec: the container's or process's own code)
+  1    rm: a name matched no container
+  2    rm: the container is running (use -f)
+  125  ocirt itself failed, or the command line was wrong
+  126  the container's command could not be run
+  127  the container's command was not found"""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help (where it has one to show and the
+    help does not already say), and the epilog as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser(command: Optional[str] = None) -> Parser:
     """The whole parser; with `command`, only that subcommand gets its options
-    (the others are listed, bare: what a single run parses is all it needs)."""
-    p = Parser(prog="ocirt", description="Run OCI containers with conmon and runc, no daemon.")
-    p.add_argument("--root", help="state directory (default $OCIRT_ROOT or /var/lib/ocirt)")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    (the others are listed, bare: what a single run parses is all it needs).
+    Internal commands (conmon's exit command) are not listed."""
+    p = Parser(prog="ocirt", description="Run OCI containers with conmon and runc, no daemon.", epilog=EXIT_CODES, formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"ocirt version {__version__}")
+    p.add_argument("--root", help="state directory (default: $OCIRT_ROOT, else /var/lib/ocirt)")
+    p.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"], help="what ocirt logs on stderr (debug: with tracebacks)"
+    )
     p.add_argument("--runtime", help="OCI runtime binary (default: runc on PATH)")
     p.add_argument("--conmon", help="conmon binary (default: conmon on PATH)")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    shown = [name for name, (text, _) in _COMMANDS.items() if text]
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{" + ",".join(shown) + "}")
     for name, (text, define) in _COMMANDS.items():
-        sp = sub.add_parser(name, help=text) if text else sub.add_parser(name)
+        extra: Dict[str, Any] = dict(help=text, description=text.capitalize() + ".") if text else {}
+        sp = sub.add_parser(name, epilog=EXIT_CODES, formatter_class=_Help, **extra)
         if command is None or command == name:
             define(sp)
     return p
@@ -65,10 +92,10 @@ def build_parser(command: Optional[str] = None) -> Parser:
 
 def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--name", help="a name for the container (default: from its id)")
-    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
     sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
     sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
-    sp.add_argument("--hostname")
+    sp.add_argument("--hostname", help="the container's host name (default: ocirt)")
     sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
     _limit_options(sp)
     sp.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="a capability to add (repeatable)")
@@ -96,6 +123,20 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-i", "--interactive", action="store_true", help="keep the container's stdin open (run: send this stdin to it)")
     sp.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
+
+
+def _one_name(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("name")
+
+
+def _container_command_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("action", choices=["prune"])
+    sp.add_argument("-f", "--force", action="store_true", help="do not ask (ocirt never asks: accepted for podman's scripts)")
+    sp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="only the stopped containers these match (see ps --filter)")
+
+
+def _completion_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("shell", choices=["bash", "zsh", "fish"])
 
 
 def _detach_keys(sp: argparse.ArgumentParser) -> None:
@@ -143,7 +184,7 @@ def _stop_options(sp: argparse.ArgumentParser) -> None:
 
 
 def _kill_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("-s", "--signal", default="KILL", help="a signal name or number")
     _chosen(sp)
 
 
@@ -195,9 +236,9 @@ def _logs_options(sp: argparse.ArgumentParser) -> None:
 
 
 def _exec_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-    sp.add_argument("-u", "--user")
-    sp.add_argument("-w", "--workdir")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
+    sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the container (default: the container's)")
+    sp.add_argument("-w", "--workdir", help="working directory (default: the container's)")
     sp.add_argument("-i", "--interactive", action="store_true", help="send this stdin to the process, to its end")
     sp.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
     sp.add_argument("-d", "--detach", action="store_true", help="print the session's id and leave it running (inspect shows its exit code)")
@@ -227,7 +268,7 @@ def _update_options(sp: argparse.ArgumentParser) -> None:
 
 def _stats_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--no-stream", action="store_true", help="print once and exit")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--format", choices=["table", "json"], default="table", help="a table for people, or JSON")
     sp.add_argument("-i", "--interval", type=_positive_float, default=1.0, help="seconds between refreshes")
     sp.add_argument("names", nargs="*", help="containers (default: every running one)")
 
@@ -237,7 +278,7 @@ def _bench_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-c", "--concurrency", type=_positive_int, default=4, help="at once (default 4)")
     sp.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
     sp.add_argument("--timeout", type=_positive_float, help="seconds each container may run")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--format", choices=["table", "json"], default="table", help="a table for people, or JSON")
     sp.add_argument("--plot", metavar="FILE.png", help="draw each phase's latencies (needs matplotlib)")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
 
@@ -261,6 +302,10 @@ _COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "update": ("change running containers' limits", _update_options),
     "bench": ("run a command in many containers, K at a time, and report", _bench_options),
     "version": ("print versions", lambda sp: None),
+    "info": ("show what ocirt runs with: versions, cgroups, directories", lambda sp: None),
+    "top": ("show the processes of a running container (from its cgroup)", _one_name),
+    "container": ("container subcommands: prune (remove every stopped container)", _container_command_options),
+    "completion": ("print a completion script for bash, zsh or fish", _completion_options),
     "cleanup": ("", _id),  # conmon's exit command for `run -d --rm`; not for people
 }
 _GLOBAL_WITH_VALUE = ("--root", "--log-level", "--runtime", "--conmon")
@@ -973,6 +1018,65 @@ def cmd_bench(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
     return 1 if report["failed"] or any(report["leaks"].values()) else 0
 
 
+def cmd_completion(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """A completion script for the shell, generated from the parser."""
+    import shtab  # only this verb needs it
+
+    out(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
+def cmd_info(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """What this ocirt runs with, as JSON."""
+    from .cgroups import hierarchies
+
+    def version_of(path: str) -> str:
+        try:
+            proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        except OSError as e:
+            return f"unavailable: {e.strerror}"
+        return proc.stdout.splitlines()[0] if proc.stdout else ""
+
+    mounts = hierarchies()
+    info = {
+        "version": __version__,
+        "backend": _native.BACKEND,
+        "runtime": {"path": rt.oci.path, "version": version_of(rt.oci.path)},
+        "conmon": {"path": rt.launcher.conmon_path, "version": version_of(rt.launcher.conmon_path)},
+        "cgroups": "v2" if all(h.version == 2 for h in mounts) else "v1" if all(h.version == 1 for h in mounts) else "hybrid",
+        "root": rt.root,
+        "run_dir": rt.tmp_dir,
+        "containers": len(rt.list()),
+    }
+    out(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_top(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """The container's processes, read from its cgroup: user, pid, parent, command."""
+    import pwd
+
+    from .gotemplate import align  # only this verb needs it
+    from .layout import read_small
+
+    rows = ["USER\tPID\tPPID\tCOMMAND"]
+    for pid in rt.get(args.name).pids():
+        try:
+            text = read_small(f"/proc/{pid}/status").decode(errors="replace")
+            status = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+            command = read_small(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # ended meanwhile
+        uid = int(status.get("Uid", "0").split()[0])
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        rows.append(f"{user}\t{pid}\t{status.get('PPid', '').strip()}\t{command or status.get('Name', '').strip()}")
+    sys.stdout.write(align(rows, min_width=8))
+    return 0
+
+
 def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Callable[[str], None]) -> int:
     out(f"ocirt version {__version__} ({_native.BACKEND} backend)")
     return 0
@@ -1032,6 +1136,8 @@ def _main(argv: List[str]) -> int:
     out = lambda line: print(line, flush=True)  # noqa: E731
     if args.command == "version":
         return cmd_version(None, args, out)
+    if args.command == "completion":
+        return cmd_completion(args, out)
     options = {}
     if args.runtime:
         options["runtime_path"] = args.runtime
@@ -1072,6 +1178,20 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         return cmd_start(rt, args, out)
     if args.command == "inspect":
         return cmd_inspect(rt, args, out)
+    if args.command == "info":
+        return cmd_info(rt, args, out)
+    if args.command == "top":
+        return cmd_top(rt, args, out)
+    if args.command == "container":
+        from . import reports  # only the verbs with --filter need it
+
+        keep = reports.parse_filters(args.filter)
+        for c in rt.list(status="stopped"):
+            if keep(c):
+                with contextlib.suppress(ContainerNotFound):  # removed meanwhile
+                    c.delete()
+                    out(c.id)
+        return 0
     if args.command == "wait":
         return each(rt, args.names, lambda c: str(c.wait()), out)
     if args.command == "kill":

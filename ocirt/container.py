@@ -229,6 +229,14 @@ class Container:
             self._require(CREATED, RUNNING, PAUSED, verb="update")
             cgroup_limits.apply(self._container_cgroup("update"), limits)
 
+    def pids(self) -> List[int]:
+        """The pids (host view) of the container's processes, read from its
+        cgroup. InvalidState once it is deleted."""
+        group = self._cgroup.container if self._cgroup is not None and not self._deleted else None
+        if group is None:
+            raise InvalidState(f"cannot list the processes of container {self.id}: {'it is deleted' if self._deleted else 'its cgroup is not known'}")
+        return sorted(group.pids(below=True))
+
     def _container_cgroup(self, verb: str) -> Mapping[str, str]:
         group = self._cgroup.container if self._cgroup is not None and not self._deleted else None
         if group is None or not group.controllers:

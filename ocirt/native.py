@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 PUBLIC = (
@@ -35,10 +36,14 @@ PUBLIC = (
 BACKENDS = {"cython": "ocirt._native", "cffi": "ocirt._native_cffi"}
 
 
+class BackendError(ImportError):
+    """OCIRT_BACKEND names no backend."""
+
+
 def load(name: str) -> ModuleType:
     """The backend module called `name`; ImportError saying how to build it."""
     if name not in BACKENDS:
-        raise ImportError(f"unknown OCIRT_BACKEND {name!r}; valid are {', '.join(BACKENDS)}")
+        raise BackendError(f"unknown OCIRT_BACKEND {name!r}; valid are {', '.join(BACKENDS)}")
     try:
         module = importlib.import_module(BACKENDS[name])
     except ImportError as e:
@@ -54,6 +59,27 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def _one_line_if_uncaught(error: BackendError) -> None:
+    """Should `error` go uncaught, print it as one line, not a traceback:
+    it is the caller's setting, not a fault in ocirt. The command line
+    (`ocirt`, `python -m ocirt`) then exits 125, its code for its own failures."""
+    previous = sys.excepthook
+
+    def hook(kind: type, value: BaseException, tb: object) -> None:
+        if value is not error:
+            previous(kind, value, tb)  # type: ignore[arg-type]
+            return
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        if sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") == "ocirt":
+            os._exit(125)
+
+    sys.excepthook = hook
+
+
 BACKEND = os.environ.get("OCIRT_BACKEND", "cython")
-_backend = load(BACKEND)
+try:
+    _backend = load(BACKEND)
+except BackendError as e:
+    _one_line_if_uncaught(e)
+    raise
 globals().update({n: getattr(_backend, n) for n in PUBLIC})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 import ocirt as ocirt_lib
 from ocirt import native as _native
 from ocirt.cgroups import hierarchies
+from ocirt.cli import build_parser
 
 from .cli_support import Ocirt
 from .gates import Gate
@@ -480,3 +482,34 @@ def test_run_timeout_kills_the_container_as_podman_does(ocirt):
     state = json.loads(ocirt.ok("inspect", "slow"))[0]["State"]
     assert (state["Status"], state["ExitCode"], "kill_after" in state["Note"]) == ("exited", -1, True)
     ocirt.ok("rm", "slow")
+
+
+def test_help_version_completion_and_the_verbs_around_containers(ocirt):
+    assert ocirt.ok("--version").startswith("ocirt version ")
+    shown = ocirt.ok("--help")
+    assert "cleanup" not in shown and "125  ocirt itself failed" in shown  # internal commands hidden; the exit codes explained
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    undocumented = [
+        (name, b.option_strings) for name, sp in commands.choices.items() for b in sp._actions
+        if b.option_strings and not b.help and b.dest != "help"
+    ]  # fmt: skip
+    assert undocumented == []
+    for shell in ("bash", "zsh", "fish"):
+        script = ocirt.ok("completion", shell)
+        assert "ocirt" in script and "--detach-keys" in script, shell
+    info = json.loads(ocirt.ok("info"))
+    assert info["cgroups"] in ("v1", "v2", "hybrid") and info["runtime"]["version"].startswith("runc version")
+    ocirt.ok("run", "-d", "--name", "busy", "--", "sh", "-c", "sleep 1000 & exec sleep 999")
+    top = ocirt.ok("top", "busy").splitlines()
+    assert top[0].split() == ["USER", "PID", "PPID", "COMMAND"] and sorted(line.split(None, 3)[3] for line in top[1:]) == ["sleep 1000", "sleep 999"]
+    ocirt.ok("run", "--name", "finished", "--", "true")
+    assert ocirt.ok("container", "prune", "--filter", "name=nomatch") == ""
+    ocirt.ok("container", "prune")
+    assert ocirt.ok("ps", "-a", "--format", "{{.Names}}") == "busy\n"
+    ocirt.ok("rm", "-f", "busy")
+
+
+def test_a_bad_backend_setting_is_one_line(ocirt):
+    proc = subprocess.run(ocirt.argv("ps"), env=dict(ocirt.env, OCIRT_BACKEND="nope"), capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (125, "", "Error: unknown OCIRT_BACKEND 'nope'; valid are cython, cffi\n")

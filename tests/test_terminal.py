@@ -95,12 +95,15 @@ def sane(term: Tmux, tag: str) -> None:
 def size_becomes(term: Tmux, rows: int, columns: int) -> None:
     """`stty size` inside shows rows x columns, asked again until it does
     (the resize reaches the container through conmon, after the keys may)."""
-    for attempt in range(20):
+    deadline = time.monotonic() + TIMEOUT
+    attempt = 0
+    while time.monotonic() < deadline:  # each look waits for its own answer: no sleep
+        attempt += 1
         term.type(f"echo size-$((0+{attempt})) $(stty size)")
         size = term.expect(rf"size-{attempt} (\d+) (\d+)")
         if (int(size[1]), int(size[2])) == (rows, columns):
             return
-    raise AssertionError(f"the terminal never became {rows}x{columns}")
+    raise AssertionError(f"the terminal never became {rows}x{columns} (asked {attempt} times)")
 
 
 def test_a_shell_follows_resizes_detaches_with_ctrl_p_ctrl_q_and_attach_picks_it_up(tmux, ocirt):

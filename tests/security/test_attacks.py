@@ -542,7 +542,7 @@ def test_rm_f_of_a_container_stuck_in_create_finishes(ocirt, rootfs, tmp_path):
     shutil.copytree(rootfs, fs, symlinks=True)
     (fs / "etc" / "passwd").unlink()
     os.mkfifo(fs / "etc" / "passwd")
-    proc = ocirt("create", "--name", "stuck", "--timeout", "2", "--rootfs", str(fs), "--", "true")
+    proc = ocirt("create", "--name", "stuck", "--create-timeout", "2", "--rootfs", str(fs), "--", "true")
     assert proc.returncode == 125 and "timed out" in proc.stderr
     assert json.loads(ocirt.ok("ps", "-a", "--format", "json")) == []
     manager = ocirt.popen("create", "--name", "stuck", "--rootfs", str(fs), "--", "true")

@@ -272,6 +272,7 @@ def test_sizes_as_podman_takes_them(text, size):
 
 
 @pytest.mark.parametrize("option, value", [("--cpus", "inf"), ("--cpus", "nan"), ("--timeout", "inf"), ("--timeout", "1e999"),
+                                           ("--create-timeout", "inf"), ("--create-timeout", "nan"), ("--timeout", "1.5"),
                                            ("--pids-limit", "\u0663"), ("--cpus", "\u0661.5"), ("--pids-limit", "1e3")])  # fmt: skip
 def test_the_command_line_refuses_numbers_that_are_not_finite_ascii(option, value):
     with pytest.raises(cli.Usage):
