@@ -20,10 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
-from . import __version__, attach, conmon, logs as logfile, native as _native, specgen, terminal
+from . import __version__, attach, conmon, logs as logfile, native as _native, spec as specs, specgen, terminal
 from .cgroups.limits import LIMIT_FIELDS, Limits
 from .container import Container
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, Terminated, raise_terminated
@@ -37,6 +36,7 @@ EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
 
 log = logging.getLogger("ocirt")
+T = TypeVar("T")
 
 
 class Usage(OcirtError):
@@ -112,6 +112,8 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--annotation", action="append", default=[], metavar="K=V", help="an OCI annotation for the runtime")
     sp.add_argument("--entrypoint", help="the command to run, before the arguments given (a string, or a JSON array)")
     sp.add_argument("--stop-signal", help="the signal stop sends first (default SIGTERM)")
+    sp.add_argument("--stop-timeout", type=_non_negative_float, help="seconds stop waits before SIGKILL (default 10)")
+    sp.add_argument("--log-opt", action="append", default=[], metavar="max-size=SIZE", help="max-size: the log's size before conmon rotates it")
     sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
     sp.add_argument("--cidfile", help="write the container's id to this file (which must not exist)")
     src = sp.add_mutually_exclusive_group()
@@ -178,7 +180,7 @@ def _names(sp: argparse.ArgumentParser) -> None:
 
 
 def _stop_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("-t", "--time", type=_non_negative_float, default=10, help="seconds before SIGKILL")
+    sp.add_argument("-t", "--time", type=_non_negative_float, help="seconds before SIGKILL (default: the container's --stop-timeout, else 10)")
     sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
     _chosen(sp)
 
@@ -341,20 +343,21 @@ def _limit(text: str) -> int:
     return -1 if text.strip() == "-1" else _positive_int(text)
 
 
-def _when(text: str) -> datetime:
-    """argparse type: a time for logs --since/--until (see logs.parse_when)."""
-    try:
-        return logfile.parse_when(text)
-    except InvalidArgument as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises InvalidArgument (its message becomes argparse's)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except InvalidArgument as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
 
 
-def _until(text: str) -> datetime:
-    """argparse type: logs --until, where a duration is ahead of now (podman's meaning)."""
-    try:
-        return logfile.parse_when(text, ahead=True)
-    except InvalidArgument as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+_when = _checked(logfile.parse_when)  # logs --since (see logs.parse_when)
+_until = _checked(lambda text: logfile.parse_when(text, ahead=True))  # logs --until: a duration is ahead of now, as podman
+_keys = _checked(attach.parse_detach_keys)  # --detach-keys
 
 
 def _tail(text: str) -> Optional[int]:
@@ -362,14 +365,6 @@ def _tail(text: str) -> Optional[int]:
     if text.strip() in ("-1", "0"):
         return None if text.strip() == "-1" else 0
     return _positive_int(text)
-
-
-def _keys(text: str) -> bytes:
-    """argparse type: detach keys (see attach.parse_detach_keys)."""
-    try:
-        return attach.parse_detach_keys(text)
-    except InvalidArgument as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size(text: str) -> int:
@@ -509,6 +504,20 @@ def _env_files(paths: Sequence[str]) -> Dict[str, str]:
     return env
 
 
+def _log_size_max(options: Sequence[str]) -> Optional[int]:
+    """--log-opt max-size=SIZE as bytes (None: the Runtime's); other log options are refused by name."""
+    size = None
+    for option in options:
+        key, sep, value = option.partition("=")
+        if key != "max-size" or not sep:
+            raise Usage(f"ocirt: --log-opt {option!r}: only max-size=SIZE is supported (the log is conmon's k8s-file)")
+        try:
+            size = -1 if value.strip() == "-1" else specgen.parse_size(value)
+        except InvalidArgument as e:
+            raise Usage(f"ocirt: --log-opt {option!r}: {e}") from None
+    return size
+
+
 def _labels(pairs: Sequence[str]) -> Dict[str, str]:
     """-l K=V (or K, an empty value) as a dict."""
     return {k: v for k, _, v in (p.partition("=") for p in pairs)}
@@ -564,6 +573,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             ulimits=_ulimits(args.ulimit),
             annotations=_labels(args.annotation),
             stop_signal=args.stop_signal,
+            stop_timeout=args.stop_timeout,
         )
         owned = True
     # A detached --rm container is removed by conmon's exit command; in the
@@ -587,6 +597,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None]
             stdin=args.interactive,
             terminal=args.tty,
             labels=_labels(args.label),
+            log_size_max=_log_size_max(args.log_opt),
         )
     except BaseException:
         if owned:
@@ -1198,7 +1209,10 @@ def _dispatch(rt: Runtime, args: argparse.Namespace, out: Callable[[str], None])
         sig = parse_signal(args.signal)
         return each(rt, chosen(rt, args), lambda c: c.kill(sig), out, picked=args.all or bool(args.filter))
     if args.command == "stop":
-        return each(rt, chosen(rt, args), lambda c: c.stop(args.time), out, ignore=args.ignore, picked=args.all or bool(args.filter))
+        def stop(c: Container) -> None:
+            c.stop(args.time if args.time is not None else specs.stop_timeout(c.spec))
+
+        return each(rt, chosen(rt, args), stop, out, ignore=args.ignore, picked=args.all or bool(args.filter))
     verbs: Dict[str, Callable[[Container], None]] = {
         "pause": lambda c: c.pause(),
         "unpause": lambda c: c.resume(),

@@ -44,7 +44,8 @@ class Launcher:
         self.sync_log = sync_log
 
     def args(self, **kw: object) -> conmon.ConmonArgs:
-        return conmon.ConmonArgs(
+        """conmon's arguments: this launcher's settings, with `kw` added (or laid over them)."""
+        settings: Dict[str, object] = dict(
             conmon_path=self.conmon_path,
             runtime_path=self.runtime_path,
             socket_dir=self.socket_dir,
@@ -52,8 +53,8 @@ class Launcher:
             log_size_max=self.log_size_max,
             no_pivot=self.no_pivot,
             sync_log=self.sync_log,
-            **kw,  # type: ignore[arg-type]
         )
+        return conmon.ConmonArgs(**{**settings, **kw})  # type: ignore[arg-type]
 
     def create_steps(
         self,
@@ -69,10 +70,12 @@ class Launcher:
         timeout: Optional[float],
         listen_fds: Sequence[int] = (),
         kill_after: int = 0,
+        log_size_max: Optional[int] = None,
     ) -> Steps[conmon.Launched]:
         """Have conmon create container `cid` from `spec` in its run dir `files.root` (steps: see ocirt.steps).
 
         `kill_after` (seconds; 0: none): conmon kills the container that long after it starts running.
+        `log_size_max` (bytes, -1: none) replaces the launcher's for this container.
 
         `listen_fds` (sockets) reach the container's process at fd 3 onwards,
         with LISTEN_FDS and LISTEN_PID set for it (systemd socket activation).
@@ -105,6 +108,7 @@ class Launcher:
             kill_after=kill_after,
             exit_command=tuple(exit_command),
             replace_listen_pid=bool(listen_fds),
+            **({"log_size_max": log_size_max} if log_size_max is not None else {}),
         )
         env = conmon.conmon_env(self.conmon_env, len(listen_fds))
         launched = yield from conmon.launch_steps(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))

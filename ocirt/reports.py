@@ -179,6 +179,7 @@ def inspect_record(c: Container, sessions: Sequence[Any], live_limits: Optional[
             "Labels": dict(c.labels) or None,
             "Annotations": dict(spec.get("annotations") or {}),
             "StopSignal": _stop_signal(spec),
+            "StopTimeout": int(specs.stop_timeout(spec)),
         },
         "HostConfig": {
             "Memory": (resources.get("memory") or {}).get("limit") or 0,

@@ -59,6 +59,7 @@ class CreateOptions:
     rootfs: Optional[str] = None
     labels: Optional[Mapping[str, str]] = None
     kill_after: Optional[float] = None
+    log_size_max: Optional[int] = None
 
 
 class Runtime:
@@ -98,8 +99,7 @@ class Runtime:
             raise InvalidArgument(
                 f"unknown cgroup manager {cgroup_manager!r}; valid are {', '.join(map(repr, cgroups.MANAGERS))}"
             )
-        if isinstance(log_size_max, bool) or not isinstance(log_size_max, int) or log_size_max < -1:
-            raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes, not {log_size_max!r}")
+        _check_log_size_max(log_size_max)
         self.runtime_path = _find_binary(runtime_path, "runc", "OCI runtime")
         self.conmon_path = _find_binary(conmon_path, "conmon", "conmon")
         self.conmon_env = dict(conmon_env) if conmon_env is not None else None
@@ -204,6 +204,7 @@ class Runtime:
         listen_fds: Sequence[int] = (),
         limits: Optional[Limits] = None,
         kill_after: Optional[float] = None,
+        log_size_max: Optional[int] = None,
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`, or
         from `spec` (an OCI runtime spec as a dict) on the root filesystem
@@ -224,10 +225,12 @@ class Runtime:
         with the container (see `list`) and reach the runtime as annotations.
         `timeout` bounds the create; `kill_after` (whole seconds, None: no
         limit) is how long the container may run before conmon kills it.
+        `log_size_max` (bytes; -1: none) replaces the Runtime's for this
+        container's log.
         """
         options = CreateOptions(
             stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits,
-            spec, os.fspath(rootfs) if rootfs is not None else None, labels, kill_after,
+            spec, os.fspath(rootfs) if rootfs is not None else None, labels, kill_after, log_size_max,
         )  # fmt: skip
         return block(self._create_steps(container_id, bundle, options))
 
@@ -267,6 +270,8 @@ class Runtime:
         name = check_name(o.name) if o.name is not None else cid
         limit = check_timeout(o.timeout)
         _whole_seconds(o.kill_after)  # checked before anything is made
+        if o.log_size_max is not None:
+            _check_log_size_max(o.log_size_max)
         conmon.check_sockets(o.listen_fds)
         if o.spec is not None:
             if bundle is not None:
@@ -328,7 +333,7 @@ class Runtime:
             launched = yield from self.launcher.create_steps(
                 cid, container._files, container.bundle, spec, cgroup=container._cgroup,
                 terminal=o.terminal, stdin=o.stdin, exit_command=o.exit_command, timeout=limit, listen_fds=o.listen_fds,
-                kill_after=_whole_seconds(o.kill_after),
+                kill_after=_whole_seconds(o.kill_after), log_size_max=o.log_size_max,
             )  # fmt: skip
             container._created(launched)
         except BaseException as e:
@@ -528,3 +533,8 @@ def _whole_seconds(value: Optional[float]) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not 1 <= value < 1 << 31:
         raise InvalidArgument(f"kill_after must be a whole number of seconds from 1, or None, not {value!r}")
     return int(value)
+
+
+def _check_log_size_max(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes, not {value!r}")

@@ -16,6 +16,8 @@ from .validate import parse_signal
 Spec = Dict[str, Any]
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
+STOP_TIMEOUT_ANNOTATION = "io.ocirt.stop-timeout"  # seconds `ocirt stop` waits before SIGKILL, when not told
+DEFAULT_STOP_TIMEOUT = 10.0
 
 
 def load_bundle(bundle: str | os.PathLike[str]) -> tuple[str, Spec]:
@@ -109,6 +111,16 @@ def stop_signal(spec: Spec) -> int:
     if not value:
         return int(_signal.SIGTERM)
     return parse_signal(value)
+
+
+def stop_timeout(spec: Spec) -> float:
+    """Seconds a stop waits before SIGKILL unless told: the container's own (run --stop-timeout), else 10."""
+    value = (spec.get("annotations") or {}).get(STOP_TIMEOUT_ANNOTATION)
+    try:
+        seconds = float(value) if value is not None else DEFAULT_STOP_TIMEOUT
+    except ValueError:
+        return DEFAULT_STOP_TIMEOUT
+    return seconds if 0 <= seconds < float("inf") else DEFAULT_STOP_TIMEOUT
 
 
 def has_poststart_hooks(spec: Spec) -> bool:

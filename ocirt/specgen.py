@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import InvalidArgument
 from .layout import make_private_dirs, write_private
 from .rootfs import busybox_rootfs
-from .spec import STOP_SIGNAL_ANNOTATION, parse_user
+from .spec import STOP_SIGNAL_ANNOTATION, STOP_TIMEOUT_ANNOTATION, parse_user
 from .validate import parse_signal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -87,6 +87,7 @@ def generate(
     ulimits: Optional[Mapping[str, Tuple[int, int]]] = None,
     annotations: Optional[Mapping[str, str]] = None,
     stop_signal: Optional[str] = None,
+    stop_timeout: Optional[float] = None,
 ) -> Dict[str, Any]:
     """A complete spec for `args` on `rootfs` (an absolute path).
 
@@ -103,7 +104,9 @@ def generate(
     made with `ip netns add`). `cap_drop` takes capabilities away (after
     `cap_add`); `tmpfs` are container paths to mount a tmpfs on;
     `ulimits` are {name: (soft, hard)} with names as podman's --ulimit
-    (nofile, nproc, core...); `stop_signal` is the signal stop sends first.
+    (nofile, nproc, core...); `stop_signal` is the signal stop sends first,
+    `stop_timeout` how long `ocirt stop` waits for it before SIGKILL when
+    not told.
     """
     if not args or not all(isinstance(a, str) and a for a in args):
         raise InvalidArgument("a container needs a command: a non-empty list of non-empty strings")
@@ -138,6 +141,8 @@ def generate(
     if stop_signal is not None:
         parse_signal(stop_signal)  # refused now, not when stop needs it
         spec["annotations"] = dict(spec.get("annotations") or {}, **{STOP_SIGNAL_ANNOTATION: stop_signal})
+    if stop_timeout is not None:
+        spec["annotations"] = dict(spec.get("annotations") or {}, **{STOP_TIMEOUT_ANNOTATION: f"{stop_timeout:g}"})
     if annotations:
         spec["annotations"] = dict(spec.get("annotations") or {}, **dict(annotations))
     spec["root"] = {"path": rootfs, "readonly": bool(read_only)}

@@ -18,6 +18,7 @@ import ocirt as ocirt_lib
 from ocirt import native as _native
 from ocirt.cgroups import hierarchies
 from ocirt.cli import build_parser
+from ocirt.logs import parse_time
 
 from .cli_support import Ocirt
 from .gates import Gate
@@ -122,8 +123,8 @@ def test_create_start_wait_logs(ocirt):
     assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
     stamped = ocirt.ok("logs", "--timestamps", "job").split(" ", 1)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", stamped[0])  # RFC3339Nano in UTC, as podman
-    started = datetime.fromisoformat(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"].replace("Z", "+00:00"))
-    assert started <= datetime.fromisoformat(stamped[0].replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+    started = parse_time(json.loads(ocirt.ok("inspect", "job"))[0]["State"]["StartedAt"])  # any number of fraction digits
+    assert started <= parse_time(stamped[0]) <= datetime.now(timezone.utc)
     assert stamped[1] == "one\n"
     ocirt.ok("rm", "job")
 
@@ -513,3 +514,15 @@ def test_help_version_completion_and_the_verbs_around_containers(ocirt):
 def test_a_bad_backend_setting_is_one_line(ocirt):
     proc = subprocess.run(ocirt.argv("ps"), env=dict(ocirt.env, OCIRT_BACKEND="nope"), capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (125, "", "Error: unknown OCIRT_BACKEND 'nope'; valid are cython, cffi\n")
+
+
+def test_log_opt_max_size_and_stop_timeout_stay_with_the_container(ocirt):
+    ocirt.ok("run", "--name", "chatty", "--log-opt", "max-size=4k", "--stop-timeout", "3", "--", "seq", "1", "3000")
+    info = json.loads(ocirt.ok("inspect", "chatty"))[0]
+    assert os.path.getsize(info["LogPath"]) <= 4096  # about 15 KB written: conmon rotated it
+    assert ocirt.ok("logs", "--tail", "1", "chatty") == "3000\n"
+    assert info["Config"]["StopTimeout"] == 3
+    for option in ("tag=x", "max-size=lots"):
+        proc = ocirt("run", "--rm", "--log-opt", option, "--", "true")
+        assert proc.returncode == 125 and f"--log-opt '{option}'" in proc.stderr
+    ocirt.ok("rm", "chatty")

@@ -13,6 +13,7 @@ import signal
 import time
 
 from ocirt import native as _native
+from ocirt.logs import parse_time
 
 from .cli_support import Ocirt, reap_orphans
 from .gates import GATE_TIMEOUT
@@ -88,7 +89,7 @@ def test_an_exec_whose_caller_is_killed_still_has_its_exit_code_recorded(ocirt, 
     [session] = json.loads(ocirt.ok("inspect", "e"))[0]["ExecSessions"]
     assert (session["ID"], session["Running"], session["ExitCode"]) == (sid, False, 5)
     assert session["Command"] == ["sh", "-c", "touch /gate/exec; read x < /gate/go; exit 5"]
-    assert session["StartedAt"] <= session["FinishedAt"]
+    assert parse_time(session["StartedAt"]) <= parse_time(session["FinishedAt"])
     ocirt.ok("rm", "-f", "e")
 
 

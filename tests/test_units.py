@@ -258,6 +258,13 @@ def test_runtime_spec_makes_bundle_paths_absolute():
     assert spec["root"]["path"] == "rootfs"  # the caller's spec is not changed
 
 
+def test_stop_timeout_is_the_containers_own_else_ten_seconds():
+    assert specs.stop_timeout({}) == 10
+    assert specs.stop_timeout({"annotations": {specs.STOP_TIMEOUT_ANNOTATION: "2.5"}}) == 2.5
+    for bad in ("soon", "-1", "inf", "nan"):
+        assert specs.stop_timeout({"annotations": {specs.STOP_TIMEOUT_ANNOTATION: bad}}) == 10
+
+
 def test_stop_signal_and_pid_namespace():
     assert specs.stop_signal({}) == signal.SIGTERM
     assert specs.stop_signal({"annotations": {specs.STOP_SIGNAL_ANNOTATION: "SIGQUIT"}}) == signal.SIGQUIT
