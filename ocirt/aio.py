@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import weakref
@@ -316,7 +317,7 @@ class AsyncContainer:
         if data is not None and not self.container.stdin:
             raise InvalidState(f"container {self.id} was created without stdin: it takes no input", container_id=self.id)
         with self.container.connect(stdin=data is not None) as sock:
-            await attach.relay_async(sock, out, err, stdin=data)
+            await relay_async(sock, out, err, stdin=data)
 
 
 class AsyncExecSession:
@@ -342,3 +343,36 @@ class AsyncExecSession:
 
     def logs(self) -> Iterator[LogRecord]:
         return self.session.logs()
+
+
+async def relay_async(sock: socket.socket, stdout: attach.Sink = -1, stderr: attach.Sink = -1, stdin: Optional[bytes] = None) -> None:
+    """relay on the running loop, until conmon hangs up: output to `stdout`
+    / `stderr` (fd writes block the loop briefly), `stdin` sent meanwhile,
+    then EOF. The socket is the caller's to close."""
+    loop = asyncio.get_running_loop()
+    targets = {attach.STDOUT: attach.writer(stdout), attach.STDERR: attach.writer(stderr)}
+    sock.setblocking(False)
+
+    async def send(data: bytes) -> None:
+        try:
+            for at in range(0, len(data), attach.INPUT_PACKET):
+                await loop.sock_sendall(sock, data[at : at + attach.INPUT_PACKET])
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the container's stdin is closed: no more input is taken
+
+    sender = asyncio.ensure_future(send(stdin)) if stdin is not None else None
+    try:
+        while True:
+            try:
+                packet = await loop.sock_recv(sock, 65536)
+            except OSError:
+                return
+            if not packet:
+                return
+            write = targets.get(packet[0])
+            if write is not None:
+                write(memoryview(packet)[1:])
+    finally:
+        if sender is not None:
+            sender.cancel()

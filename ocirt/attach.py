@@ -7,7 +7,6 @@ data. conmon hangs up when the process's output ends.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import socket
@@ -229,39 +228,6 @@ class DetachKeys:
         """What was held back, released (the input ended)."""
         held, self._held = self._held, b""
         return held
-
-
-async def relay_async(sock: socket.socket, stdout: Sink = -1, stderr: Sink = -1, stdin: Optional[bytes] = None) -> None:
-    """relay on the running loop, until conmon hangs up: output to `stdout`
-    / `stderr` (fd writes block the loop briefly), `stdin` sent meanwhile,
-    then EOF. The socket is the caller's to close."""
-    loop = asyncio.get_running_loop()
-    targets = {STDOUT: writer(stdout), STDERR: writer(stderr)}
-    sock.setblocking(False)
-
-    async def send(data: bytes) -> None:
-        try:
-            for at in range(0, len(data), INPUT_PACKET):
-                await loop.sock_sendall(sock, data[at : at + INPUT_PACKET])
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the container's stdin is closed: no more input is taken
-
-    sender = asyncio.ensure_future(send(stdin)) if stdin is not None else None
-    try:
-        while True:
-            try:
-                packet = await loop.sock_recv(sock, 65536)
-            except OSError:
-                return
-            if not packet:
-                return
-            write = targets.get(packet[0])
-            if write is not None:
-                write(memoryview(packet)[1:])
-    finally:
-        if sender is not None:
-            sender.cancel()
 
 
 def feed(sock: socket.socket, data: bytes) -> None:
