@@ -9,6 +9,7 @@ conmon's pidfd: waits never poll at a fixed interval.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -21,11 +22,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import attach, conmon, exec as execs, logs as logfile, spec as specs, terminal
-from .cgroups import Cgroup, limits as cgroup_limits
+from .cgroups import Cgroup, Manager as CgroupManager, limits as cgroup_limits
 from .cgroups.limits import Limits, Stats
 from .errors import ConmonError, ContainerNotFound, ExecSessionNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
 from .exec import ExecSession
-from .launcher import Launcher
+from .launcher import Launcher, LaunchOptions, end_cgroup
 from .layout import ContainerDir
 from .logs import LogRecord
 from .monitor import Monitor
@@ -37,6 +38,8 @@ from .steps import Steps, block
 from .store import Record, Store
 from .validate import SignalLike, check_id, check_input, check_timeout, parse_signal
 
+log = logging.getLogger("ocirt")
+DEFAULT_CREATE_TIMEOUT = 240.0  # seconds conmon and the runtime get to create a container (Runtime.create's default)
 CREATED, RUNNING, PAUSED, STOPPED = (ContainerStatus.CREATED, ContainerStatus.RUNNING, ContainerStatus.PAUSED, ContainerStatus.STOPPED)
 
 
@@ -46,6 +49,7 @@ class Services:
 
     oci: OCIRuntime
     launcher: Launcher
+    cgroups: CgroupManager
     store: Optional[Store]
     forget: Callable[["Container"], None]  # called once the container is deleted
 
@@ -74,6 +78,7 @@ class Container:
         self.auto_remove = False
         self.stdin = False  # created with stdin: conmon takes input on the attach socket
         self.labels: Dict[str, str] = {}  # the caller's, kept with the record (see Runtime.list)
+        self.launch_options = LaunchOptions()  # how conmon runs it, again on a restart
         self.note = ""  # why the status is what it is, when that is not obvious
         self._svc = services
         self._files = files
@@ -322,6 +327,53 @@ class Container:
                     raise
             yield from self._release()
 
+    def restart(self, timeout: Optional[float] = 10) -> None:
+        """Stop the container if it runs (as `stop(timeout)`), then run it
+        again from its bundle: the same id, name, spec, labels and limits,
+        its log appended to; a new init process, conmon and cgroup, no exec
+        sessions. From created, running, paused or stopped.
+
+        A container removed when it exits (auto_remove) cannot be restarted:
+        InvalidState. When the new launch fails, what it made is undone, the
+        container stays stopped with its last exit code, and the launch's
+        error is raised.
+        """
+        block(self.restart_steps(timeout))
+
+    def restart_steps(self, timeout: Optional[float] = 10) -> Steps[None]:
+        check_timeout(timeout)
+        self._require_exists()
+        if self.auto_remove:
+            raise InvalidState(
+                f"cannot restart container {self.id}: it is removed when it exits", container_id=self.id, status=self.state.status, verb="restart"
+            )
+        yield from self.stop_steps(timeout)
+        with (yield from self._locking()):
+            self._require(STOPPED, verb="restart")
+            began = time.monotonic()
+            try:
+                yield from self._svc.oci.run_steps(self._svc.oci.delete_args(self.id, force=True))
+            except RuntimeCommandError as e:
+                if not is_not_found(e):
+                    raise
+            for error in (yield from self._end_run(relaunching=True)):
+                log.warning("restart of container %s: %s", self.id, error)
+            exit_code, finished_at, oom_killed = self.state.exit_code, self.state.finished_at, self.state.oom_killed
+            self.state = ContainerState(ContainerStatus.CONFIGURED)
+            self._sessions = execs.Sessions(self.state.exec_sessions)
+            self.timings = Timings(create=began)
+            self.note = ""
+            self._record.save()  # half-created until conmon reports: a process that dies here leaves what rm -f removes
+            try:
+                yield from self._launch_steps(DEFAULT_CREATE_TIMEOUT)
+            except BaseException as e:
+                self._undo_launch(delete_from_runtime=True)
+                self.state.status, self.state.exit_code = STOPPED, exit_code
+                self.state.finished_at, self.state.oom_killed = finished_at, oom_killed
+                self.note = f"restart failed: {e}"
+                raise
+        yield from self.start_steps()
+
     def exec(
         self,
         cmd: Sequence[str],
@@ -549,6 +601,59 @@ class Container:
 
     # -- internals -----------------------------------------------------------
 
+    def _launch_steps(self, timeout: Optional[float], listen_fds: Sequence[int] = ()) -> Steps[None]:
+        """Make conmon's cgroup and have conmon create the container, as
+        `launch_options` say; the caller undoes a failure (`_undo_launch`)."""
+        self._cgroup = self._svc.cgroups.create(f"ocirt-conmon-{self.id}", f"ocirt-{self.id}", needs=specs.controllers_used(self.spec))
+        launched = yield from self._svc.launcher.create_steps(
+            self.id, self._files, self.bundle, self.spec, cgroup=self._cgroup, terminal=bool(self.spec["process"].get("terminal")),
+            stdin=self.stdin, options=self.launch_options, timeout=timeout, listen_fds=listen_fds,
+        )  # fmt: skip
+        self._created(launched)
+
+    def _undo_launch(self, *, delete_from_runtime: bool) -> None:
+        """Remove whatever a failed launch made, in reverse order, blocking.
+
+        Best effort, step by step: a step that fails is logged and the next
+        one still runs, and the caller raises the launch's own error.
+        """
+        files = self._files
+        # conmon joined its cgroup before it ran anything: whatever it started
+        # (the runtime, the container's init) is in it or below, even what a
+        # pid file does not name yet. End all of it before the runtime's delete.
+        if self._cgroup is not None:
+            end_cgroup(self._cgroup, grace=0)
+        if delete_from_runtime:
+            try:
+                self._svc.oci.delete(self.id, force=True)
+            except RuntimeCommandError as e:
+                if not is_not_found(e):
+                    log.warning("cannot delete half-created container %s from the runtime: %s", self.id, e)
+        self._monitor.close()
+        daemon = conmon.open_conmon(conmon.read_pid(files.conmon_pidfile), self.id)
+        try:
+            errors = self._svc.launcher.teardown(files, self._cgroup, [daemon] if daemon else [])
+        except (OcirtError, OSError) as e:
+            errors = [str(e)]
+        finally:
+            if daemon is not None:
+                daemon.close()
+        self._cgroup = None
+        for error in errors:
+            log.warning("cleanup of half-created container %s: %s", self.id, error)
+
+    def _end_run(self, *, relaunching: bool) -> Steps[List[str]]:
+        """After the runtime deleted the container: end its conmons, remove
+        its cgroup and run files (with `relaunching`, keep the log), close
+        its fds. What could not be removed, as messages."""
+        self._monitor.close_init()
+        conmons = [h for h in (*self._sessions.conmons(), self._monitor.conmon) if h is not None]
+        sessions = {*self.state.exec_sessions, *self._sessions.foreign}
+        errors = yield from self._svc.launcher.teardown_steps(self._files, self._cgroup, conmons, sessions, relaunching=relaunching)
+        self._monitor.close()
+        self._sessions.close()
+        return errors
+
     def _created(self, launched: conmon.Launched) -> None:
         """conmon reported the container's pid (called by Runtime.create): record it."""
         self._monitor.launched(launched)
@@ -599,12 +704,7 @@ class Container:
     def _release(self) -> Steps[None]:
         """After the runtime deleted the container: conmon, cgroup, files, fds."""
         self._deleted = True
-        self._monitor.close_init()
-        conmons = [h for h in (*self._sessions.conmons(), self._monitor.conmon) if h is not None]
-        sessions = {*self.state.exec_sessions, *self._sessions.foreign}
-        errors = yield from self._svc.launcher.teardown_steps(self._files, self._cgroup, conmons, sessions)
-        self._monitor.close()
-        self._sessions.close()
+        errors = yield from self._end_run(relaunching=False)
         if self.owned_bundle:
             shutil.rmtree(self.bundle, ignore_errors=True)
         self._svc.forget(self)

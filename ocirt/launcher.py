@@ -7,7 +7,8 @@ import json
 import os
 import shutil
 import signal
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import conmon, spec as specs
 from .cgroups import Cgroup
@@ -17,6 +18,36 @@ from .process import KILL_GRACE, ProcessHandle, wait_steps
 from .steps import Steps, block
 
 END_ROUNDS = 16  # listings end_cgroup takes before it leaves the rest to the caller's error
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How conmon runs one container, kept with it so that a restart launches it the same way.
+
+    `exit_command`: an argv conmon runs once the container has exited;
+    `kill_after`: seconds after its start that conmon kills it (0: never);
+    `log_size_max`: bytes before conmon rotates its log (-1: never; None:
+    the launcher's setting)."""
+
+    exit_command: Tuple[str, ...] = ()
+    kill_after: int = 0
+    log_size_max: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(asdict(self), exit_command=list(self.exit_command))
+
+    @classmethod
+    def from_dict(cls, data: object) -> "LaunchOptions":
+        """From to_dict's form; what is missing or malformed takes the default (a record is not trusted blindly)."""
+        if not isinstance(data, dict):
+            return cls()
+        command = data.get("exit_command")
+        kill_after, size = data.get("kill_after"), data.get("log_size_max")
+        return cls(
+            tuple(command) if isinstance(command, list) and all(isinstance(a, str) for a in command) else (),
+            kill_after if isinstance(kill_after, int) and kill_after >= 0 else 0,
+            size if isinstance(size, int) else None,
+        )
 
 
 class Launcher:
@@ -66,16 +97,11 @@ class Launcher:
         cgroup: Optional[Cgroup],
         terminal: bool,
         stdin: bool,
-        exit_command: Sequence[str],
+        options: LaunchOptions,
         timeout: Optional[float],
         listen_fds: Sequence[int] = (),
-        kill_after: int = 0,
-        log_size_max: Optional[int] = None,
     ) -> Steps[conmon.Launched]:
         """Have conmon create container `cid` from `spec` in its run dir `files.root` (steps: see ocirt.steps).
-
-        `kill_after` (seconds; 0: none): conmon kills the container that long after it starts running.
-        `log_size_max` (bytes, -1: none) replaces the launcher's for this container.
 
         `listen_fds` (sockets) reach the container's process at fd 3 onwards,
         with LISTEN_FDS and LISTEN_PID set for it (systemd socket activation).
@@ -105,10 +131,10 @@ class Launcher:
             terminal=terminal,
             stdin=stdin,
             leave_stdin_open=terminal and stdin,  # a terminal's attachers come and go (detach keys)
-            kill_after=kill_after,
-            exit_command=tuple(exit_command),
+            kill_after=options.kill_after,
+            exit_command=options.exit_command,
             replace_listen_pid=bool(listen_fds),
-            **({"log_size_max": log_size_max} if log_size_max is not None else {}),
+            **({"log_size_max": options.log_size_max} if options.log_size_max is not None else {}),
         )
         env = conmon.conmon_env(self.conmon_env, len(listen_fds))
         launched = yield from conmon.launch_steps(args, env, cwd=files.root, timeout=timeout, listen_fds=listen_fds, **_joining(cgroup))
@@ -170,7 +196,13 @@ class Launcher:
         return block(self.teardown_steps(*args, **kw))
 
     def teardown_steps(
-        self, files: ContainerDir, cgroup: Optional[Cgroup], conmons: Iterable[ProcessHandle], exec_sessions: Iterable[str] = ()
+        self,
+        files: ContainerDir,
+        cgroup: Optional[Cgroup],
+        conmons: Iterable[ProcessHandle],
+        exec_sessions: Iterable[str] = (),
+        *,
+        relaunching: bool = False,
     ) -> Steps[List[str]]:
         """Remove what launching a container made, once the runtime has deleted it.
 
@@ -178,7 +210,9 @@ class Launcher:
         process still in conmon's cgroup (conmons of execs that other, maybe
         dead, processes started) get a grace period to exit, then are killed;
         then the cgroup and the run files go, with the attach-socket links of
-        `exec_sessions` (ids). Returns what could not be removed, as messages.
+        `exec_sessions` (ids). `relaunching` (a restart) keeps the run dir
+        with the log and the config. Returns what could not be removed, as
+        messages.
         """
         stuck = yield from _end(list(conmons))
         try:
@@ -199,7 +233,7 @@ class Launcher:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        _remove_run_dir(files.root)
+        _remove_run_dir(files.root, keep=(files.log, files.config) if relaunching else ())
         return errors
 
 
@@ -250,15 +284,18 @@ def _end(processes: List[ProcessHandle], grace: float = conmon.EXIT_GRACE) -> St
     return [h.pid for h in stuck]
 
 
-def _remove_run_dir(path: str) -> None:
+def _remove_run_dir(path: str, keep: Sequence[str] = ()) -> None:
     """Remove a run dir (ocirt's and conmon's files, never the container's):
-    its few files one by one, what is below them with rmtree."""
+    its few files one by one, what is below them with rmtree. With `keep`
+    (paths in it), those and the directory stay."""
     try:
         with os.scandir(path) as it:
             entries = list(it)
     except FileNotFoundError:
         return
     for entry in entries:
+        if entry.path in keep:
+            continue
         try:
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -266,6 +303,8 @@ def _remove_run_dir(path: str) -> None:
                 os.unlink(entry.path)
         except FileNotFoundError:
             pass
+    if keep:
+        return
     try:
         os.rmdir(path)
     except FileNotFoundError:

@@ -161,8 +161,10 @@ class ProcessHandle:
             except ChildProcessError:
                 return False
 
-
     def close(self) -> None:
+        """Let go of the process, reaping it first if it is an exited child
+        (nobody else can tell it from a reused pid once the pidfd is gone)."""
+        self.reap()
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)

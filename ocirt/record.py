@@ -13,6 +13,7 @@ import copy
 from typing import TYPE_CHECKING, ContextManager, Iterator, Optional
 
 from .errors import ContainerNotFound
+from .launcher import LaunchOptions
 from .lock import ContainerLock, Hold
 from .state import ContainerState, ContainerStatus, from_timestamp, reconcile
 from .steps import Steps, block
@@ -133,6 +134,7 @@ class Recorder:
             exec_sessions=c._sessions.recorded(),
             note=c.note,
             labels=dict(c.labels),
+            launch=c.launch_options.to_dict(),
             **c.state.fields(),
         )
 
@@ -145,6 +147,7 @@ class Recorder:
         c.created_at = from_timestamp(record.created_at) or c.created_at
         c.owned_bundle, c.auto_remove, c.stdin, c.note = record.owned_bundle, record.auto_remove, record.stdin, record.note
         c.labels = dict(record.labels)
+        c.launch_options = LaunchOptions.from_dict(record.launch)
         c._sessions.take_recorded(record.exec_sessions)
         if c.state.status is ContainerStatus.STOPPED:
             m.close_init()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, O
 from . import cgroups, conmon, process, spec as specs
 from .background import Deleter
 from .cgroups.limits import Limits
-from .container import Container, Services
+from .container import DEFAULT_CREATE_TIMEOUT, Container, Services
 from .errors import (
     BinaryNotFound,
     ConmonError,
@@ -23,11 +23,10 @@ from .errors import (
     ContainerNotFound,
     InvalidArgument,
     OcirtError,
-    RuntimeCommandError,
 )
-from .launcher import Launcher, end_cgroup
+from .launcher import Launcher, LaunchOptions
 from .layout import RuntimeDirs
-from .oci import OCIRuntime, is_not_found
+from .oci import OCIRuntime
 from .state import ContainerStatus
 from .steps import Steps, block
 from .store import Record, Store
@@ -48,7 +47,7 @@ class CreateOptions:
 
     stdin: bool = False
     terminal: bool = False
-    timeout: Optional[float] = 240
+    timeout: Optional[float] = DEFAULT_CREATE_TIMEOUT
     name: Optional[str] = None
     owned_bundle: bool = False
     auto_remove: bool = False
@@ -122,7 +121,7 @@ class Runtime:
             sync_log=sync_log,
         )
         self.store = store
-        self._services = Services(self.oci, self.launcher, store, self._forget)
+        self._services = Services(self.oci, self.launcher, self._cgroups, store, self._forget)
         self.root: Optional[str] = None
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
@@ -196,7 +195,7 @@ class Runtime:
         labels: Optional[Mapping[str, str]] = None,
         stdin: bool = False,
         terminal: bool = False,
-        timeout: Optional[float] = 240,
+        timeout: Optional[float] = DEFAULT_CREATE_TIMEOUT,
         name: Optional[str] = None,
         owned_bundle: bool = False,
         auto_remove: bool = False,
@@ -317,7 +316,7 @@ class Runtime:
                 if self.store is not None:
                     self.store.delete(cid)
                 raise ContainerExists(f"container {cid!r} already exists") from None
-            yield from self._launch_steps(container, spec, o, limit)
+            yield from self._launch_steps(container, o, limit)
         with self._lock:
             self._containers[cid] = container
         return container
@@ -325,56 +324,22 @@ class Runtime:
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()
 
-    def _launch_steps(self, container: Container, spec: specs.Spec, o: "CreateOptions", limit: Optional[float]) -> Steps[None]:
-        """Launch conmon for a recorded container; on failure, undo everything."""
+    def _launch_steps(self, container: Container, o: "CreateOptions", limit: Optional[float]) -> Steps[None]:
+        """Launch conmon for a recorded container; on failure, undo everything, the record too."""
         cid = container.id
+        container.launch_options = LaunchOptions(o.exit_command, _whole_seconds(o.kill_after), o.log_size_max)
         try:
-            container._cgroup = self._cgroups.create(f"ocirt-conmon-{cid}", f"ocirt-{cid}", needs=specs.controllers_used(spec))
-            launched = yield from self.launcher.create_steps(
-                cid, container._files, container.bundle, spec, cgroup=container._cgroup,
-                terminal=o.terminal, stdin=o.stdin, exit_command=o.exit_command, timeout=limit, listen_fds=o.listen_fds,
-                kill_after=_whole_seconds(o.kill_after), log_size_max=o.log_size_max,
-            )  # fmt: skip
-            container._created(launched)
+            yield from container._launch_steps(limit, o.listen_fds)
         except BaseException as e:
             # No waiting here (a closed generator must not yield): the undo blocks.
             already_exists = isinstance(e, ConmonError) and any(words in str(e) for words in RUNTIME_ID_TAKEN)
-            self._undo_create(container, delete_from_runtime=not already_exists)
+            container._undo_launch(delete_from_runtime=not already_exists)
             if self.store is not None:
                 self.store.delete(cid)
                 self.store.remove_lock(cid)
             if already_exists:
                 raise ContainerExists(f"the runtime already has a container {cid!r}") from e
             raise
-
-    def _undo_create(self, container: Container, *, delete_from_runtime: bool) -> None:
-        """Remove whatever a failed create made, in reverse order.
-
-        Best effort, step by step: a step that fails is logged and the next
-        one still runs, and the caller raises the create's own error.
-        """
-        files = container._files
-        # conmon joined its cgroup before it ran anything: whatever it started
-        # (the runtime, the container's init) is in it or below, even what a
-        # pid file does not name yet. End all of it before the runtime's delete.
-        if container._cgroup is not None:
-            end_cgroup(container._cgroup, grace=0)
-        if delete_from_runtime:
-            try:
-                self.oci.delete(container.id, force=True)
-            except RuntimeCommandError as e:
-                if not is_not_found(e):
-                    log.warning("cannot delete half-created container %s from the runtime: %s", container.id, e)
-        daemon = conmon.open_conmon(conmon.read_pid(files.conmon_pidfile), container.id)
-        try:
-            errors = self.launcher.teardown(files, container._cgroup, [daemon] if daemon else [])
-        except (OcirtError, OSError) as e:
-            errors = [str(e)]
-        finally:
-            if daemon is not None:
-                daemon.close()
-        for error in errors:
-            log.warning("cleanup of half-created container %s: %s", container.id, error)
 
     def _forget(self, container: Container) -> None:
         with self._lock:

@@ -55,6 +55,7 @@ class Record:
     exec_sessions: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # id -> pid, conmon_pid, cmd, times, exit code (exec.Sessions)
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
     labels: Dict[str, str] = field(default_factory=dict)
+    launch: Dict[str, Any] = field(default_factory=dict)  # launcher.LaunchOptions.to_dict(): how a restart launches it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
