@@ -277,6 +277,9 @@ class AsyncContainer:
     async def stop(self, timeout: Optional[float] = 10) -> None:
         await drive(self.container.stop_steps(timeout))
 
+    async def restart(self, timeout: Optional[float] = 10) -> None:
+        await drive(self.container.restart_steps(timeout))
+
     async def pause(self) -> None:
         await drive(self.container.pause_steps())
 

@@ -37,6 +37,20 @@ def test_a_lifecycle_awaited(aruntime, make_bundle, new_id):
     assert None not in marks and marks == sorted(marks)
 
 
+def test_restart_awaited(aruntime, make_bundle, new_id):
+    async def main():
+        c = await aruntime.create(new_id(), make_bundle("sh", "-c", "echo hello; exit 3"))
+        await c.start()
+        first = await c.wait()
+        await c.restart()
+        second = await c.wait()
+        lines = [r.text for r in c.container.logs()]
+        await c.delete()
+        return first, second, lines
+
+    assert asyncio.run(main()) == (3, 3, ["hello", "hello"])
+
+
 def test_many_containers_in_one_loop_take_no_thread_each(aruntime, make_bundle, new_id):
     bundle = make_bundle("true")
     before = threads()
