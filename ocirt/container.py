@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import attach, conmon, exec as execs, logs as logfile, spec as specs, terminal
 from .cgroups import Cgroup, Manager as CgroupManager, limits as cgroup_limits
@@ -34,7 +34,7 @@ from .oci import OCIRuntime, is_not_found
 from .process import KILL_GRACE
 from .record import Recorder
 from .state import LIVE, TIMED_OUT, ContainerState, ContainerStatus, Timings, now, parse_status
-from .steps import Steps, block
+from .steps import Steps, block, deadline_after, sleep
 from .store import Record, Store
 from .validate import SignalLike, check_id, check_input, check_timeout, parse_signal
 
@@ -272,6 +272,45 @@ class Container:
             raise ConmonError(f"conmon of container {self.id} died without reporting an exit code")
         assert self.state.exit_code is not None
         return self.state.exit_code
+
+    def wait_for_status(
+        self, statuses: "Iterable[ContainerStatus | str]", timeout: Optional[float] = None, interval: float = 0.25
+    ) -> ContainerStatus:
+        """Block until the container is in one of `statuses` (ContainerStatus
+        values, or their names) and return the one it is in.
+
+        STOPPED is the container's exit, noticed as `wait` notices it. Any
+        other status is looked for in the record every `interval` seconds:
+        another process's start or pause sends this one no event (podman's
+        `wait --condition` polls the same way). Timeout after `timeout`
+        seconds; ContainerNotFound once the container is deleted; an unknown
+        status is InvalidArgument.
+        """
+        return block(self.wait_for_status_steps(statuses, timeout, interval))
+
+    def wait_for_status_steps(
+        self, statuses: "Iterable[ContainerStatus | str]", timeout: Optional[float] = None, interval: float = 0.25
+    ) -> Steps[ContainerStatus]:
+        wanted = _statuses(statuses)
+        pause = check_timeout(interval, "interval")
+        if not pause:
+            raise InvalidArgument(f"interval must be a positive number of seconds, not {interval!r}")
+        deadline = deadline_after(check_timeout(timeout))
+        while True:
+            status = (yield from self.refresh_steps(blocking=False)).status
+            self._require_exists()
+            if status in wanted:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"container {self.id} is still {status.value}, not {' or '.join(sorted(s.value for s in wanted))}, after {timeout:g}s")
+            nap = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+            if STOPPED in wanted and self._monitor.conmon is not None:
+                if (yield from self._monitor.wait_exit_steps(nap)):  # an exit ends the nap at once
+                    with (yield from self._locking()):
+                        self._require_exists()
+                        yield from self._record_exit()
+            else:
+                yield from sleep(nap)
 
     def update_status(self) -> ContainerState:
         """Ask the runtime for the container's status and update `state`.
@@ -719,6 +758,22 @@ class Container:
     def _close_fds(self) -> None:
         self._monitor.close()
         self._sessions.close()
+
+
+def _statuses(given: "Iterable[ContainerStatus | str]") -> "frozenset[ContainerStatus]":
+    """`given` as ContainerStatus values; InvalidArgument naming one that is none, or for none at all."""
+    if isinstance(given, (str, ContainerStatus)):
+        given = [given]
+    out = set()
+    for status in given:
+        try:
+            out.add(ContainerStatus(status))
+        except ValueError:
+            known = ", ".join(s.value for s in ContainerStatus)
+            raise InvalidArgument(f"unknown container status {status!r}: use {known}") from None
+    if not out:
+        raise InvalidArgument("wait_for_status needs at least one status")
+    return frozenset(out)
 
 
 def _text(records: Sequence[LogRecord], stream: str) -> str:

@@ -455,3 +455,59 @@ def test_stop_of_a_created_container_kills_at_once(create, make_bundle):
     c.stop(timeout=1000)  # would wait it out if it sent SIGTERM to runc's init first
     assert (c.state.status, c.state.exit_code) == (ContainerStatus.STOPPED, 137)
     c.delete()
+
+
+def test_wait_for_status_sees_a_start_made_elsewhere(create, make_bundle):
+    c = create(make_bundle("sleep", "1000"))
+    seen = []
+    waiter = threading.Thread(target=lambda: seen.append(c.wait_for_status(["running", "paused"], timeout=30)))
+    waiter.start()
+    c.start()
+    waiter.join()
+    assert seen == [ContainerStatus.RUNNING]
+    c.delete(force=True)
+
+
+def test_wait_for_status_stopped_is_the_exit_not_a_poll(run):
+    c = run("true")
+    # An hour between looks at the record: only the exit's own notice can end this in time.
+    assert c.wait_for_status([ContainerStatus.STOPPED], timeout=30, interval=3600) is ContainerStatus.STOPPED
+    assert c.state.exit_code == 0
+    c.delete()
+
+
+def test_wait_for_status_errors(run):
+    c = run("sleep", "1000")
+    with pytest.raises(ocirt.InvalidArgument, match="unknown container status 'exited-ish'"):
+        c.wait_for_status(["exited-ish"])
+    with pytest.raises(ocirt.InvalidArgument, match="interval"):
+        c.wait_for_status(["paused"], interval=0)
+    with pytest.raises(ocirt.Timeout, match="still running, not paused"):
+        c.wait_for_status(["paused"], timeout=0.2, interval=0.05)
+    c.delete(force=True)
+
+
+def test_wait_for_status_ends_when_another_process_deletes_it(make_bundle, tmp_path):
+    root = str(tmp_path / "stored")
+    first, second = ocirt.Runtime.open(root), ocirt.Runtime.open(root)
+    try:
+        c = first.create("waited-on", make_bundle("sleep", "1000"))
+        errors = []
+
+        def wait() -> None:
+            try:
+                c.wait_for_status(["running"], timeout=30, interval=0.01)
+            except ocirt.ContainerNotFound as e:
+                errors.append(e)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        second.get("waited-on").delete(force=True)
+        waiter.join()
+        assert len(errors) == 1
+    finally:
+        for rt in (first, second):
+            for leftover in rt.list():
+                leftover.delete(force=True)
+            rt.close()
+        reap_orphans()  # the conmon first launched, ended by second
