@@ -26,6 +26,8 @@ from hypothesis import given, settings, strategies as st
 
 import ocirt
 from ocirt import cli, logs, specgen
+from ocirt.cli import values
+from ocirt.cli.create import cmd_create
 from ocirt.conmon import SYNC_MAX, go_unquote, read_sync, runtime_message
 from ocirt.process import ProcessHandle
 from ocirt.store import Record, Store
@@ -363,7 +365,7 @@ def test_a_name_must_not_look_like_a_container_id():
 def test_the_command_line_refuses_such_a_name_before_anything_is_made():
     args = cli.build_parser().parse_args(["create", "--name", FULL_ID, "--", "true"])
     with pytest.raises(ocirt.InvalidArgument, match="container id"):
-        cli.cmd_create(None, args, print)  # type: ignore[arg-type]  # refused before the runtime is used
+        cmd_create(None, args, print)  # type: ignore[arg-type]  # refused before the runtime is used
 
 
 # -- properties: conmon's log -------------------------------------------------------------
@@ -547,7 +549,7 @@ def test_parse_size_gives_a_valid_size_or_invalid_argument(text):
 @PROPERTY
 @given(st.text(max_size=30))
 def test_command_line_numbers_are_finite_ascii(text):
-    for parse in (cli._positive_int, cli._positive_float, cli._non_negative_float):
+    for parse in (values.positive_int, values.positive_float, values.non_negative_float):
         try:
             value = parse(text)
         except argparse.ArgumentTypeError:
@@ -644,10 +646,10 @@ def test_env_pairs(pairs):
         key, sep, value = pair.partition("=")
         if not key:
             with pytest.raises(ocirt.InvalidArgument):
-                cli._env(pairs)
+                values.env(pairs)
             return
         expected[key] = value if sep else os.environ.get(key, "")
-    env = cli._env(pairs)
+    env = values.env(pairs)
     assert env == expected
     assert all(k and "=" not in k for k in env)
 

@@ -1,0 +1,95 @@
+"""What the verb modules share: Usage, exit codes, the Verb record, and the
+helpers that apply a verb to each container named."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Iterable, List, NamedTuple, Optional
+
+from ..container import Container
+from ..errors import ContainerNotFound, OcirtError
+from ..runtime import Runtime
+
+STOP_TIMEOUT = 10  # seconds a container gets to stop before SIGKILL, as podman's default
+EXIT_ERROR = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+EXIT_NO_SUCH = 1  # rm: a name that matches no container (podman's code)
+EXIT_IN_USE = 2  # rm: a running container without -f (podman's code)
+
+log = logging.getLogger("ocirt")
+
+Out = Callable[[str], None]  # prints one line of a verb's output
+
+
+class Usage(OcirtError):
+    """A bad command line (argparse's own errors are turned into this)."""
+
+
+class Verb(NamedTuple):
+    """A subcommand: `options` defines its arguments on its parser, `run`
+    carries it out (its exit code); without `needs_runtime`, `run` gets None
+    for the Runtime, and no state directory is opened."""
+
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Runtime, argparse.Namespace, Out], int]
+    needs_runtime: bool = True
+
+
+def no_options(sp: argparse.ArgumentParser) -> None:
+    """A verb that takes no arguments."""
+
+
+def names_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("names", nargs="+")
+
+
+def report(name: str, error: OcirtError) -> None:
+    """One line on stderr for a failed name; the traceback at --log-level debug."""
+    log.debug("%s failed", name, exc_info=error)
+    print(f"Error: {name}: {error}", file=sys.stderr)
+
+
+def each(
+    rt: Runtime,
+    names: Iterable[str],
+    action: Callable[[Container], Optional[str]],
+    out: Out,
+    *,
+    ignore: bool = False,
+    picked: bool = False,
+) -> int:
+    """Apply `action` to each named container; report errors per name, like
+    podman. A name that matches none is skipped silently with `ignore`, or
+    when `picked` (by -a or --filter: removed meanwhile)."""
+    code = 0
+    for name in names:
+        try:
+            result = action(rt.get(name))
+        except ContainerNotFound as e:
+            if not (ignore or picked):
+                report(name, e)
+                code = EXIT_ERROR
+            continue
+        except OcirtError as e:
+            report(name, e)
+            code = EXIT_ERROR
+            continue
+        out(result if result is not None else name)
+    return code
+
+
+def chosen(rt: Runtime, args: argparse.Namespace) -> List[str]:
+    """The containers a verb's names, -a and --filter pick (names first, as given)."""
+    from .. import reports  # only the verbs with --filter need it
+
+    if args.all or args.filter:
+        if args.names:
+            raise Usage(f"ocirt {args.command}: give names, or -a/--filter, not both")
+        keep = reports.parse_filters(args.filter)
+        return [c.id for c in rt.list() if keep(c)]
+    if not args.names:
+        raise Usage(f"ocirt {args.command}: name at least one container, or give -a or --filter")
+    return list(args.names)

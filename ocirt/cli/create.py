@@ -1,0 +1,204 @@
+"""run and create: their options, the container they make, and run's
+foreground session (stopped, and with --rm removed, on any way out)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict
+
+from .. import conmon, specgen
+from ..container import Container
+from ..errors import ContainerNotFound, OcirtError
+from ..runtime import Runtime
+from ..validate import check_name
+from . import values
+from .attached import DETACHED, _attached, _attending, _check_terminal, detach_keys_option
+from .common import STOP_TIMEOUT, Out, Usage, Verb, log
+
+
+def _container_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--name", help="a name for the container (default: from its id)")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
+    sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
+    sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
+    sp.add_argument("--hostname", help="the container's host name (default: ocirt)")
+    sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
+    values.limit_options(sp)
+    sp.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="a capability to add (repeatable)")
+    sp.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="a capability to take away (repeatable)")
+    sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    sp.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]", help="bind mount a host path")
+    sp.add_argument(
+        "--mount", action="append", default=[], metavar="type=bind|tmpfs,...",
+        help="type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST",
+    )  # fmt: skip
+    sp.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="mount a tmpfs at DST")
+    sp.add_argument("--network", default="none", help="none (loopback only, the default), host, or ns:PATH (a network namespace)")
+    sp.add_argument("--env-file", action="append", default=[], metavar="FILE", help="K=V lines (# comments; K alone: from this environment)")
+    sp.add_argument("--annotation", action="append", default=[], metavar="K=V", help="an OCI annotation for the runtime")
+    sp.add_argument("--entrypoint", help="the command to run, before the arguments given (a string, or a JSON array)")
+    sp.add_argument("--stop-signal", help="the signal stop sends first (default SIGTERM)")
+    sp.add_argument("--stop-timeout", type=values.non_negative_float, help="seconds stop waits before SIGKILL (default 10)")
+    sp.add_argument("--log-opt", action="append", default=[], metavar="max-size=SIZE", help="max-size: the log's size before conmon rotates it")
+    sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
+    sp.add_argument("--cidfile", help="write the container's id to this file (which must not exist)")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
+    src.add_argument("--bundle", help="an existing OCI bundle, run as is")
+    sp.add_argument("--timeout", type=values.positive_int, help="seconds the container may run before it is killed (default: no limit)")
+    sp.add_argument("--create-timeout", type=values.positive_float, default=240, help="seconds the create may take (default 240)")
+    sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep the container's stdin open (run: send this stdin to it)")
+    sp.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
+
+
+def _run_options(sp: argparse.ArgumentParser) -> None:
+    _container_options(sp)
+    sp.add_argument("-d", "--detach", action="store_true", help="print the id and leave it running")
+    sp.add_argument(
+        "--sig-proxy", type=values.truth, nargs="?", const=True, default=True, metavar="BOOL",
+        help="pass SIGINT/SIGTERM/SIGHUP on to the container while attached (default true)",
+    )  # fmt: skip
+    detach_keys_option(sp)
+
+
+def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
+    """Create the container described by the run/create options."""
+    if not args.cmd and not args.bundle:
+        raise Usage("ocirt: a command is needed (after --), or --bundle")
+    name = check_name(args.name) if args.name else None
+    env = {**values.env_files(args.env_file), **values.env(args.env)}
+    limits = values.limits_from(args, swap_as_memory=True)
+    cid = os.urandom(32).hex()
+    state_root = rt.root or rt.tmp_dir
+    bundle = os.path.join(state_root, "bundles", cid)
+    binds, tmpfs = values.mounts(args.volume, args.mount)
+    if args.cidfile and os.path.lexists(args.cidfile):
+        raise Usage(f"ocirt: the container id file {args.cidfile} exists already")
+    if args.bundle:
+        bundle, owned = args.bundle, False
+    else:
+        specgen.write_bundle(
+            bundle,
+            values.entrypoint(args.entrypoint) + list(args.cmd),
+            rootfs=args.rootfs,
+            cache_dir=os.path.join(state_root, "rootfs"),
+            env=env,
+            cwd=args.workdir,
+            user=args.user,
+            hostname=args.hostname,
+            read_only=args.read_only,
+            cap_add=args.cap_add,
+            cap_drop=args.cap_drop,
+            tty=args.tty,
+            mounts=binds,
+            tmpfs=tmpfs + list(args.tmpfs),
+            network=args.network,
+            ulimits=values.ulimits(args.ulimit),
+            annotations=values.labels(args.annotation),
+            stop_signal=args.stop_signal,
+            stop_timeout=args.stop_timeout,
+        )
+        owned = True
+    # A detached --rm container is removed by conmon's exit command; in the
+    # foreground, `run` removes it itself, unless a terminal session may
+    # detach from it (detach keys).
+    detached = getattr(args, "detach", False) or args.command == "create" or (args.tty and args.interactive)
+    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
+    exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
+    try:
+        c = rt.create(
+            cid,
+            bundle,
+            name=name or cid[:12],
+            owned_bundle=owned,
+            auto_remove=args.rm,
+            timeout=args.create_timeout,
+            kill_after=args.timeout,
+            exit_command=exit_command,
+            listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
+            limits=limits,
+            stdin=args.interactive,
+            terminal=args.tty,
+            labels=values.labels(args.label),
+            log_size_max=values.log_size_max(args.log_opt),
+        )
+    except BaseException:
+        if owned:
+            _rmtree(bundle)
+        raise
+    if args.cidfile:
+        try:
+            with open(args.cidfile, "x") as f:
+                f.write(c.id)
+        except OSError as e:
+            c.delete(force=True)
+            raise OcirtError(f"cannot write the container id to {args.cidfile}: {e.strerror}") from e
+    return c
+
+
+def _create(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """create: the new container's id."""
+    out(cmd_create(rt, args, out).id)
+    return 0
+
+
+def cmd_run(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Create, start and wait; stream the output. On any way out before the
+    container's exit (an error, Ctrl-C before start, a reader gone: `| head`),
+    the container is stopped, and with --rm removed. A terminal session left
+    with the detach keys leaves it running (and with --rm, conmon removes it
+    when it exits)."""
+    if args.detach and args.interactive and not args.tty:
+        raise Usage("ocirt: -i sends this stdin while the container runs in the foreground: not with -d")
+    if not args.detach:
+        _check_terminal(args.tty, args.interactive)
+    c = cmd_create(rt, args, out)
+    if args.detach:
+        try:
+            c.start()
+        except BaseException:
+            _undo_run(c, args.rm)
+            raise
+        out(c.id)
+        return 0
+    ended = False
+    with _attending(c):
+        try:
+            sock = c.connect(stdin=args.interactive)  # before the start: nothing is missed
+            code = _attached(c, sock, args, start=c.start)
+            ended = True
+        finally:
+            if not ended:
+                _undo_run(c, args.rm)
+        if args.rm and code is not DETACHED:
+            try:
+                c.delete()
+            except ContainerNotFound:
+                pass  # removed by someone else meanwhile: removed all the same
+    return 0 if code is DETACHED else code
+
+
+def _undo_run(c: Container, remove: bool) -> None:
+    """Stop a container whose run went wrong, and remove it with --rm; report, never raise."""
+    try:
+        c.stop(STOP_TIMEOUT)
+        if remove:
+            c.delete(force=True)
+    except (OcirtError, OSError) as e:
+        log.warning("cleanup of container %s failed: %s", c.id, e)
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+VERBS: Dict[str, Verb] = {
+    "run": Verb(_run_options, cmd_run),
+    "create": Verb(_container_options, _create),
+}

@@ -1,0 +1,137 @@
+"""The verbs that act on containers by name: rm, stop, kill, pause, unpause,
+wait, update, and `container prune`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Dict
+
+from .. import spec as specs
+from ..container import Container
+from ..errors import ContainerNotFound, InvalidState, OcirtError
+from ..runtime import Runtime
+from ..state import ContainerStatus
+from ..validate import parse_signal
+from . import values
+from .common import EXIT_ERROR, EXIT_IN_USE, EXIT_NO_SUCH, Out, Usage, Verb, chosen, each, names_option, report
+
+
+def _chosen_options(sp: argparse.ArgumentParser) -> None:
+    """Names, or -a or --filter (see chosen)."""
+    sp.add_argument("-a", "--all", action="store_true", help="every container")
+    sp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="the containers these match (see ps --filter)")
+    sp.add_argument("names", nargs="*")
+
+
+def _stop_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-t", "--time", type=values.non_negative_float, help="seconds before SIGKILL (default: the container's --stop-timeout, else 10)")
+    sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
+    _chosen_options(sp)
+
+
+def _kill_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-s", "--signal", default="KILL", help="a signal name or number")
+    _chosen_options(sp)
+
+
+def _rm_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-f", "--force", action="store_true", help="remove running or half-created ones too")
+    sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
+    _chosen_options(sp)
+
+
+def _update_options(sp: argparse.ArgumentParser) -> None:
+    values.limit_options(sp)
+    names_option(sp)
+
+
+def _container_command_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("action", choices=["prune"])
+    sp.add_argument("-f", "--force", action="store_true", help="do not ask (ocirt never asks: accepted for podman's scripts)")
+    sp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="only the stopped containers these match (see ps --filter)")
+
+
+def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Remove containers; exit 1 if a name matched none (unless -i), 2 if one is running (without -f)."""
+    code = 0
+    for name in chosen(rt, args):
+        try:
+            rt.get(name).delete(force=args.force)
+        except ContainerNotFound as e:
+            if not args.ignore and not (args.all or args.filter):  # picked by -a/--filter: gone meanwhile, removed all the same
+                report(name, e)
+                code = max(code, EXIT_NO_SUCH)
+            continue
+        except InvalidState as e:
+            report(name, e)
+            code = max(code, EXIT_IN_USE if e.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED) else EXIT_ERROR)
+            continue
+        except OcirtError as e:
+            report(name, e)
+            code = EXIT_ERROR
+            continue
+        out(name)
+    return code
+
+
+def cmd_stop(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Stop containers: the stop signal, then SIGKILL after -t (or the container's --stop-timeout)."""
+
+    def stop(c: Container) -> None:
+        c.stop(args.time if args.time is not None else specs.stop_timeout(c.spec))
+
+    return each(rt, chosen(rt, args), stop, out, ignore=args.ignore, picked=args.all or bool(args.filter))
+
+
+def cmd_kill(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Send the signal to each container."""
+    sig = parse_signal(args.signal)
+    return each(rt, chosen(rt, args), lambda c: c.kill(sig), out, picked=args.all or bool(args.filter))
+
+
+def cmd_pause(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    return each(rt, args.names, lambda c: c.pause(), out)
+
+
+def cmd_unpause(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    return each(rt, args.names, lambda c: c.resume(), out)
+
+
+def cmd_wait(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Each container's exit code, once it has exited."""
+    return each(rt, args.names, lambda c: str(c.wait()), out)
+
+
+def cmd_update(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Change the limits given on each container."""
+    limits = values.limits_from(args)
+    if limits is None:
+        raise Usage("ocirt update: give at least one limit to change")
+    return each(rt, args.names, lambda c: c.update(limits), out)
+
+
+def cmd_container(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """container prune: remove every stopped container (that --filter matches); their ids."""
+    from .. import reports  # only the verbs with --filter need it
+
+    keep = reports.parse_filters(args.filter)
+    for c in rt.list(status="stopped"):
+        if keep(c):
+            with contextlib.suppress(ContainerNotFound):  # removed meanwhile
+                c.delete()
+                out(c.id)
+    return 0
+
+
+VERBS: Dict[str, Verb] = {
+    "pause": Verb(names_option, cmd_pause),
+    "unpause": Verb(names_option, cmd_unpause),
+    "wait": Verb(names_option, cmd_wait),
+    "stop": Verb(_stop_options, cmd_stop),
+    "kill": Verb(_kill_options, cmd_kill),
+    "rm": Verb(_rm_options, cmd_rm),
+    "update": Verb(_update_options, cmd_update),
+    "container": Verb(_container_command_options, cmd_container),
+}
+
