@@ -50,6 +50,14 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # one term
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+def parse_duration(value: str) -> Optional[float]:
+    """A Go duration like 250ms or 1h30m (units ns, us, ms, s, m, h) in seconds; None if `value` is none."""
+    text = value.strip()
+    if not text or _DURATION.sub("", text) != "":
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
+
+
 def parse_when(value: str, now: Optional[datetime] = None, *, ahead: bool = False) -> datetime:
     """A point in time as `logs --since/--until` take it: an RFC 3339 time
     (a zone-less one is local time), a date (YYYY-MM-DD, local midnight),
@@ -59,8 +67,8 @@ def parse_when(value: str, now: Optional[datetime] = None, *, ahead: bool = Fals
     text = value.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return datetime.fromtimestamp(float(text), timezone.utc)
-    if text and _DURATION.sub("", text) == "":
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
+    seconds = parse_duration(text)
+    if seconds is not None:
         return (now or datetime.now(timezone.utc)) + timedelta(seconds=seconds if ahead else -seconds)
     if _TIME.fullmatch(text):
         return parse_time(text)

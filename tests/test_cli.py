@@ -296,6 +296,17 @@ def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
     assert not os.path.exists(os.path.join(ocirt.root, "bundles", cid))
 
 
+def test_rm_f_of_a_detached_rm_container_leaves_its_exit_command_nothing_to_wait_for(ocirt):
+    ocirt.ok("run", "-d", "--rm", "--name", "brief", "--", "sleep", "1000")
+    conmon = json.loads(ocirt.ok("inspect", "brief"))[0]["State"]["ConmonPid"]
+    ocirt.ok("rm", "-f", "brief")
+    # conmon ended under this subreaper: by itself once its exit command stepped
+    # aside, not SIGKILLed by rm after waiting for a cleanup that waited for rm.
+    ended = os.waitid(os.P_PID, conmon, os.WEXITED)
+    assert ended is not None and ended.si_code == os.CLD_EXITED, ended
+    assert names(ocirt) == []
+
+
 def test_exec_streams_output_while_running(ocirt):
     ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000")
     with ocirt.running("exec", "host", "sh", "-c", "echo first; echo oops >&2; exec sleep 1000") as run:
@@ -526,3 +537,43 @@ def test_log_opt_max_size_and_stop_timeout_stay_with_the_container(ocirt):
         proc = ocirt("run", "--rm", "--log-opt", option, "--", "true")
         assert proc.returncode == 125 and f"--log-opt '{option}'" in proc.stderr
     ocirt.ok("rm", "chatty")
+
+
+def test_restart_runs_the_same_container_again(ocirt):
+    ocirt.ok("run", "-d", "--name", "again", "--", "sleep", "1000")
+    first = json.loads(ocirt.ok("inspect", "again"))[0]["State"]
+    assert ocirt.ok("restart", "-t", "0", "again") == "again\n"
+    second = json.loads(ocirt.ok("inspect", "again"))[0]["State"]
+    assert second["Status"] == "running" and second["Pid"] != first["Pid"] and second["ConmonPid"] != first["ConmonPid"]
+    ocirt.ok("stop", "-t", "0", "again")
+    ocirt.ok("restart", "again")  # an exited one starts again
+    assert json.loads(ocirt.ok("inspect", "again"))[0]["State"]["Status"] == "running"
+    ocirt.ok("create", "--name", "idle", "--", "true")
+    assert ocirt.ok("restart", "-a", "--running", "-t", "0") == json.loads(ocirt.ok("inspect", "again"))[0]["Id"] + "\n"
+    assert json.loads(ocirt.ok("inspect", "idle"))[0]["State"]["Status"] == "created"  # --running left it alone
+    ocirt.ok("rm", "-f", "again", "idle")
+
+
+def test_restart_refuses_what_it_cannot_do(ocirt):
+    ocirt.ok("run", "-d", "--rm", "--name", "gone-after", "--", "sleep", "1000")
+    proc = ocirt("restart", "gone-after")
+    assert proc.returncode == 125 and "removed when it exits" in proc.stderr
+    assert ocirt("restart", "no-such").returncode == 125
+    assert "--running goes with -a" in ocirt("restart", "--running", "x").stderr
+    ocirt.ok("rm", "-f", "gone-after")
+
+
+def test_wait_condition_sees_another_process_start_it(ocirt):
+    ocirt.ok("create", "--name", "later", "--", "sleep", "1000")
+    with ocirt.running("wait", "--condition", "running", "-i", "10ms", "later") as waiting:
+        ocirt.ok("start", "later")
+        out, err = waiting.communicate(timeout=60)
+    assert (waiting.returncode, out) == (0, "-1\n"), err  # podman prints -1 for a condition other than the exit
+    with ocirt.running("wait", "--condition", "paused", "--condition", "exited", "later") as waiting:
+        ocirt.ok("stop", "-t", "0", "later")
+        out, err = waiting.communicate(timeout=60)
+    assert (waiting.returncode, out) == (0, "137\n"), err  # the exit, with its code
+    bad = ocirt("wait", "--condition", "healthy", "later")
+    assert bad.returncode == 125 and "invalid choice: 'healthy'" in bad.stderr
+    assert "not a positive duration" in ocirt("wait", "-i", "0", "later").stderr
+    ocirt.ok("rm", "later")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import signal
 import socket
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .. import attach, terminal
 from ..container import Container
@@ -52,25 +51,10 @@ def _exec_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
-@contextlib.contextmanager
-def _attending(c: Container) -> Iterator[None]:
-    """While held, conmon's exit command (`cleanup`, given to a terminal
-    session's --rm container, which may be detached from) leaves the
-    container to this process, which reads its exit code and removes it.
-    (A cleanup that waited for it instead would deadlock: our delete waits
-    for conmon, which waits for its exit command.)"""
-    fd = os.open(c._files.attended, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
+DETACHED = None  # attached_session's answer when the detach keys were typed
 
 
-DETACHED = None  # _attached's answer when the detach keys were typed
-
-
-def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, start: Optional[Callable[[], None]] = None) -> Optional[int]:
+def attached_session(c: Container, sock: "socket.socket", args: argparse.Namespace, start: Optional[Callable[[], None]] = None) -> Optional[int]:
     """Relay `sock` (connected to `c`) to this process's stdout/stderr, and
     its stdin with args.interactive, running `start` first; the container's
     exit code once its output ends, or DETACHED. With a terminal on both
@@ -102,7 +86,7 @@ def _attached(c: Container, sock: "socket.socket", args: argparse.Namespace, sta
             signal.signal(sig, old)
 
 
-def _check_terminal(tty: bool, interactive: bool) -> None:
+def check_terminal(tty: bool, interactive: bool) -> None:
     """-it needs a terminal to read keys from: Usage, as podman, when stdin is none."""
     if tty and interactive and not os.isatty(0):
         raise Usage("ocirt: the input device is not a TTY: -t with -i needs one (or leave out -t)")
@@ -130,8 +114,8 @@ def cmd_attach(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     if c.state.status not in (ContainerStatus.RUNNING, ContainerStatus.PAUSED):
         raise OcirtError(f"cannot attach to container {c.name}: it is {c.state.status.value} (start -a attaches to a created one)")
     args.interactive = c.stdin and not args.no_stdin
-    _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
-    code = _attached(c, c.connect(stdin=args.interactive), args)
+    check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
+    code = attached_session(c, c.connect(stdin=args.interactive), args)
     return 0 if code is DETACHED else code
 
 
@@ -152,8 +136,8 @@ def cmd_start(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     c = rt.get(args.names[0])
     if args.interactive and not c.stdin:
         raise Usage(f"ocirt start: container {c.name} was created without -i: it takes no input")
-    _check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
-    code = _attached(c, c.connect(stdin=args.interactive), args, start=c.start)
+    check_terminal(bool(c.spec.get("process", {}).get("terminal")), args.interactive)
+    code = attached_session(c, c.connect(stdin=args.interactive), args, start=c.start)
     return 0 if code is DETACHED else code
 
 
@@ -161,7 +145,7 @@ def cmd_exec(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     if args.detach and args.interactive:
         raise Usage("ocirt exec: -i sends this stdin to the process to its end: not with -d")
     if not args.detach:
-        _check_terminal(args.tty, args.interactive)
+        check_terminal(args.tty, args.interactive)
     c = rt.get(args.name)
     options: Dict[str, Any] = dict(env=values.env(args.env) or None, user=args.user, cwd=args.workdir, tty=args.tty)
     if args.detach:

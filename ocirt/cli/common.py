@@ -4,9 +4,12 @@ helpers that apply a verb to each container named."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
+import os
 import sys
-from typing import Callable, Iterable, List, NamedTuple, Optional
+from typing import Callable, Iterable, Iterator, List, NamedTuple, Optional
 
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
@@ -93,3 +96,33 @@ def chosen(rt: Runtime, args: argparse.Namespace) -> List[str]:
     if not args.names:
         raise Usage(f"ocirt {args.command}: name at least one container, or give -a or --filter")
     return list(args.names)
+
+
+@contextlib.contextmanager
+def attending(c: Container) -> Iterator[None]:
+    """While held, conmon's exit command (`cleanup`, given to --rm
+    containers) leaves the container to this process: a foreground run
+    that reads the exit code and removes it, or an rm. (A cleanup that
+    waited for it instead would stall both: their delete waits for conmon,
+    which waits for its exit command.)"""
+    fd = os.open(c._files.attended, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def attended(path: str) -> bool:
+    """Whether a process holds the container (see attending), by its `attended` file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

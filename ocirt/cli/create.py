@@ -14,8 +14,8 @@ from ..errors import ContainerNotFound, OcirtError
 from ..runtime import Runtime
 from ..validate import check_name
 from . import values
-from .attached import DETACHED, _attached, _attending, _check_terminal, detach_keys_option
-from .common import STOP_TIMEOUT, Out, Usage, Verb, log
+from .attached import DETACHED, attached_session, check_terminal, detach_keys_option
+from .common import STOP_TIMEOUT, Out, Usage, Verb, attending, log
 
 
 def _container_options(sp: argparse.ArgumentParser) -> None:
@@ -155,7 +155,7 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     if args.detach and args.interactive and not args.tty:
         raise Usage("ocirt: -i sends this stdin while the container runs in the foreground: not with -d")
     if not args.detach:
-        _check_terminal(args.tty, args.interactive)
+        check_terminal(args.tty, args.interactive)
     c = cmd_create(rt, args, out)
     if args.detach:
         try:
@@ -166,10 +166,10 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
         out(c.id)
         return 0
     ended = False
-    with _attending(c):
+    with attending(c):
         try:
             sock = c.connect(stdin=args.interactive)  # before the start: nothing is missed
-            code = _attached(c, sock, args, start=c.start)
+            code = attached_session(c, sock, args, start=c.start)
             ended = True
         finally:
             if not ended:

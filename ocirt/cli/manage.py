@@ -1,5 +1,5 @@
 """The verbs that act on containers by name: rm, stop, kill, pause, unpause,
-wait, update, and `container prune`."""
+restart, wait, update, and `container prune`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..runtime import Runtime
 from ..state import ContainerStatus
 from ..validate import parse_signal
 from . import values
-from .common import EXIT_ERROR, EXIT_IN_USE, EXIT_NO_SUCH, Out, Usage, Verb, chosen, each, names_option, report
+from .common import EXIT_ERROR, EXIT_IN_USE, EXIT_NO_SUCH, Out, Usage, Verb, attending, chosen, each, names_option, report
 
 
 def _chosen_options(sp: argparse.ArgumentParser) -> None:
@@ -41,6 +41,28 @@ def _rm_options(sp: argparse.ArgumentParser) -> None:
     _chosen_options(sp)
 
 
+def _restart_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-t", "--time", type=values.non_negative_float, help="seconds before SIGKILL (default: the container's --stop-timeout, else 10)")
+    sp.add_argument("--running", action="store_true", help="with -a, only the running containers")
+    _chosen_options(sp)
+
+
+# podman's conditions, as ocirt's statuses ("exited" and "stopped" are both the exit)
+CONDITIONS = {"configured": "configured", "created": "created", "running": "running", "paused": "paused", "exited": "stopped", "stopped": "stopped"}
+
+
+def _wait_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--condition", action="append", default=[], choices=list(CONDITIONS), metavar="STATE",
+        help=f"wait until the container is in this state: {', '.join(CONDITIONS)} (repeatable; default: stopped)",
+    )  # fmt: skip
+    sp.add_argument(
+        "-i", "--interval", type=values.interval, default=0.25, metavar="DURATION",
+        help="how often a state other than stopped is looked for, e.g. 250ms (default: 250ms)",
+    )  # fmt: skip
+    names_option(sp)
+
+
 def _update_options(sp: argparse.ArgumentParser) -> None:
     values.limit_options(sp)
     names_option(sp)
@@ -57,7 +79,9 @@ def cmd_rm(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     code = 0
     for name in chosen(rt, args):
         try:
-            rt.get(name).delete(force=args.force)
+            c = rt.get(name)
+            with attending(c) if c.auto_remove else contextlib.nullcontext():  # its exit command must not wait for us
+                c.delete(force=args.force)
         except ContainerNotFound as e:
             if not args.ignore and not (args.all or args.filter):  # picked by -a/--filter: gone meanwhile, removed all the same
                 report(name, e)
@@ -98,9 +122,32 @@ def cmd_unpause(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     return each(rt, args.names, lambda c: c.resume(), out)
 
 
+def cmd_restart(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
+    """Stop (-t, else the container's stop timeout) and start each container again."""
+    if args.running and not args.all:
+        raise Usage("ocirt restart: --running goes with -a")
+    names = chosen(rt, args)
+    if args.running:
+        names = [name for name in names if rt.get(name).state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)]
+
+    def restart(c: Container) -> None:
+        c.restart(args.time if args.time is not None else specs.stop_timeout(c.spec))
+
+    return each(rt, names, restart, out, picked=args.all or bool(args.filter))
+
+
 def cmd_wait(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
-    """Each container's exit code, once it has exited."""
-    return each(rt, args.names, lambda c: str(c.wait()), out)
+    """Each container's exit code once it has exited; with --condition, once
+    it is in one of those states: the exit code for stopped, else -1 (as podman)."""
+    wanted = {CONDITIONS[c] for c in args.condition} or {"stopped"}
+
+    def wait(c: Container) -> str:
+        if wanted == {"stopped"}:
+            return str(c.wait())
+        status = c.wait_for_status(wanted, interval=args.interval)
+        return str(c.wait()) if status is ContainerStatus.STOPPED else "-1"
+
+    return each(rt, args.names, wait, out)
 
 
 def cmd_update(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
@@ -127,7 +174,8 @@ def cmd_container(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
 VERBS: Dict[str, Verb] = {
     "pause": Verb(names_option, cmd_pause),
     "unpause": Verb(names_option, cmd_unpause),
-    "wait": Verb(names_option, cmd_wait),
+    "restart": Verb(_restart_options, cmd_restart),
+    "wait": Verb(_wait_options, cmd_wait),
     "stop": Verb(_stop_options, cmd_stop),
     "kill": Verb(_kill_options, cmd_kill),
     "rm": Verb(_rm_options, cmd_rm),

@@ -4,7 +4,6 @@ command for a detached --rm container)."""
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 from typing import Dict, Optional
@@ -13,7 +12,7 @@ from .. import __version__, native as _native
 from ..errors import ContainerNotFound, OcirtError
 from ..runtime import Runtime
 from . import values
-from .common import Out, Usage, Verb, log, no_options
+from .common import Out, Usage, Verb, attended, log, no_options
 from .parser import build_parser
 
 
@@ -68,28 +67,13 @@ def cmd_version(rt: Optional[Runtime], args: argparse.Namespace, out: Out) -> in
     return 0
 
 
-def _attended(path: str) -> bool:
-    """Whether a foreground `run --rm` holds the container (see attached._attending)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
 def cmd_cleanup(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     """conmon's exit command: remove the container once conmon itself is gone.
 
     conmon waits for its exit command, so this leaves conmon's cgroup, forks,
     lets conmon go, and removes the container from the detached child.
     """
-    if _attended(rt.dirs.container(args.id).attended):
+    if attended(rt.dirs.container(args.id).attended):
         return 0  # the attached run reads the exit code and removes the container itself (it may be waiting for us)
     try:
         c = rt.get(args.id)

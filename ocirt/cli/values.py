@@ -126,6 +126,16 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def interval(text: str) -> float:
+    """argparse type: a Go duration like 250ms or 1s, or a number of milliseconds (as podman's wait --interval)."""
+    seconds = logfile.parse_duration(text)
+    if seconds is None and text.strip().isascii() and text.strip().isdigit():
+        seconds = int(text.strip()) / 1000
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (e.g. 250ms, 1s)")
+    return seconds
+
+
 def truth(text: str) -> bool:
     """argparse type: true or false, as podman's boolean flags take them."""
     if text.lower() in ("true", "1", "yes"):
