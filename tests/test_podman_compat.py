@@ -128,3 +128,17 @@ def test_rm_and_stop_all(tool):
     assert states == ["exited", "exited"]
     tool.ok("rm", "-a")
     assert json.loads(tool.ok("ps", "-a", "--format", "json")) == []
+
+
+def test_restart_and_wait_condition(tool):
+    tool.ok("run", "-d", "--name", "again", "--", "sleep", "1000")
+    pid = tool.ok("inspect", "--format", "{{.State.Pid}}", "again")
+    assert tool.ok("restart", "-t", "0", "again") == "again\n"
+    assert tool.ok("inspect", "--format", "{{.State.Status}}", "again") == "running\n"
+    assert tool.ok("inspect", "--format", "{{.State.Pid}}", "again") != pid
+    assert tool.ok("wait", "--condition", "running", "again") == "-1\n"  # a state other than the exit: -1
+    tool.ok("stop", "-t", "0", "again")
+    assert tool.ok("wait", "--condition", "exited", "again") == "137\n"
+    tool.ok("restart", "again")  # exited: started again
+    assert tool.ok("inspect", "--format", "{{.State.Status}}", "again") == "running\n"
+    tool.ok("rm", "-f", "again")
