@@ -577,3 +577,18 @@ def test_wait_condition_sees_another_process_start_it(ocirt):
     assert bad.returncode == 125 and "invalid choice: 'healthy'" in bad.stderr
     assert "not a positive duration" in ocirt("wait", "-i", "0", "later").stderr
     ocirt.ok("rm", "later")
+
+
+def test_rm_stop_kill_take_cidfiles(ocirt, tmp_path):
+    cidfile = str(tmp_path / "cid")
+    ocirt.ok("run", "-d", "--cidfile", cidfile, "--name", "byfile", "--", "sleep", "1000")
+    cid = open(cidfile).read()
+    assert ocirt.ok("kill", "-s", "STOP", "--cidfile", cidfile) == cid + "\n"
+    assert ocirt.ok("stop", "-t", "0", "--cidfile", cidfile) == cid + "\n"
+    assert ocirt.ok("rm", "--cidfile", cidfile) == cid + "\n"
+    gone = str(tmp_path / "gone")
+    missing = ocirt("rm", "--cidfile", gone)
+    assert missing.returncode == 125 and f"--cidfile {gone}: no such file" in missing.stderr
+    assert ocirt("rm", "-i", "--cidfile", gone).returncode == 0
+    assert ocirt("rm", "-i", "--cidfile", cidfile).returncode == 0  # its container is gone: ignored
+    assert ocirt("kill", "-i", "no-such").returncode == 0

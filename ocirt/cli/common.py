@@ -85,17 +85,42 @@ def each(
 
 
 def chosen(rt: Runtime, args: argparse.Namespace) -> List[str]:
-    """The containers a verb's names, -a and --filter pick (names first, as given)."""
+    """The containers a verb's names, --cidfile, -a and --filter pick (names
+    first, as given). A missing --cidfile is skipped with -i, else Usage."""
     from .. import reports  # only the verbs with --filter need it
 
+    named = list(args.names) + _cidfile_ids(args.cidfile, args.command, getattr(args, "ignore", False))
     if args.all or args.filter:
-        if args.names:
+        if named:
             raise Usage(f"ocirt {args.command}: give names, or -a/--filter, not both")
         keep = reports.parse_filters(args.filter)
         return [c.id for c in rt.list() if keep(c)]
-    if not args.names:
-        raise Usage(f"ocirt {args.command}: name at least one container, or give -a or --filter")
-    return list(args.names)
+    if not named and not args.cidfile:
+        raise Usage(f"ocirt {args.command}: name at least one container, or give -a, --filter or --cidfile")
+    return named
+
+
+CIDFILE_MAX = 4096  # bytes: an id is 64
+
+
+def _cidfile_ids(paths: Iterable[str], command: str, ignore: bool) -> List[str]:
+    """The container id in each file (as run --cidfile wrote it)."""
+    from ..layout import read_small
+
+    ids = []
+    for path in paths:
+        try:
+            text = read_small(path, CIDFILE_MAX).decode("utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            if ignore:
+                continue
+            raise Usage(f"ocirt {command}: --cidfile {path}: no such file") from None
+        except OSError as e:
+            raise Usage(f"ocirt {command}: --cidfile {path}: {e.strerror or e}") from e
+        if not text:
+            raise Usage(f"ocirt {command}: --cidfile {path} holds no container id")
+        ids.append(text)
+    return ids
 
 
 @contextlib.contextmanager

@@ -18,9 +18,10 @@ from .common import EXIT_ERROR, EXIT_IN_USE, EXIT_NO_SUCH, Out, Usage, Verb, att
 
 
 def _chosen_options(sp: argparse.ArgumentParser) -> None:
-    """Names, or -a or --filter (see chosen)."""
+    """Names or --cidfile, or -a or --filter (see chosen)."""
     sp.add_argument("-a", "--all", action="store_true", help="every container")
     sp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE", help="the containers these match (see ps --filter)")
+    sp.add_argument("--cidfile", action="append", default=[], metavar="FILE", help="the container whose id this file holds (repeatable)")
     sp.add_argument("names", nargs="*")
 
 
@@ -32,6 +33,7 @@ def _stop_options(sp: argparse.ArgumentParser) -> None:
 
 def _kill_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-s", "--signal", default="KILL", help="a signal name or number")
+    sp.add_argument("-i", "--ignore", action="store_true", help="a name that matches no container is no error")
     _chosen_options(sp)
 
 
@@ -111,7 +113,7 @@ def cmd_stop(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
 def cmd_kill(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     """Send the signal to each container."""
     sig = parse_signal(args.signal)
-    return each(rt, chosen(rt, args), lambda c: c.kill(sig), out, picked=args.all or bool(args.filter))
+    return each(rt, chosen(rt, args), lambda c: c.kill(sig), out, ignore=args.ignore, picked=args.all or bool(args.filter))
 
 
 def cmd_pause(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
