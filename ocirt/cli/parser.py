@@ -74,9 +74,9 @@ def verb_of(name: str) -> Verb:
 
 
 def build_parser(command: Optional[str] = None) -> Parser:
-    """The whole parser; with `command`, only that subcommand gets its options
-    (the others are listed, bare: what a single run parses is all it needs).
-    Internal commands (conmon's exit command) are not listed."""
+    """The whole parser; with `command`, only that subcommand (what a
+    single run parses is all it needs: each subparser costs a command's
+    start-up time). Internal commands (conmon's exit command) are not listed."""
     p = Parser(prog="ocirt", description="Run OCI containers with conmon and runc, no daemon.", epilog=EXIT_CODES, formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"ocirt version {__version__}")
     p.add_argument("--root", help="state directory (default: $OCIRT_ROOT, else /var/lib/ocirt)")
@@ -88,10 +88,10 @@ def build_parser(command: Optional[str] = None) -> Parser:
     shown = [name for name, (text, _) in COMMANDS.items() if text]
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{" + ",".join(shown) + "}")
     for name, (text, _) in COMMANDS.items():
+        if command is not None and command != name:
+            continue
         extra: Dict[str, Any] = dict(help=text, description=text.capitalize() + ".") if text else {}
-        sp = sub.add_parser(name, epilog=EXIT_CODES, formatter_class=_Help, **extra)
-        if command is None or command == name:
-            verb_of(name).options(sp)
+        verb_of(name).options(sub.add_parser(name, epilog=EXIT_CODES, formatter_class=_Help, **extra))
     return p
 
 
