@@ -333,3 +333,33 @@ def test_the_cli_finds_its_command_past_the_global_options():
     args = build_parser("ps").parse_args(["ps", "-a", "--format", "json"])
     assert args.all and args.format == "json"
     assert "unpause" in build_parser("ps").format_help()  # every command is still listed
+
+
+def test_launch_options_round_trip_and_a_bad_record_gives_the_defaults():
+    from ocirt.launcher import LaunchOptions
+
+    kept = LaunchOptions(("/usr/bin/ocirt", "cleanup", "x"), 30, 4096)
+    assert LaunchOptions.from_dict(kept.to_dict()) == kept
+    for bad in (None, [], "x", {"exit_command": "rm -rf /", "kill_after": -5, "log_size_max": "big"}, {"exit_command": [1, 2]}):
+        assert LaunchOptions.from_dict(bad) == LaunchOptions()
+
+
+@pytest.mark.parametrize("value, seconds", [("250ms", 0.25), ("1s", 1.0), ("1m30s", 90.0), (" 2h ", 7200.0), ("1.5s", 1.5)])
+def test_parse_duration(value, seconds):
+    assert logs.parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "10", "1x", "s", "-1s", "1s2"])
+def test_parse_duration_refuses_what_is_not_a_duration(value):
+    assert logs.parse_duration(value) is None
+
+
+def test_wait_interval_takes_a_duration_or_milliseconds():
+    import argparse
+
+    from ocirt.cli.values import interval
+
+    assert (interval("250ms"), interval("2s"), interval("100")) == (0.25, 2.0, 0.1)
+    for bad in ("0", "0s", "-1s", "soon", "١٠٠"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a positive duration"):
+            interval(bad)
