@@ -37,7 +37,7 @@ from .errors import ContainerNotFound, InvalidState, OcirtError, Terminated
 from .exec import ExecOptions, ExecSession
 from .logs import LogRecord
 from .runtime import CreateOptions, Runtime
-from .state import ContainerState, Timings
+from .state import ContainerState, ContainerStatus, Timings
 from .steps import Readable, Steps, T
 from .validate import SignalLike, check_input
 
@@ -288,6 +288,11 @@ class AsyncContainer:
 
     async def wait(self, timeout: Optional[float] = None) -> int:
         return await drive(self.container.wait_steps(timeout))
+
+    async def wait_for_status(
+        self, statuses: "Iterable[ContainerStatus | str]", timeout: Optional[float] = None, interval: float = 0.25
+    ) -> ContainerStatus:
+        return await drive(self.container.wait_for_status_steps(statuses, timeout, interval))
 
     async def update_status(self) -> ContainerState:
         return await drive(self.container.update_status_steps())

@@ -51,6 +51,18 @@ def test_restart_awaited(aruntime, make_bundle, new_id):
     assert asyncio.run(main()) == (3, 3, ["hello", "hello"])
 
 
+def test_wait_for_status_awaited(aruntime, make_bundle, new_id):
+    async def main():
+        c = await aruntime.create(new_id(), make_bundle("sleep", "1000"))
+        waiting = asyncio.ensure_future(c.wait_for_status(["running"], timeout=30, interval=0.01))
+        await c.start()
+        seen = await waiting
+        await c.delete(force=True)
+        return seen
+
+    assert asyncio.run(main()) is ocirt.ContainerStatus.RUNNING
+
+
 def test_many_containers_in_one_loop_take_no_thread_each(aruntime, make_bundle, new_id):
     bundle = make_bundle("true")
     before = threads()
