@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, List, NamedTuple
+from typing import Callable, List
 
 import pytest
 
@@ -46,13 +46,7 @@ from ocirt.churn import Job, run_jobs
 from tests.cli_support import reap_orphans
 from tests.podman_support import PODMAN, Podman
 
-from .support import MARGIN, QUIET, SHORT, abba, at_least, next_id, runc_lifecycle, within
-
-
-class Target(NamedTuple):
-    goal: float  # what the issue asks
-    bound: float  # what CI enforces until the goal is met
-
+from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, next_id, report, runc_lifecycle, within
 
 TIME_TO_RESULT = Target(goal=0.9, bound=1.0)
 THROUGHPUT = Target(goal=0.9, bound=0.75)
@@ -67,11 +61,6 @@ ASYNC_CONTAINERS = 40 if SHORT else 200
 LIVE_CONTAINERS = 50 if SHORT else 200
 BATCH = 16 if SHORT else 40  # lifecycles per throughput measurement
 ROUNDS = 8 if SHORT else 20
-
-
-def report(benchmark, line: str, target: Target, **info: float) -> None:
-    benchmark.extra_info.update(info, goal=target.goal, bound=target.bound)
-    print(f"\n{line} (goal {target.goal:g}, CI bound {target.bound:g})")
 
 
 def test_time_to_result(benchmark, bundle, tmp_path):
