@@ -17,7 +17,6 @@ mounts, files and cgroups it made.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -29,10 +28,8 @@ from typing import List, Optional
 
 import psutil
 
-from ocirt.cgroups import Hierarchy, hierarchies
-
+from .cgroup_parent import CgroupParent
 from .cli_support import reap_orphans
-from .podman_support import own_cgroup
 
 DOCKERD = shutil.which("dockerd")
 DOCKER = shutil.which("docker")
@@ -40,16 +37,6 @@ START_TIMEOUT = 60.0  # seconds for the daemon to answer (it does in 0.2-0.5 her
 STOP_TIMEOUT = 60.0  # seconds for it, and its containerd, to exit on SIGTERM
 # What dockerd 20.10 and containerd's shims make in /run whatever their roots (plugin sockets, shim sockets), deepest first.
 HOST_DIRS = ("/run/docker/plugins", "/run/docker", "/run/containerd/s", "/run/containerd")
-
-
-def _first_missing(cgroup: str, h: Hierarchy) -> Optional[str]:
-    """In hierarchy `h`, the first level of `cgroup` that does not exist yet."""
-    path = h.mountpoint
-    for part in filter(None, cgroup.split("/")):
-        path = os.path.join(path, part)
-        if not os.path.isdir(path):
-            return path
-    return None
 
 
 def _mounts_under(top: str) -> List[str]:
@@ -85,9 +72,8 @@ class Docker:
         # Short: the socket's path must fit in sun_path (108 bytes); pytest's tmp_path is longer.
         state_dir = self.state_dir = tempfile.mkdtemp(prefix="docker-", dir="/tmp")
         self.host = f"unix://{state_dir}/sock"
-        self.cgroup_parent = os.path.join(own_cgroup(), f"{tag}-{os.getpid()}")
-        # In each hierarchy, the first level of the parent that does not exist yet: dockerd makes it and all below.
-        self._dockers_levels = [level for level in (_first_missing(self.cgroup_parent, h) for h in hierarchies()) if level is not None]
+        self.cgroups = CgroupParent(tag)
+        self.cgroup_parent = self.cgroups.path
         self._host_dirs = [d for d in HOST_DIRS if not os.path.exists(d)]
         self._containerd: Optional[psutil.Process] = None
         self.daemon: Optional[subprocess.Popen] = None
@@ -197,16 +183,7 @@ class Docker:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         if os.path.exists(self.state_dir):
             left.append(f"directory {self.state_dir}")
-        for top in self._dockers_levels:
-            for root, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):  # deepest first
-                try:
-                    os.rmdir(root)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    # A shared level above the parent (ocirt's own base, say) is busy while another process uses it: theirs now.
-                    if self._is_below_parent(root) or e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                        left.append(f"cgroup {root}: {e.strerror}")
+        left += self.cgroups.remove()
         for d in self._host_dirs:
             try:
                 os.rmdir(d)
@@ -215,8 +192,3 @@ class Docker:
             except OSError as e:
                 left.append(f"{d}: {e.strerror}")
         assert not left, "the private Docker daemon left:\n  " + "\n  ".join(left)
-
-    def _is_below_parent(self, path: str) -> bool:
-        """Whether cgroup directory `path` is the parent given to dockerd, or below it (in any hierarchy)."""
-        tops = [os.path.join(h.mountpoint, self.cgroup_parent.lstrip("/")) for h in hierarchies()]
-        return any(path == top or path.startswith(top + "/") for top in tops)

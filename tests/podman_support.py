@@ -9,26 +9,15 @@ defaults are above what the machine lets a process raise to.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from typing import List, Optional
 
-from ocirt.cgroups import Hierarchy, hierarchies
+from .cgroup_parent import CgroupParent
 
 PODMAN = shutil.which("podman")
 CREATING = ("run", "create")  # podman's verbs that take the container flags
-
-
-def own_cgroup() -> str:
-    """This process's cgroup (in the first hierarchy that names one)."""
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            path = line.rstrip("\n").split(":", 2)[2]
-            if path and path != "/":
-                return path
-    return "/"
 
 
 class Podman:
@@ -38,25 +27,16 @@ class Podman:
         assert PODMAN is not None
         # Short: podman refuses a run root of more than 50 characters (pytest's tmp_path is longer).
         state_dir = self.state_dir = tempfile.mkdtemp(prefix="podman-", dir="/tmp")
-        self.cgroup_parent = os.path.join(own_cgroup(), f"{tag}-{os.getpid()}")
+        self.cgroups = CgroupParent(tag)
+        self.cgroup_parent = self.cgroups.path
         self.global_flags = [
             f"--root={state_dir}/root", f"--runroot={state_dir}/run", f"--tmpdir={state_dir}/tmp",
             "--cgroup-manager=cgroupfs", "--events-backend=none",
         ]  # fmt: skip
-        # In each hierarchy, the first level of the parent that does not exist yet: podman makes it and all below.
-        self._podmans_levels = [level for level in map(self._first_missing, hierarchies()) if level is not None]
         self.container_flags = [
             f"--cgroup-parent={self.cgroup_parent}", "--network=none",
             "--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024",
         ]  # fmt: skip
-
-    def _first_missing(self, h: Hierarchy) -> Optional[str]:
-        path = h.mountpoint
-        for part in filter(None, self.cgroup_parent.split("/")):
-            path = os.path.join(path, part)
-            if not os.path.isdir(path):
-                return path
-        return None
 
     def argv(self, *args: str) -> List[str]:
         args_list = list(args)
@@ -77,9 +57,5 @@ class Podman:
         cgroups podman left under the parent."""
         subprocess.run(self.argv("rm", "-a", "-f", "-t", "0"), capture_output=True, timeout=120)
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        for top in self._podmans_levels:
-            for root, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):  # deepest first
-                try:
-                    os.rmdir(root)
-                except FileNotFoundError:
-                    pass
+        left = self.cgroups.remove()
+        assert not left, "podman left:\n  " + "\n  ".join(left)
