@@ -151,24 +151,29 @@ class ProcessHandle:
         """Reap it if it is an exited child of this process (or of this subreaper).
 
         Through the pidfd: exactly this process, never another child that
-        got its pid. False if there was nothing to reap.
+        got its pid. A reaped process is gone for good: the handle closes
+        (as `close`). False if there was nothing to reap.
         """
         with self._lock:
             if self._fd is None:
                 return False
             try:
-                return os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG) is not None
+                reaped = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG) is not None
             except ChildProcessError:
                 return False
+            if reaped:
+                os.close(self._fd)
+                self._fd = None
+            return reaped
 
     def close(self) -> None:
         """Let go of the process, reaping it first if it is an exited child
         (nobody else can tell it from a reused pid once the pidfd is gone)."""
-        self.reap()
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        if not self.reap():
+            with self._lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)
