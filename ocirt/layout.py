@@ -73,6 +73,18 @@ def read_small(path: str, limit: int = 65536) -> bytes:
         os.close(fd)
 
 
+def read_once(path: str, limit: int = 4096) -> bytes:
+    """A kernel-made file of at most `limit` bytes (a cgroup knob, /proc/<pid>/stat)
+    in one read: such files hand over all they hold at once, so the second
+    read that `read_small` makes to see the end is saved. Raises OSError as
+    open() does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def write_private(path: str, data: bytes) -> None:
     """Write `path` as a 0600 file (never through a symlink)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)

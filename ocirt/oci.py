@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import native as _native
 from .errors import ContainerNotFound, RuntimeCommandError
-from .layout import read_small
+from .layout import read_once, read_small
 from .steps import Readable, Steps, block
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class OCIRuntime:
         """Where the runtime keeps its containers' state (runc as root: /run/runc)."""
         return self.root or os.path.join("/run", self.name)
 
-    def status_from_files(self, cid: str, freezer: Optional[str]) -> Optional[str]:
+    def status_from_files(self, cid: str, freezer: Optional[str], *, started: bool = False) -> Optional[str]:
         """The status `state` would report, read the way runc reads it, without a runc process.
 
         runc says "created" while the container's exec.fifo exists, "paused"
@@ -52,18 +52,20 @@ class OCIRuntime:
         whose state directory is gone. `freezer` is the container's v1
         freezer cgroup directory or v2 cgroup directory. None when this
         cannot be read (another runtime, no freezer): ask `state` then.
+        `started`: the container is known to have been started, so it cannot
+        be "created" any more and its exec.fifo is not looked for.
         """
         if self.name != "runc" or freezer is None:
             return None
         directory = os.path.join(self.state_dir, cid)
-        if os.path.exists(os.path.join(directory, "exec.fifo")):
+        if not started and os.path.exists(os.path.join(directory, "exec.fifo")):
             return "created"
         try:
-            return "paused" if read_small(os.path.join(freezer, "freezer.state")).strip() == b"FROZEN" else "running"
+            return "paused" if read_once(os.path.join(freezer, "freezer.state")).strip() == b"FROZEN" else "running"
         except FileNotFoundError:
             pass
         try:
-            return "paused" if b"frozen 1" in read_small(os.path.join(freezer, "cgroup.events")).splitlines() else "running"
+            return "paused" if b"frozen 1" in read_once(os.path.join(freezer, "cgroup.events")).splitlines() else "running"
         except FileNotFoundError:
             pass
         # No freezer cgroup: runc delete removed it with the state directory, or it cannot be read here.

@@ -17,7 +17,7 @@ import threading
 from typing import Callable, Iterable, List, Optional
 
 from . import native as _native
-from .layout import read_small
+from .layout import read_once, read_small
 from .steps import Readable, Steps, block, deadline_after
 
 KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is an error
@@ -26,7 +26,7 @@ KILL_GRACE = 5.0  # seconds a SIGKILLed process gets to be gone before that is a
 def proc_stat(pid: int) -> Optional[List[str]]:
     """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None."""
     try:
-        data = read_small(f"/proc/{pid}/stat")
+        data = read_once(f"/proc/{pid}/stat")
     except OSError:
         return None
     # The command name sits in parentheses and may hold spaces and parentheses.

@@ -178,7 +178,8 @@ class Recorder:
         """The runtime's status for the container: read from files where runc's own files
         tell (see OCIRuntime.status_from_files), else from `runtime state`."""
         c = self._c
-        known = c._svc.oci.status_from_files(c.id, c._freezer_dir())
+        started = c.state.status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+        known = c._svc.oci.status_from_files(c.id, c._freezer_dir(), started=started)
         if known is not None:
             return known
         try:

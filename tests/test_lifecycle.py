@@ -446,6 +446,10 @@ def test_status_read_from_runcs_files_is_what_runc_state_says(create, make_bundl
         step()
         seen.append((runtime.oci.status_from_files(c.id, c._freezer_dir()), runtime.oci.state(c.id)["status"]))
     assert seen == [("created", "created"), ("running", "running"), ("paused", "paused"), ("running", "running")]
+    # Once started, the exec.fifo is not looked for; the freezer still tells paused from running.
+    assert runtime.oci.status_from_files(c.id, c._freezer_dir(), started=True) == "running"
+    c.pause()
+    assert runtime.oci.status_from_files(c.id, c._freezer_dir(), started=True) == "paused"
     c.delete(force=True)
     assert runtime.oci.status_from_files(c.id, c._freezer_dir() or "/nonexistent") == "stopped"
 
