@@ -16,7 +16,10 @@ class Ocirt:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.env = dict(os.environ, OCIRT_ROOT=root)
+        # Output buffered as users get it on a pipe: what the script writes
+        # reaches them only through its final flush (see ocirt.__main__).
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        self.env["OCIRT_ROOT"] = root
 
     def argv(self, *args: str) -> list:
         return [sys.executable, "-m", "ocirt", *args]

@@ -38,6 +38,22 @@ def test_run_rm_echo_hello_leaves_nothing(ocirt):
     assert os.listdir(os.path.join(ocirt.root, "bundles")) == []
 
 
+def test_output_is_flushed_before_the_quick_exit_and_a_gone_reader_is_no_error(ocirt):
+    # ps writes its table through a buffer that only the script's final flush empties.
+    made = ocirt.ok("create", "--name", "flushed", "--", "true").strip()
+    try:
+        assert ocirt.ok("ps", "-a", "--format", "{{.ID}} {{.Names}}") == f"{made[:12]} flushed\n"
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # `ocirt ps | head -0`: the reader is gone before anything is written
+        try:
+            proc = subprocess.run(ocirt.argv("ps", "-a"), stdout=write_end, stderr=subprocess.PIPE, env=ocirt.env, timeout=120)
+        finally:
+            os.close(write_end)
+        assert (proc.returncode, proc.stderr) == (0, b"")
+    finally:
+        ocirt.ok("rm", "flushed")
+
+
 def test_run_exit_code_and_streams(ocirt):
     proc = ocirt("run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
