@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import conmon, spec as specs
@@ -34,7 +34,7 @@ class LaunchOptions:
     log_size_max: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return dict(asdict(self), exit_command=list(self.exit_command))
+        return {"exit_command": list(self.exit_command), "kill_after": self.kill_after, "log_size_max": self.log_size_max}
 
     @classmethod
     def from_dict(cls, data: object) -> "LaunchOptions":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import signal
@@ -335,11 +337,26 @@ def test_the_cli_finds_its_command_past_the_global_options():
     assert "unpause" in build_parser("ps").format_help()  # every command is still listed
 
 
+def test_a_record_with_every_field_set_round_trips_through_its_json():
+    from ocirt.store import Record
+
+    values = {"str": "x", "Optional[int]": 7, "bool": True, "Optional[float]": 1.5}
+    record = Record(
+        **{f.name: values[f.type] for f in dataclasses.fields(Record) if f.type in values},
+        cgroup_dirs=["/sys/fs/cgroup/pids/a"], cgroup_parents=["/sys/fs/cgroup/pids"], container_cgroup_dirs=["/sys/fs/cgroup/pids/b"],
+        exec_sessions={"e1": {"pid": 3, "cmd": ["true"]}}, labels={"k": "v"}, launch={"exit_command": ["x"], "kill_after": 1, "log_size_max": None},
+    )  # fmt: skip
+    assert all(getattr(record, f.name) != f.default for f in dataclasses.fields(Record) if f.default is not dataclasses.MISSING)
+    assert Record.from_json(record.to_json()) == record
+    assert json.loads(record.to_json()) == dataclasses.asdict(record)
+
+
 def test_launch_options_round_trip_and_a_bad_record_gives_the_defaults():
     from ocirt.launcher import LaunchOptions
 
     kept = LaunchOptions(("/usr/bin/ocirt", "cleanup", "x"), 30, 4096)
     assert LaunchOptions.from_dict(kept.to_dict()) == kept
+    assert set(kept.to_dict()) == {f.name for f in dataclasses.fields(LaunchOptions)}  # a new field is kept too
     for bad in (None, [], "x", {"exit_command": "rm -rf /", "kill_after": -5, "log_size_max": "big"}, {"exit_command": [1, 2]}):
         assert LaunchOptions.from_dict(bad) == LaunchOptions()
 
