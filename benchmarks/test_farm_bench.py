@@ -50,9 +50,13 @@ from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, next_id, repo
 
 TIME_TO_RESULT = Target(goal=0.9, bound=1.0)
 THROUGHPUT = Target(goal=0.9, bound=0.75)
-MANAGER_CPU_S = Target(goal=0.0010, bound=0.0080)
+MANAGER_CPU_GOAL_S = 0.0010  # the goal: the manager's CPU seconds per lifecycle
+# CI holds the manager's CPU to a multiple of the floor driver's own (three
+# subprocess.run and a pidfd wait), measured alternately in the same run: in
+# absolute terms it went from 5.9 to 8.7 ms with the VM's speed alone.
+MANAGER_CPU_BOUND = 3.3
 LIST_PER_CONTAINER_S = Target(goal=50e-6, bound=160e-6)  # an absolute time: 92-151 us in the runs of 2026-11-29, as the machine's speed went
-CLI_RATIO = Target(goal=2.0, bound=8.0)  # Python's own start on these machines is about 2x `runc run`
+CLI_RATIO = Target(goal=2.0, bound=7.0)  # Python's own start alone is 1.5-2x `runc run` on these machines
 # podman here runs with no network, a store of its own and its cleanup off the clock (see tests/podman_support.py):
 # 3.6-3.9x measured on these machines, whose runc floor is 60+ ms.
 PODMAN_RATIO = Target(goal=6.0, bound=3.0)
@@ -144,24 +148,32 @@ def cpu_seconds() -> float:
 
 def test_manager_cpu_per_lifecycle(benchmark, bundle, tmp_path):
     rt = ocirt.Runtime(tmp_path / "rt")
-    per_batch: List[float] = []
 
-    def batch() -> None:
+    def ours() -> float:
         c0 = cpu_seconds()
         for _ in range(BATCH):
             c = rt.create(next_id("cpu"), bundle)
             c.start()
             c.wait(30)
             c.delete()
-        per_batch.append((cpu_seconds() - c0) / BATCH)
+        return (cpu_seconds() - c0) / BATCH
+
+    def floor() -> float:
+        c0 = cpu_seconds()
+        for _ in range(BATCH):
+            runc_lifecycle(bundle, str(tmp_path))
+        return (cpu_seconds() - c0) / BATCH
 
     try:
-        benchmark.pedantic(batch, rounds=max(3, ROUNDS // 2), warmup_rounds=1, iterations=1)
+        floor_cpu, cpu = abba(benchmark, floor, ours, max(4, ROUNDS // 2))
     finally:
         rt.close()
-    cpu = statistics.median(per_batch)
-    report(benchmark, f"manager CPU: {cpu * 1000:.2f} ms per lifecycle", MANAGER_CPU_S, cpu_ms=cpu * 1000)
-    assert within(cpu, MANAGER_CPU_S.bound), f"{cpu * 1000:.2f} ms of CPU per lifecycle misses {MANAGER_CPU_S.bound * 1000:.1f} ms"
+    mine, theirs = statistics.median(cpu), statistics.median(floor_cpu)
+    ratio = mine / theirs
+    target = Target(goal=MANAGER_CPU_GOAL_S / theirs, bound=MANAGER_CPU_BOUND)  # the goal of 1 ms, over this run's floor
+    report(benchmark, f"manager CPU: {mine * 1000:.2f} ms per lifecycle (goal {MANAGER_CPU_GOAL_S * 1000:g} ms), "
+           f"{ratio:.2f}x the floor driver's own {theirs * 1000:.2f} ms", target, cpu_ms=mine * 1000, ratio=ratio)  # fmt: skip
+    assert within(ratio, MANAGER_CPU_BOUND), f"{mine * 1000:.2f} ms of CPU per lifecycle, {ratio:.2f}x the floor driver's, misses {MANAGER_CPU_BOUND}"
 
 
 def test_list_of_live_containers(benchmark, make_bundle, tmp_path, monkeypatch):
