@@ -19,6 +19,7 @@ and its exec processes are nobody else's business.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -62,6 +63,26 @@ def read_small(path: str, limit: int = 65536) -> bytes:
     than the read itself. Raises OSError as open() does."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        data = b""
+        while len(data) < limit:
+            chunk = os.read(fd, limit - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str, limit: int = 65536) -> bytes:
+    """The start of `path` (up to `limit` bytes) if it is a regular file; a
+    FIFO, device or socket, which could block the reader or never end, is
+    refused with OSError(EINVAL) before anything is read. For a file a user
+    names (a --cidfile), not kernel files. Raises OSError as open() does."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # no wait for a FIFO's writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         data = b""
         while len(data) < limit:
             chunk = os.read(fd, limit - len(data))

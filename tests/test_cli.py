@@ -608,3 +608,7 @@ def test_rm_stop_kill_take_cidfiles(ocirt, tmp_path):
     assert ocirt("rm", "-i", "--cidfile", gone).returncode == 0
     assert ocirt("rm", "-i", "--cidfile", cidfile).returncode == 0  # its container is gone: ignored
     assert ocirt("kill", "-i", "no-such").returncode == 0
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)  # nobody writes it: reading would wait forever
+    refused = ocirt("rm", "--cidfile", fifo, timeout=30)
+    assert refused.returncode == 125 and f"--cidfile {fifo}: not a regular file" in refused.stderr
