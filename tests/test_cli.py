@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -252,6 +253,16 @@ def test_debug_log_level_shows_the_traceback(ocirt):
 
 def test_version(ocirt):
     assert ocirt.ok("version") == f"ocirt version {ocirt_lib.__version__} ({_native.BACKEND} backend)\n"
+
+
+def test_the_installed_script_runs_the_command_line(ocirt):
+    script = os.path.join(os.path.dirname(sys.executable), "ocirt")  # where pip puts the console script
+    if not os.access(script, os.X_OK):
+        pytest.skip(f"ocirt is not installed beside {sys.executable}")
+    proc = subprocess.run([script, "version"], env=ocirt.env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, ocirt.ok("version"), "")
+    missing = subprocess.run([script, "rm", "no-such"], env=ocirt.env, capture_output=True, text=True, timeout=60)
+    assert (missing.returncode, missing.stderr) == (1, ocirt("rm", "no-such").stderr)  # podman's code for a missing container
 
 
 def test_several_names_per_verb_each_reported(ocirt):
