@@ -7,7 +7,6 @@ chained from their cause with ``raise ... from``.
 
 from __future__ import annotations
 
-import shlex
 from typing import Optional, Sequence
 
 
@@ -65,6 +64,8 @@ class RuntimeCommandError(OcirtError):
         self.status = status
         self.stderr = stderr
         detail = stderr.strip() or "no output"
+        import shlex  # only when a runtime command fails: not on every command's import
+
         super().__init__(f"`{shlex.join(self.argv)}` failed with status {status}: {detail}")
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from typing import Any, Dict, Optional
 
 from .errors import OcirtError
@@ -64,6 +63,7 @@ def busybox_rootfs(cache_dir: str, busybox: Optional[str] = None) -> str:
 
 def _build(dest: str, stamp: str, cache_dir: str, source: str) -> None:
     import subprocess  # only here, when the cache is built: not on every command's import
+    import tempfile
 
     if os.path.lexists(dest):
         _discard(dest, cache_dir)
@@ -125,6 +125,8 @@ def _stamp_matches(stamp: str, dest: str) -> bool:
 def _discard(dest: str, cache_dir: str) -> None:
     """Move an untrusted tree out of the way (atomically, for containers that may
     still run on it), then remove it."""
+    import tempfile  # rarely needed: not on every command's import
+
     stale = tempfile.mkdtemp(prefix=".stale-", dir=cache_dir)
     os.rename(dest, os.path.join(stale, "busybox"))
     shutil.rmtree(stale, ignore_errors=True)
