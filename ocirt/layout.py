@@ -57,31 +57,16 @@ def check_private_dir(path: str) -> None:
         parent = os.path.dirname(parent)
 
 
-def read_small(path: str, limit: int = 65536) -> bytes:
+def read_small(path: str, limit: int = 65536, *, regular_only: bool = False) -> bytes:
     """The start (up to `limit` bytes) of a small file: a pid file, a /proc or
     cgroup file. Without Python's buffered file objects, which cost more
-    than the read itself. Raises OSError as open() does."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    than the read itself. With `regular_only` (a file a user names, such as
+    a --cidfile), anything but a regular file is refused with
+    OSError(EINVAL) before anything is read: a FIFO, device or socket could
+    block the reader or never end. Raises OSError as open() does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if regular_only else 0))  # no wait for a FIFO's writer
     try:
-        data = b""
-        while len(data) < limit:
-            chunk = os.read(fd, limit - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
-
-
-def read_regular(path: str, limit: int = 65536) -> bytes:
-    """The start of `path` (up to `limit` bytes) if it is a regular file; a
-    FIFO, device or socket, which could block the reader or never end, is
-    refused with OSError(EINVAL) before anything is read. For a file a user
-    names (a --cidfile), not kernel files. Raises OSError as open() does."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # no wait for a FIFO's writer
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if regular_only and not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
         data = b""
         while len(data) < limit:

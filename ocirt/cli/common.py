@@ -106,12 +106,12 @@ CIDFILE_MAX = 4096  # bytes: an id is 64
 def _cidfile_ids(paths: Iterable[str], command: str, ignore: bool) -> List[str]:
     """The container id in each file (as run --cidfile wrote it); a file that
     is not a regular one (a FIFO would block) is refused."""
-    from ..layout import read_regular
+    from ..layout import read_small
 
     ids = []
     for path in paths:
         try:
-            text = read_regular(path, CIDFILE_MAX).decode("utf-8", errors="replace").strip()
+            text = read_small(path, CIDFILE_MAX, regular_only=True).decode("utf-8", errors="replace").strip()
         except FileNotFoundError:
             if ignore:
                 continue
