@@ -21,6 +21,7 @@ store) is waited for with flock(2), which blocks the loop meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Concatenate, Coroutine, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import attach, churn
 from .churn import Job, OnResult, Result
@@ -37,9 +38,9 @@ from .errors import ContainerNotFound, InvalidState, OcirtError, Terminated
 from .exec import ExecOptions, ExecSession
 from .logs import LogRecord
 from .runtime import CreateOptions, Runtime
-from .state import ContainerState, ContainerStatus, Timings
-from .steps import Readable, Steps, T
-from .validate import SignalLike, check_input
+from .state import ContainerState, Timings
+from .steps import P, Readable, Steps, T
+from .validate import check_input
 
 log = logging.getLogger("ocirt")
 
@@ -239,6 +240,19 @@ async def run_jobs(runtime: AsyncRuntime, jobs: Iterable[Job], concurrency: int 
     return results
 
 
+def awaited(steps: "Callable[Concatenate[Container, P], Steps[T]]") -> "Callable[Concatenate[AsyncContainer, P], Coroutine[Any, Any, T]]":
+    """The asyncio form of a Container's step method: the same arguments and
+    docstring, driven on the running loop for the AsyncContainer's container."""
+
+    async def verb(self: AsyncContainer, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await drive(steps(self.container, *args, **kwargs))
+
+    functools.update_wrapper(verb, steps)
+    verb.__name__ = steps.__name__.removesuffix("_steps")
+    verb.__qualname__ = "AsyncContainer." + verb.__name__
+    return verb
+
+
 class AsyncContainer:
     """A Container whose verbs are awaited (see ocirt.Container for each verb's contract)."""
 
@@ -268,40 +282,18 @@ class AsyncContainer:
     def conmon_pid(self) -> Optional[int]:
         return self.container.conmon_pid
 
-    async def start(self) -> None:
-        await drive(self.container.start_steps())
-
-    async def kill(self, sig: SignalLike = signal.SIGKILL) -> None:
-        await drive(self.container.kill_steps(sig))
-
-    async def stop(self, timeout: Optional[float] = 10) -> None:
-        await drive(self.container.stop_steps(timeout))
-
-    async def restart(self, timeout: Optional[float] = 10) -> None:
-        await drive(self.container.restart_steps(timeout))
-
-    async def pause(self) -> None:
-        await drive(self.container.pause_steps())
-
-    async def resume(self) -> None:
-        await drive(self.container.resume_steps())
-
-    async def wait(self, timeout: Optional[float] = None) -> int:
-        return await drive(self.container.wait_steps(timeout))
-
-    async def wait_for_status(
-        self, statuses: "Iterable[ContainerStatus | str]", timeout: Optional[float] = None, interval: float = 0.25
-    ) -> ContainerStatus:
-        return await drive(self.container.wait_for_status_steps(statuses, timeout, interval))
-
-    async def update_status(self) -> ContainerState:
-        return await drive(self.container.update_status_steps())
-
-    async def refresh(self) -> ContainerState:
-        return await drive(self.container.refresh_steps())
-
-    async def delete(self, force: bool = False) -> None:
-        await drive(self.container.delete_steps(force))
+    start = awaited(Container.start_steps)
+    kill = awaited(Container.kill_steps)
+    stop = awaited(Container.stop_steps)
+    restart = awaited(Container.restart_steps)
+    pause = awaited(Container.pause_steps)
+    resume = awaited(Container.resume_steps)
+    wait = awaited(Container.wait_steps)
+    wait_for_status = awaited(Container.wait_for_status_steps)
+    update_status = awaited(Container.update_status_steps)
+    refresh = awaited(Container.refresh_steps)
+    delete = awaited(Container.delete_steps)
+    exec_stop = awaited(Container.exec_stop_steps)
 
     async def exec(self, cmd: Sequence[str], **options: Any) -> "AsyncExecSession":
         """Container.exec, awaited; `options` are its keyword arguments (see ExecOptions)."""
@@ -309,9 +301,6 @@ class AsyncContainer:
             options["cap_add"] = tuple(options["cap_add"])
         session = await drive(self.container.exec_steps(cmd, ExecOptions(**options)))
         return AsyncExecSession(session)
-
-    async def exec_stop(self, timeout: Optional[float] = 10) -> None:
-        await drive(self.container.exec_stop_steps(timeout))
 
     def logs(self) -> Iterator[LogRecord]:
         """The output so far (reading a file: nothing to await)."""

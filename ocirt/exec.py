@@ -20,8 +20,8 @@ from .launcher import Launcher
 from .layout import ContainerDir, ExecDir, read_small
 from .logs import LogRecord, read_log
 from .process import KILL_GRACE, ProcessHandle, wait_steps
-from .state import from_timestamp
 from .steps import StepLock, Steps, block
+from .store import from_timestamp
 from .validate import check_timeout
 
 

@@ -8,11 +8,12 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import BinaryIO, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Type
+from typing import BinaryIO, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 from . import native as _native
-from .errors import InvalidArgument, Timeout
+from .errors import InvalidArgument, InvalidState, Timeout
 from .process import ProcessHandle
+from .validate import check_timeout
 
 CHUNK_SIZE = 1 << 20  # bytes read from the log at a time
 MAX_TEXT = 1 << 20  # bytes of text in one record: a longer run of partial lines is split into records of this size
@@ -289,6 +290,38 @@ def follow(
             if not changed and deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"nothing more in {path} by the deadline")
         yield from filter(keep, _rest(reader))
+
+
+def wait_for(
+    container_id: str,
+    log: str,
+    exit_file: str,
+    conmon: Optional[ProcessHandle],
+    match: "Union[str, re.Pattern[str], Callable[[LogRecord], bool]]",
+    timeout: Optional[float],
+) -> LogRecord:
+    """The first record of a container's log that `match` (a regular
+    expression searched in each line, or a predicate) accepts, followed as
+    it is written (see Container.wait_for_log)."""
+    if callable(match):
+        accept = match
+    else:
+        pattern = re.compile(match)
+        accept = lambda record: pattern.search(record.text) is not None  # noqa: E731
+    limit = check_timeout(timeout)
+    deadline = None if limit is None else time.monotonic() + limit
+    try:
+        for record in follow(log, exit_file, conmon, deadline):
+            if accept(record):
+                return record
+    except Timeout:
+        raise Timeout(f"container {container_id} wrote no line matching {match!r} within {timeout:g}s") from None
+    raise InvalidState(f"container {container_id} ended its output without a line matching {match!r}")
+
+
+def text(records: Sequence[LogRecord], stream: str) -> str:
+    """One stream of the records, each line ended by a newline."""
+    return "".join(r.text + "\n" for r in records if r.stream == stream)
 
 
 def chooser(

@@ -15,18 +15,15 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from . import attach, spec as specs, specgen
+from . import attach, logs as logfile, spec as specs, specgen
 from .cgroups.limits import Limits
 from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
 from .logs import LogRecord
 from .state import Timings
 from .validate import check_id, check_input
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -42,11 +39,11 @@ class RunResult:
     @property
     def stdout(self) -> str:
         """The container's stdout, each line ended by a newline."""
-        return self._text("stdout")
+        return logfile.text(self.output, "stdout")
 
     @property
     def stderr(self) -> str:
-        return self._text("stderr")
+        return logfile.text(self.output, "stderr")
 
     @property
     def stdout_bytes(self) -> bytes:
@@ -56,12 +53,11 @@ class RunResult:
     def stderr_bytes(self) -> bytes:
         return self.stderr.encode()
 
-    def _text(self, stream: str) -> str:
-        return "".join(r.text + "\n" for r in self.output if r.stream == stream)
-
 
 def run(
-    runtime: "Runtime",
+    create: Callable[..., Container],
+    files_root: str,
+    sockets: str,
     cmd: Sequence[str],
     *,
     container_id: Optional[str] = None,
@@ -84,7 +80,8 @@ def run(
     detach: bool = False,
     check: bool = False,
 ) -> "RunResult | Container":
-    """See Runtime.run."""
+    """See Runtime.run: `create` is its Runtime's create, `files_root` where
+    bundles and the built-in root filesystem go, `sockets` conmon's socket dir."""
     cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
     data = _input(stdin, detach)
     common: Any = dict(name=name or cid[:12], labels=labels, stdin=data is not None)
@@ -95,21 +92,20 @@ def run(
             raise InvalidArgument(f"a bundle brings its own root filesystem and process: give no {', '.join(refused)} with it")
         spec = _bundle_spec(bundle, cmd, env)
         limits = _with(limits, memory=memory, pids_limit=pids_limit, cpus=cpus)
-        container = runtime.create(cid, spec=spec, limits=limits, **common)  # the caller's files are never written
+        container = create(cid, spec=spec, limits=limits, **common)  # the caller's files are never written
     else:
-        root = runtime.root or runtime.tmp_dir
-        made = os.path.join(root, "bundles", cid)
+        made = os.path.join(files_root, "bundles", cid)
         options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
-        specgen.write_bundle(made, cmd, rootfs=rootfs, cache_dir=os.path.join(root, "rootfs"), network=network or "none", **options)
+        specgen.write_bundle(made, cmd, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
         try:
-            container = runtime.create(cid, made, owned_bundle=True, limits=limits, **common)
+            container = create(cid, made, owned_bundle=True, limits=limits, **common)
         except BaseException:
             shutil.rmtree(made, ignore_errors=True)
             raise
     feeder: Optional[threading.Thread] = None
     try:
         if data is not None:
-            sock = attach.connect(os.path.join(runtime.dirs.sockets, cid), send_input=True)  # before the start: nothing is missed
+            sock = attach.connect(os.path.join(sockets, cid), send_input=True)  # before the start: nothing is missed
             feeder = attach.feeding(sock, data, name=f"ocirt-stdin-{cid[:12]}")
         container.start()
         if detach:

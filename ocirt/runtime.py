@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, overload
 
-from . import cgroups, conmon, process, spec as specs
+from . import cgroups, conmon, lifecycle, process, spec as specs
 from .background import Deleter
 from .cgroups.limits import Limits
-from .container import DEFAULT_CREATE_TIMEOUT, Container, Services
+from .container import Container
+from .core import ContainerCore, Services
 from .errors import (
     BinaryNotFound,
     ConmonError,
@@ -26,6 +27,7 @@ from .errors import (
 )
 from .launcher import Launcher, LaunchOptions
 from .layout import RuntimeDirs
+from .lifecycle import DEFAULT_CREATE_TIMEOUT
 from .oci import OCIRuntime
 from .state import ContainerStatus
 from .steps import Steps, block
@@ -260,7 +262,7 @@ class Runtime:
         """
         from .run import run  # the high-level layer sits on this one
 
-        return run(self, cmd, detach=detach, **options)
+        return run(self.create, self.root or self.tmp_dir, self.dirs.sockets, cmd, detach=detach, **options)
 
     def _create_steps(self, container_id: str, bundle: "str | os.PathLike[str] | None", o: "CreateOptions") -> Steps[Container]:
         """create, as steps (see ocirt.steps): every input is checked before anything is made."""
@@ -329,11 +331,11 @@ class Runtime:
         cid = container.id
         container.launch_options = LaunchOptions(o.exit_command, _whole_seconds(o.kill_after), o.log_size_max)
         try:
-            yield from container._launch_steps(limit, o.listen_fds)
+            yield from lifecycle.launch(container, limit, o.listen_fds)
         except BaseException as e:
             # No waiting here (a closed generator must not yield): the undo blocks.
             already_exists = isinstance(e, ConmonError) and any(words in str(e) for words in RUNTIME_ID_TAKEN)
-            container._undo_launch(delete_from_runtime=not already_exists)
+            lifecycle.undo_launch(container, delete_from_runtime=not already_exists)
             if self.store is not None:
                 self.store.delete(cid)
                 self.store.remove_lock(cid)
@@ -341,7 +343,7 @@ class Runtime:
                 raise ContainerExists(f"the runtime already has a container {cid!r}") from e
             raise
 
-    def _forget(self, container: Container) -> None:
+    def _forget(self, container: ContainerCore) -> None:
         with self._lock:
             if self._containers.get(container.id) is container:
                 del self._containers[container.id]
@@ -397,7 +399,7 @@ class Runtime:
         for record in self.store.all():
             container = self._load(record.id, record)
             container._record.glance(record)
-            if not container._deleted and keep(container):
+            if not container.deleted and keep(container):
                 out.append(container)
         return out
 

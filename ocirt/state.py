@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional
 from .conmon import EXIT_GRACE
 from .errors import ConmonError, OcirtError, Timeout
 from .layout import ContainerDir
-from .store import Record
+from .store import Record, from_timestamp
 
 if TYPE_CHECKING:
     from .exec import ExecSession
@@ -209,6 +209,4 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def from_timestamp(value: Optional[float]) -> Optional[datetime]:
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 

@@ -9,7 +9,9 @@ which the step function turns into its own Timeout, or into a retry).
 `block(steps)` drives it with poll(2), for the blocking API (the GIL is
 released while polling, and signal handlers run: Ctrl-C interrupts);
 `ocirt.aio` drives the same generators with the event loop's add_reader,
-so the asyncio API needs no thread per container. A driver that stops
+so the asyncio API needs no thread per container. A verb is written once,
+as steps (`start_steps`), and derived: `start = blocking(start_steps)`,
+and `ocirt.aio.awaited(Container.start_steps)` for the asyncio API. A driver that stops
 early (an exception, a cancelled task) closes the generator, so its
 cleanup (killing what it started, closing its fds) runs.
 """
@@ -17,6 +19,7 @@ cleanup (killing what it started, closing its fds) runs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import select
@@ -24,9 +27,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Generator, Iterator, Optional, Set, Tuple, TypeVar
+from typing import Callable, ContextManager, Generator, Iterator, Optional, ParamSpec, Set, Tuple, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MAX_POLL_MS = 2**31 - 1  # poll's timeout is a C int
 
@@ -83,6 +87,19 @@ def block(steps: Steps[T], cancel: Optional[int] = None) -> T:
         return value
     finally:
         steps.close()
+
+
+def blocking(steps: Callable[P, Steps[T]]) -> Callable[P, T]:
+    """The blocking form of the step function `steps`: the same arguments
+    and docstring, run to its end by `block`. Its name drops "_steps"."""
+
+    @functools.wraps(steps)
+    def verb(*args: P.args, **kwargs: P.kwargs) -> T:
+        return block(steps(*args, **kwargs))
+
+    verb.__name__ = steps.__name__.removesuffix("_steps")
+    verb.__qualname__ = steps.__qualname__.removesuffix("_steps")
+    return verb
 
 
 def _poll(request: Readable) -> Set[int]:

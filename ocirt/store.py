@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
@@ -29,6 +30,11 @@ CREATE TABLE IF NOT EXISTS containers (
 )
 """
 
+
+
+def from_timestamp(value: Optional[float]) -> Optional[datetime]:
+    """A record's time (POSIX seconds) as an aware datetime; None stays None."""
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 @dataclass(frozen=True)
 class Record:
