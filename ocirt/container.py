@@ -320,8 +320,11 @@ class Container(ContainerCore):
         with self.connect(stdin=given is not None) as sock:
             return attach.relay(sock, out, err, stdin=given, detach_keys=keys)
 
-    def resize(self, rows: int, columns: int) -> None:
-        """Set the size of the container's terminal (conmon's control FIFO).
+    def resize(self, rows: int, columns: int, wait: bool = True) -> None:
+        """Set the size of the container's terminal (conmon's control FIFO),
+        returning once the container's process has it: what is sent after
+        reaches a process of the new size (Timeout if it never takes it; not
+        `wait`: returns once asked, as a relay of the caller's SIGWINCH may).
         InvalidState if it has none (terminal=False), has stopped, or its
         conmon is gone; InvalidArgument for a size out of 1-65535."""
         terminal.check_size(rows, columns)
@@ -329,4 +332,4 @@ class Container(ContainerCore):
             raise InvalidState(f"container {self.id} has no terminal to resize", container_id=self.id)
         with self._record.locked():
             self._require(CREATED, RUNNING, PAUSED, verb="resize the terminal of")
-        terminal.resize(self._files.ctl, rows, columns)
+        terminal.resize(self._files.ctl, rows, columns, self._monitor.init if wait else None)

@@ -277,12 +277,13 @@ class ExecSession:
         yield from self.container._session_ended()
         return code
 
-    def resize(self, rows: int, columns: int) -> None:
-        """Set the size of the session's terminal. InvalidState if it has
-        none (tty=False) or has ended."""
+    def resize(self, rows: int, columns: int, wait: bool = True) -> None:
+        """Set the size of the session's terminal, returning once the process's
+        terminal has it (Timeout if it never does; not `wait`: once asked).
+        InvalidState if it has none (tty=False) or has ended."""
         if not self.tty:
             raise InvalidState(f"exec session {self.id} has no terminal to resize")
-        terminal.resize(self._files.ctl, rows, columns)
+        terminal.resize(self._files.ctl, rows, columns, self._process if wait and self.exit_code is None else None)
 
     def logs(self) -> Iterator[LogRecord]:
         """The session's output so far."""

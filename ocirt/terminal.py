@@ -2,22 +2,30 @@
 
 conmon owns the container's pseudo-terminal (conmon -t). Its size is set
 through conmon's control FIFO (`ctl` in its bundle dir): the line
-"1 <rows> <columns>" resizes it.
+"1 <rows> <columns>" resizes it. conmon applies the line when it gets to
+it, so `resize` then reads the size back from the process's own terminal
+(TIOCGWINSZ) until it is the one asked for: input sent after a resize
+reaches a process that already has the new size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
+import struct
 import termios
+import time
 import tty
 from typing import Callable, Iterator, Optional, Tuple
 
-from .errors import InvalidArgument, InvalidState
+from .errors import InvalidArgument, InvalidState, Timeout
+from .process import ProcessHandle
 
 RESIZE_EVENT = 1  # conmon's WIN_RESIZE_EVENT
+SIZE_TAKEN_WITHIN = 5.0  # seconds conmon gets to apply a resize
 
 
 def size(fd: int) -> Optional[Tuple[int, int]]:
@@ -35,13 +43,65 @@ def check_size(rows: object, columns: object) -> None:
         raise InvalidArgument(f"a terminal size is rows and columns from 1 to 65535, not {rows!r} x {columns!r}")
 
 
-def resize(ctl: str, rows: int, columns: int) -> None:
-    """Ask the conmon whose control FIFO is `ctl` to size its terminal.
+def resize(ctl: str, rows: int, columns: int, process: Optional[ProcessHandle] = None) -> None:
+    """Ask the conmon whose control FIFO is `ctl` to size its terminal, and
+    with `process` (the one on that terminal) return once its terminal has
+    that size: Timeout if it does not within SIZE_TAKEN_WITHIN seconds.
+    Without `process`, or when it has no terminal open as fd 0, 1 or 2 (or
+    has exited), returns once asked.
 
     InvalidState when no conmon reads the FIFO (it has exited) or there is
-    none; never blocks.
+    none.
     """
     check_size(rows, columns)
+    watched = open_terminal(process) if process is not None else None
+    try:
+        _ask(ctl, rows, columns)
+        if watched is not None:
+            _await_size(watched, rows, columns, SIZE_TAKEN_WITHIN)
+    finally:
+        if watched is not None:
+            os.close(watched)
+
+
+def open_terminal(process: ProcessHandle) -> Optional[int]:
+    """The terminal `process` has open as its stdin, stdout or stderr (the
+    first that is one), opened for reading its size: never as the caller's
+    controlling terminal, never blocking. None if it has none, or has exited
+    (checked after the open, so the fd is that process's)."""
+    for n in (0, 1, 2):
+        if process.exited():
+            return None
+        try:
+            fd = os.open(f"/proc/{process.pid}/fd/{n}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        if os.isatty(fd) and not process.exited():
+            return fd
+        os.close(fd)
+    return None
+
+
+def _size_of(fd: int) -> Tuple[int, int]:
+    rows, columns, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))
+    return rows, columns
+
+
+def _await_size(fd: int, rows: int, columns: int, timeout: float) -> None:
+    """Until the terminal at `fd` is rows x columns: there is no event for a
+    terminal's size, so read it back with a pause that grows from 50 us to 5 ms."""
+    deadline = time.monotonic() + timeout
+    pause = 0.00005
+    while _size_of(fd) != (rows, columns):
+        if time.monotonic() >= deadline:
+            now = "%d x %d" % _size_of(fd)
+            raise Timeout(f"the terminal is still {now}, not {rows} x {columns}, {timeout:g}s after the resize")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.005)
+
+
+def _ask(ctl: str, rows: int, columns: int) -> None:
+    """Write the resize line to conmon's control FIFO `ctl`; never blocks."""
     try:
         fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as e:
@@ -67,21 +127,21 @@ def raw(fd: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def following_size(fd: int, set_size: Callable[[int, int], None]) -> Iterator[None]:
-    """Size the container's terminal (`set_size(rows, columns)`, e.g.
-    Container.resize) as the caller's terminal at `fd` now, and again on
-    each SIGWINCH, until the block is left. The main thread only (signal
-    handlers)."""
+def following_size(fd: int, set_size: Callable[..., None]) -> Iterator[None]:
+    """Size the container's terminal (`set_size(rows, columns, wait=)`, e.g.
+    Container.resize) as the caller's terminal at `fd` now, waiting until
+    it has that size, and again on each SIGWINCH, without waiting, until the
+    block is left. The main thread only (signal handlers)."""
 
-    def follow(signum: int = 0, frame: object = None) -> None:
+    def follow(signum: int = 0, frame: object = None, wait: bool = False) -> None:
         now = size(fd)
         if now is not None:
             with contextlib.suppress(InvalidState):  # the process ended: nothing to size
-                set_size(*now)
+                set_size(*now, wait=wait)
 
     old = signal.signal(signal.SIGWINCH, follow)
     try:
-        follow()
+        follow(wait=True)
         yield
     finally:
         signal.signal(signal.SIGWINCH, old)

@@ -4,8 +4,12 @@ bundle, context managers, exec_run, waiting for a log line, labels, prune."""
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import os
+import struct
+import subprocess
+import termios
 from datetime import timedelta
 
 import pytest
@@ -276,3 +280,33 @@ def test_resize_sets_a_terminals_size_before_and_after_start(runtime, make_bundl
     with pytest.raises(ocirt.InvalidState, match="cannot resize the terminal of container .*: it is stopped"):
         c.resize(24, 80)
     c.delete()
+
+
+def test_resize_returns_once_the_processs_terminal_has_the_size_and_times_out_if_never(tmp_path, monkeypatch):
+    """terminal.resize reads the size back from the process's own terminal:
+    it returns at once when that already is the size asked for, and raises
+    Timeout when no conmon ever applies it (here: a FIFO nobody acts on)."""
+    from ocirt import terminal
+    from ocirt.process import ProcessHandle
+
+    master, slave = os.openpty()
+    ctl = str(tmp_path / "ctl")
+    os.mkfifo(ctl)
+    reader = os.open(ctl, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so the resize line can be written
+    child = subprocess.Popen(["sleep", "60"], stdin=slave, stdout=subprocess.DEVNULL)
+    handle = ProcessHandle.open(child.pid)
+    try:
+        assert handle is not None
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
+        terminal.resize(ctl, 44, 122, handle)  # already that size: returns
+        assert os.read(reader, 100) == b"1 44 122\n"
+        monkeypatch.setattr(terminal, "SIZE_TAKEN_WITHIN", 0.05)
+        with pytest.raises(ocirt.Timeout, match="still 44 x 122, not 30 x 100"):
+            terminal.resize(ctl, 30, 100, handle)
+    finally:
+        child.kill()
+        child.wait()
+        if handle is not None:
+            handle.close()
+        for fd in (master, slave, reader):
+            os.close(fd)
