@@ -25,7 +25,8 @@ from typing import List, Mapping, Optional, Protocol, Sequence
 
 from ..errors import InvalidArgument
 from ..process import ProcessHandle
-from .cgroupfs import Cgroupfs, CgroupfsGroup, Hierarchy, hierarchies
+from .cgroupfs import Cgroupfs, CgroupfsGroup
+from .hierarchy import Hierarchy, hierarchies
 from .systemd import Systemd
 
 MANAGERS = ("cgroupfs", "systemd")

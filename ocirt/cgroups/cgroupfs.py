@@ -29,71 +29,24 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 import weakref
-from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import CgroupError, InvalidArgument
 from ..layout import read_small
 from ..process import ProcessHandle
-
-MOUNTINFO = "/proc/self/mountinfo"
-OWN_CGROUP = "/proc/self/cgroup"
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy and this process's place in it."""
-
-    mountpoint: str
-    version: int  # 1 or 2
-    controllers: FrozenSet[str]  # v1: e.g. {"cpu", "cpuacct"} or {"name=systemd"}
-    own_path: str  # this process's cgroup, relative to the mount
-
-    @property
-    def own_dir(self) -> str:
-        return os.path.join(self.mountpoint, self.own_path.lstrip("/"))
-
-
-def hierarchies(mountinfo: str = MOUNTINFO, own_cgroup: str = OWN_CGROUP) -> List[Hierarchy]:
-    """Every mounted cgroup hierarchy, each once, with this process's cgroup."""
-    own: Dict[FrozenSet[str], str] = {}
-    with open(own_cgroup) as f:
-        for line in f:
-            _, names, path = line.rstrip("\n").split(":", 2)
-            own[frozenset(filter(None, names.split(",")))] = path
-    found: List[Hierarchy] = []
-    seen = set()
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, superopts = fields[sep + 1], fields[sep + 3].split(",")
-            root, mountpoint = fields[3], _unescape(fields[4])
-            if fstype == "cgroup2":
-                key: FrozenSet[str] = frozenset()
-                version = 2
-            elif fstype == "cgroup":
-                key = next((k for k in own if k and k <= set(superopts)), frozenset())
-                version = 1
-                if not key:
-                    continue
-            else:
-                continue
-            if key in seen or key not in own:
-                continue
-            seen.add(key)
-            path = own[key]
-            # Inside a cgroup namespace or a bind mount, the mount shows a subtree.
-            if root != "/" and (path == root or path.startswith(root + "/")):
-                path = path[len(root):] or "/"
-            found.append(Hierarchy(mountpoint, version, key, path))
-    return found
-
-
-def _unescape(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+from .hierarchy import Hierarchy, hierarchies
+from .tree import (
+    REMOVE_TRIES,
+    V2_CONTROLLERS,
+    controllers_enabled,
+    enable_controllers,
+    make,
+    make_parents,
+    prepare_v2_parent,
+    remove_dir,
+    remove_parents,
+)
 
 
 def _check_relative(path: str, what: str) -> str:
@@ -146,7 +99,7 @@ class Cgroupfs:
         if self._hierarchies is None:
             found = self.all_hierarchies()
             if any(h.version == 1 for h in found):
-                found = [h for h in found if h.version == 1 or _controllers_enabled(h.own_dir)]
+                found = [h for h in found if h.version == 1 or controllers_enabled(h.own_dir)]
             self._hierarchies = found
         return self._hierarchies
 
@@ -176,7 +129,7 @@ class Cgroupfs:
                 return None
             base = f"{deepest}/{self._relparent}".rstrip("/") or "/"
         if all(h.version == 2 for h in found):
-            _prepare_v2_parent(found[0], base)
+            prepare_v2_parent(found[0], base)
         return base
 
     def parent_dir(self, h: Hierarchy) -> str:
@@ -205,7 +158,7 @@ class Cgroupfs:
         group.created_parents = list(plan.levels)  # known from the start: a create cut short removes them too
         try:
             for h, parent in plan.conmon_parents:
-                group.dirs.append(_make(parent, name, h, group.created_parents))
+                group.dirs.append(make(parent, name, h, group.created_parents))
                 group.join.append(os.path.join(group.dirs[-1], "tasks" if h.version == 1 else "cgroup.procs"))
             self._describe(group)
             if container is not None:
@@ -214,7 +167,7 @@ class Cgroupfs:
                 if base is not None:
                     group.runtime_path = os.path.join(base, leaf)
                     for h, parent in plan.container_parents:
-                        _make_parents(parent, h, group.created_parents)
+                        make_parents(parent, h, group.created_parents)
                         if h.version == 2 and len(plan.container_parents) == 1 and parent in group.created_parents:
                             enable_controllers(parent, V2_CONTROLLERS)  # made just now: its children need them
                     dirs = [os.path.join(parent, leaf) for _, parent in plan.container_parents]
@@ -315,165 +268,6 @@ def _mount_of(path: str, mounts: Mapping[str, object]) -> str:
     while prefix and prefix not in mounts:
         prefix = prefix[: prefix.rstrip("/").rfind("/") + 1]
     return prefix
-
-V2_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")  # what a v2 parent enables for its containers
-
-
-def _prepare_v2_parent(h: Hierarchy, base: str) -> None:
-    """Make sure v2 cgroup `base` can hold conmon's and the containers'
-    cgroups with controllers: it holds no process, and each controller its
-    parent offers is enabled top-down, from base's parent to base itself.
-    CgroupError names the cgroup that refused. Makes nothing: a missing
-    level is made (and checked) when a container is created.
-    """
-    path = os.path.join(h.mountpoint, base.lstrip("/"))
-    procs = os.path.join(path, "cgroup.procs")
-    try:
-        held = read_small(procs).split()
-    except FileNotFoundError:
-        held = []
-    except OSError as e:
-        raise CgroupError(f"cannot read {procs}: {e.strerror}") from e
-    if held and base != "/":
-        raise CgroupError(
-            f"cgroup {path} holds processes, so cgroup v2 enables no controller below it: "
-            "give a cgroup parent that holds none"
-        )
-    levels = [os.path.dirname(path), path] if base != "/" else [path]
-    for level in levels:
-        if os.path.isdir(level):
-            enable_controllers(level, V2_CONTROLLERS)
-
-
-def enable_controllers(cgroup_dir: str, wanted: "Tuple[str, ...] | List[str]") -> List[str]:
-    """Enable in `cgroup_dir`'s subtree_control each of `wanted` it has; the
-    ones it has not, so the caller can name them. CgroupError if the kernel
-    refuses one it has (the cgroup holds processes, or it is not delegated)."""
-    try:
-        have = read_small(os.path.join(cgroup_dir, "cgroup.controllers")).decode().split()
-        enabled = read_small(os.path.join(cgroup_dir, "cgroup.subtree_control")).decode().split()
-    except FileNotFoundError:
-        return list(wanted)
-    missing = [c for c in wanted if c not in have]
-    to_enable = [c for c in wanted if c in have and c not in enabled]
-    control = os.path.join(cgroup_dir, "cgroup.subtree_control")
-    try:
-        if to_enable:
-            with open(control, "w") as f:
-                f.write(" ".join(f"+{c}" for c in to_enable))
-    except OSError:
-        for c in to_enable:  # which one: the error names it
-            try:
-                with open(control, "w") as f:
-                    f.write(f"+{c}")
-            except OSError as e:
-                raise CgroupError(f"cannot enable the {c} controller in {control}: {e.strerror}") from e
-    return missing
-
-
-def _controllers_enabled(cgroup_dir: str) -> bool:
-    try:
-        with open(os.path.join(cgroup_dir, "cgroup.subtree_control")) as f:
-            return bool(f.read().split())
-    except OSError:
-        return False
-
-
-MAKE_TRIES = 100  # a shared parent can vanish again and again while other processes churn
-
-
-def _make(parent: str, name: str, h: Hierarchy, created_parents: List[str]) -> str:
-    """mkdir parent/name, the parents first where missing; cpuset levels get cpus/mems.
-
-    A parent level is shared: another process's remove() takes it away
-    whenever it is empty, which it is until this cgroup is in it (then
-    rmdir finds it busy). So the chain is made again while a parent
-    vanishes under any step, the new cgroup removed before each new try.
-    """
-    path = os.path.join(parent, name)
-    for attempt in range(MAKE_TRIES):
-        last = attempt == MAKE_TRIES - 1
-        try:
-            if attempt:
-                _makedirs(parent, h, created_parents)
-            os.mkdir(path)
-        except OSError as e:
-            if last or not _vanished(e):
-                raise
-            continue
-        try:
-            if "cpuset" in h.controllers:
-                _inherit_cpuset(path)
-            return path
-        except BaseException as e:
-            try:
-                os.rmdir(path)  # not left behind unrecorded, whatever stopped it
-            except OSError:
-                pass
-            if last or not isinstance(e, OSError) or not _vanished(e):
-                raise
-    raise AssertionError("unreachable")
-
-
-def _make_parents(path: str, h: Hierarchy, created: List[str]) -> None:
-    """Make cgroup `path` and the levels above it where missing, again while
-    a level vanishes under a step (see _make); the runtime makes its
-    cgroup there, and makes the path again itself if it vanishes after."""
-    for attempt in range(MAKE_TRIES):
-        try:
-            _makedirs(path, h, created)
-            return
-        except OSError as e:
-            if attempt == MAKE_TRIES - 1 or not _vanished(e):
-                raise
-
-
-def _vanished(e: OSError) -> bool:
-    """Whether `e` says a cgroup directory went while in use: gone from its
-    path (ENOENT), or removed with the file open (ENODEV)."""
-    return e.errno in (errno.ENOENT, errno.ENODEV)
-
-
-def _makedirs(path: str, h: Hierarchy, created: List[str]) -> None:
-    if os.path.isdir(path):
-        return
-    _makedirs(os.path.dirname(path), h, created)
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        return
-    if path not in created:
-        created.append(path)
-    if "cpuset" in h.controllers:
-        _inherit_cpuset(path)
-
-
-_parent_cpusets: Dict[Tuple[str, str], str] = {}  # (parent dir, knob): its value when last read
-
-
-def _inherit_cpuset(path: str) -> None:
-    """A v1 cpuset cgroup takes no task until cpus and mems are set: copy the
-    parent's (as last read; read again if the parent changed since)."""
-    parent = os.path.dirname(path)
-    for knob in ("cpuset.cpus", "cpuset.mems"):
-        for fresh in (False, True):
-            value = _parent_cpusets.get((parent, knob)) if not fresh else None
-            if value is None:
-                value = read_small(os.path.join(parent, knob)).decode().strip()
-                if not value:  # a parent another process made an instant ago, not yet given its own
-                    _inherit_cpuset(parent)
-                    value = read_small(os.path.join(parent, knob)).decode().strip()
-                _parent_cpusets[(parent, knob)] = value
-            try:
-                with open(os.path.join(path, knob), "w") as f:
-                    f.write(value)
-                break
-            except OSError as e:
-                # EINVAL, ENOSPC: the parent's changed; EACCES: not within a
-                # parent made again since, and not yet given its own.
-                if fresh or e.errno not in (errno.EINVAL, errno.ENOSPC, errno.EACCES):
-                    raise
-
 
 class CgroupfsGroup:
     """A cgroup made by Cgroupfs: its directories, one per hierarchy."""
@@ -596,11 +390,11 @@ class CgroupfsGroup:
         """
         failed: List[str] = []
         for d in (self.container.dirs if self.container is not None else []) + self.dirs:
-            error = _remove_dir(d, () if failed else REMOVE_TRIES)  # one wait is enough to tell
+            error = remove_dir(d, () if failed else REMOVE_TRIES)  # one wait is enough to tell
             if error:
                 failed.append(error)
         if self.kept is None or not self.kept.keep(self.created_parents):
-            failed += _remove_parents(self.created_parents)
+            failed += remove_parents(self.created_parents)
         self.dirs, self.created_parents, self.join = [], [], []
         if self.container is not None:
             self.container.dirs = []
@@ -624,53 +418,4 @@ class _KeptParents:
 
     def release(self) -> None:
         self.open = False
-        _remove_parents(self.parents)  # a busy one is another's: its remover takes it
-
-
-def _remove_parents(parents: Sequence[str]) -> List[str]:
-    """rmdir each of `parents` unless in use, deepest first; what failed otherwise."""
-    failed = []
-    for p in sorted(parents, key=len, reverse=True):
-        try:
-            os.rmdir(p)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
-                failed.append(f"{p}: {e.strerror}")
-    return failed
-
-
-REMOVE_TRIES = (0.001, 0.005, 0.02, 0.1)  # seconds between tries: a process leaves its cgroups as it exits
-
-
-def _remove_dir(path: str, pauses: Tuple[float, ...]) -> Optional[str]:
-    """rmdir a cgroup (with what is below it), trying again after each of
-    `pauses` while it is busy; what went wrong, or None."""
-    for pause in (*pauses, None):
-        try:
-            os.rmdir(path)  # the runtime removed its own cgroup below: usually all there is
-            return None
-        except FileNotFoundError:
-            return None
-        except OSError:
-            try:
-                _rmtree_cgroup(path)
-                return None
-            except OSError as e:
-                if pause is None or e.errno != errno.EBUSY:
-                    return f"{path}: {e.strerror}"
-        time.sleep(pause)
-    return None
-
-
-def _rmtree_cgroup(top: str) -> None:
-    """rmdir a cgroup and its descendants, deepest first (cgroupfs needs no unlink)."""
-    for root, dirs, _ in os.walk(top, topdown=False):
-        for d in dirs:
-            try:
-                os.rmdir(os.path.join(root, d))
-            except FileNotFoundError:
-                pass
-    try:
-        os.rmdir(top)
-    except FileNotFoundError:
-        pass
+        remove_parents(self.parents)  # a busy one is another's: its remover takes it
