@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import List, Optional, Tuple
 
 from .errors import InvalidArgument
 
@@ -101,6 +102,69 @@ def write_private(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: str) -> Optional[str]:
+    """Remove `path` and everything below it, as a container may have left
+    it: never following a symlink, however deep (no recursion: one
+    descriptor open at a time, the path never longer than a name), however
+    wide (each directory listed once). None when it is gone (or was never
+    there); else what stopped the removal, which stops at the first error.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+            return f"{path}: {e.strerror}"
+        try:
+            os.unlink(path)  # a file or a symlink where a tree was: the link, never its target
+            return None
+        except OSError as e2:
+            return f"{path}: {e2.strerror}"
+    try:
+        # Each level: its name in its parent and the subdirectories still to remove.
+        levels: List[Tuple[str, List[str]]] = [("", _clear_files(fd))]
+        while levels:
+            name, pending = levels[-1]
+            if pending:
+                child = pending.pop()
+                try:
+                    below = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                os.close(fd)
+                fd = below
+                levels.append((child, _clear_files(fd)))
+                continue
+            levels.pop()
+            if levels:
+                above = os.open("..", _DIR_FLAGS, dir_fd=fd)  # ".." is never a symlink
+                os.close(fd)
+                fd = above
+                os.rmdir(name, dir_fd=fd)
+        os.rmdir(path)
+    except OSError as e:
+        return f"{path}: {e.strerror} ({e.filename or 'a directory below it'})"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _clear_files(fd: int) -> List[str]:
+    """Unlink everything but directories in the directory at `fd`; the names of its subdirectories."""
+    subdirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
 class RuntimeDirs:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import time
 from typing import Iterable, List, Optional, Sequence
@@ -19,6 +18,7 @@ from . import conmon, exec as execs, spec as specs
 from .core import CREATED, PAUSED, RUNNING, STOPPED, ContainerCore
 from .errors import ConmonError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError, RuntimeCommandError, Timeout
 from .launcher import end_cgroup
+from .layout import remove_tree
 from .oci import is_not_found
 from .process import KILL_GRACE
 from .state import LIVE, TIMED_OUT, ContainerState, ContainerStatus, Timings, now, parse_status
@@ -261,7 +261,9 @@ def release(c: ContainerCore) -> Steps[None]:
     c._deleted = True
     errors = yield from end_run(c, relaunching=False)
     if c.owned_bundle:
-        shutil.rmtree(c.bundle, ignore_errors=True)
+        error = remove_tree(c.bundle)  # the container's writable layer is in it: any depth, any link
+        if error:
+            errors.append(f"cannot remove its bundle: {error}")
     c._svc.forget(c)
     c.timings.deleted = time.monotonic()
     if errors:

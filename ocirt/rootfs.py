@@ -21,7 +21,7 @@ import stat
 from typing import Any, Dict, Optional
 
 from .errors import OcirtError
-from .layout import make_private_dirs
+from .layout import make_private_dirs, remove_tree
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
@@ -129,4 +129,4 @@ def _discard(dest: str, cache_dir: str) -> None:
 
     stale = tempfile.mkdtemp(prefix=".stale-", dir=cache_dir)
     os.rename(dest, os.path.join(stale, "busybox"))
-    shutil.rmtree(stale, ignore_errors=True)
+    remove_tree(stale)  # untrusted: never followed through a link

@@ -1,0 +1,60 @@
+"""The second attack round's findings (shared/reviews/attack-round-2.md),
+each reproduced as the attack it describes, on real containers.
+
+Each test fails on the code the round attacked (main at 76afe0e) and passes
+once its finding is fixed at the cause.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import ocirt
+from ocirt.layout import remove_tree
+
+from ..cli_support import Ocirt
+
+
+# -- M2: a container's deep tree made it unremovable ---------------------------
+
+DEEP = 1500  # levels: past Python's recursion limit, and paths past PATH_MAX
+
+
+def test_a_container_that_leaves_a_deep_tree_is_removed_and_rm_all_goes_on(ocirt: Ocirt):
+    # Each round wraps the tree in a new top directory: the paths used stay short.
+    made = f"cd / && mkdir d && ln -s / d/up && i=0 && while [ $i -lt {DEEP} ]; do mkdir n && mv d n/ && mv n d || exit 1; i=$((i+1)); done"
+    ocirt.ok("run", "--name", "deep", "--", "sh", "-c", made)
+    ocirt.ok("run", "-d", "--name", "bystander", "--", "sleep", "600")
+    removed = ocirt("rm", "-f", "-a")
+    assert removed.returncode == 0, removed.stderr
+    assert "Traceback" not in removed.stderr
+    assert ocirt.ok("ps", "-a", "-q") == ""
+
+
+def test_remove_tree_never_follows_a_link_and_takes_any_depth(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    top = tmp_path / "top"
+    path = str(top)
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(DEEP):  # past PATH_MAX: made relative to a descriptor
+            os.mkdir("dddddddd", dir_fd=fd)
+            below = os.open("dddddddd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+            os.symlink(str(outside), "out", dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.symlink(str(outside), str(tmp_path / "top" / "linked"))
+    assert remove_tree(path) is None
+    assert not os.path.lexists(path)
+    assert (outside / "keep").read_text() == "x"
+    os.symlink(str(outside), path)  # the tree itself a link: the link goes, never its target
+    assert remove_tree(path) is None
+    assert not os.path.lexists(path) and (outside / "keep").exists()
+    assert remove_tree(path) is None  # gone already
