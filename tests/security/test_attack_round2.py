@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-import ocirt
 from ocirt.layout import remove_tree
 
 from ..cli_support import Ocirt
-
 
 # -- M2: a container's deep tree made it unremovable ---------------------------
 
