@@ -81,9 +81,7 @@ class ContainerCore:
     def _from_record(cls: Type[C], services: Services, record: Record, spec: specs.Spec, files: ContainerDir, cgroup: Optional[Cgroup]) -> C:
         """A container as its record in the store says."""
         c = cls(services, record.id, record.bundle, spec, files, cgroup, name=record.name)
-        c._record.apply(record)
-        if c.state.status is not STOPPED:
-            c._monitor.adopt(c.state.pid)
+        c._record.apply(record)  # holds its conmon and init where they are proven
         return c
 
     def __repr__(self) -> str:
@@ -130,9 +128,13 @@ class ContainerCore:
         )
 
     def take_record(self, record: Record) -> None:
-        """Take over what another process recorded."""
+        """Take over what another process recorded. A record of another run
+        (a restart elsewhere: another conmon) replaces the processes held."""
         m = self._monitor
+        relaunched = (record.conmon_pid, record.conmon_start_time) != (m.conmon_pid, m.conmon_start)
         self.state.apply(record)
+        if relaunched:
+            m.close()  # the handles name the earlier run's conmon and init
         m.conmon_pid, m.conmon_start = record.conmon_pid, record.conmon_start_time
         self.created_at = from_timestamp(record.created_at) or self.created_at
         self.owned_bundle, self.auto_remove, self.stdin, self.note = record.owned_bundle, record.auto_remove, record.stdin, record.note
@@ -141,6 +143,8 @@ class ContainerCore:
         self._sessions.take_recorded(record.exec_sessions)
         if self.state.status is STOPPED:
             m.close_init()
+        elif relaunched:
+            m.adopt(self.state.pid)
 
     def reconcile(self, deep: bool) -> None:
         """Bring the state up to date with conmon's files (and, `deep`, the runtime's)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from ocirt import ContainerStatus, Runtime
 from ocirt.layout import remove_tree
 
 from ..cli_support import Ocirt
@@ -54,3 +55,34 @@ def test_remove_tree_never_follows_a_link_and_takes_any_depth(tmp_path):
     assert remove_tree(path) is None
     assert not os.path.lexists(path) and (outside / "keep").exists()
     assert remove_tree(path) is None  # gone already
+
+
+# -- M1: a Runtime that loaded a container before another restarted it -------
+
+
+def test_a_restart_elsewhere_is_seen_as_the_new_run_not_as_a_dead_conmon(make_bundle, tmp_path):
+    """Runtime `a` holds the first run's conmon and init; `b` restarts the
+    container. `a`'s next look must take the new run's processes, not
+    record the old conmon's exit as "conmon died" for every process."""
+    root = str(tmp_path / "stored")
+    a = Runtime.open(root)
+    b = Runtime.open(root)
+    try:
+        c = a.create("restarted", make_bundle("sleep", "1000"))
+        c.start()
+        old_conmon = c.conmon_pid
+        b.get("restarted").restart(timeout=0)
+        listed = {x.id: x for x in a.list()}["restarted"]
+        assert listed is c
+        assert (c.state.status, c.state.exit_code, c.note) == (ContainerStatus.RUNNING, None, "")
+        assert c.conmon_pid != old_conmon
+        assert b.get("restarted").state.status is ContainerStatus.RUNNING  # nothing wrong was stored
+        assert a.oci.state(c.id)["status"] == "running"
+        c.stop(0)  # through the new run's processes
+        assert c.state.exit_code == 137
+        c.delete()
+    finally:
+        for rt in (a, b):
+            for leftover in rt.list():
+                leftover.delete(force=True)
+            rt.close()
