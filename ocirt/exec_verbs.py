@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from . import attach, exec as execs, logs as logfile, spec as specs
 from .core import RUNNING, ContainerCore
-from .errors import InvalidArgument
+from .errors import ContainerNotFound, InvalidArgument
 from .exec import ExecOptions, ExecSession
 from .steps import Steps
 from .validate import check_id, check_timeout
@@ -32,7 +32,14 @@ def exec_in(c: ContainerCore, cmd: Sequence[str], o: ExecOptions) -> Steps[ExecS
             cap_add=tuple(o.cap_add), no_new_privs=o.no_new_privs,
         )  # fmt: skip
         files = c._files.exec_session(sid)
-        session = yield from execs.start_steps(c._svc.launcher, c, files, c._cgroup, sid, process, timeout=limit, attach=o.attach, stdin=o.stdin)
+    # Launched without the lock: the container's own files can keep the
+    # runtime's exec waiting (a FIFO for /etc/passwd), and stop or delete
+    # must not wait for it. Its conmon is in conmon's cgroup, which they end.
+    session = yield from execs.start_steps(c._svc.launcher, c, files, c._cgroup, sid, process, timeout=limit, attach=o.attach, stdin=o.stdin)
+    with (yield from c._locking()):
+        if c.deleted:
+            session._close()
+            raise ContainerNotFound(f"container {c.id} was deleted while exec session {sid} started", container_id=c.id)
         c._sessions.add(session)
         return session
 

@@ -8,11 +8,14 @@ once its finding is fixed at the cause.
 from __future__ import annotations
 
 import os
+import threading
 
+import ocirt
 from ocirt import ContainerStatus, Runtime
 from ocirt.layout import remove_tree
 
 from ..cli_support import Ocirt
+from ..observe import until
 
 # -- M2: a container's deep tree made it unremovable ---------------------------
 
@@ -86,3 +89,36 @@ def test_a_restart_elsewhere_is_seen_as_the_new_run_not_as_a_dead_conmon(make_bu
             for leftover in rt.list():
                 leftover.delete(force=True)
             rt.close()
+
+
+# -- M3: an exec the container keeps waiting held the container's lock -------
+
+
+def test_stop_and_delete_do_not_wait_for_an_exec_the_container_keeps_waiting(runtime):
+    """The container makes /etc/passwd a FIFO: the runtime's exec opens it
+    and waits. stop and delete must go through at once (the exec then
+    fails), not wait for the exec's 240 s."""
+    c = runtime.run(["sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd && echo ready && exec sleep 1000"], detach=True)
+    c.wait_for_log("ready", timeout=30)
+    failed = []
+
+    def exec_it() -> None:
+        try:
+            c.exec(["true"], timeout=90)
+        except ocirt.OcirtError as e:
+            failed.append(e)
+
+    execing = threading.Thread(target=exec_it)
+    execing.start()
+    try:
+        until(lambda: len(c._cgroup.pids(below=True)) > 1, 30)  # the exec's conmon and runtime: waiting on the FIFO
+        stopping = threading.Thread(target=c.stop, args=(0,))
+        stopping.start()
+        stopping.join(60)
+        assert not stopping.is_alive(), "stop waited for the exec"
+        execing.join(60)
+        assert not execing.is_alive() and failed, "the exec did not fail once the container stopped"
+        assert c.state.exit_code == 137
+    finally:
+        execing.join()
+    c.delete()
