@@ -66,6 +66,8 @@ def stop(c: ContainerCore, timeout: Optional[float] = 10) -> Steps[None]:
                 return
             group = c._cgroup.container if c._cgroup is not None else None
             yield from c._monitor.kill_all_steps(c.spec, group.kill_all if group is not None else lambda: False)
+            if c.state.status is PAUSED:  # paused meanwhile: a frozen process dies of SIGKILL only once thawed
+                yield from resume(c)
         if not (yield from c._monitor.wait_exit_steps(KILL_GRACE)):
             raise Timeout(f"container {c.id} did not exit {KILL_GRACE:g}s after SIGKILL")
     with (yield from c._locking()):

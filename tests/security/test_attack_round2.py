@@ -122,3 +122,21 @@ def test_stop_and_delete_do_not_wait_for_an_exec_the_container_keeps_waiting(run
     finally:
         execing.join()
     c.delete()
+
+
+# -- L2: stop racing pause ----------------------------------------------------
+
+
+def test_a_container_paused_during_stops_grace_is_thawed_and_killed(runtime):
+    c = runtime.run(["sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 1; done"], detach=True)
+    c.wait_for_log("ready", timeout=30)
+    stopping = threading.Thread(target=c.stop, args=(3,))  # SIGTERM, ignored: SIGKILL after 3 s
+    stopping.start()
+    try:
+        c.wait_for_log("got TERM", timeout=30)  # the grace has begun: stop holds no lock now
+        c.pause()
+    finally:
+        stopping.join(60)
+    assert not stopping.is_alive()
+    assert (c.state.status, c.state.exit_code) == (ContainerStatus.STOPPED, 137)
+    c.delete()
