@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from . import conmon, exec as execs, spec as specs
 from .core import CREATED, PAUSED, RUNNING, STOPPED, ContainerCore
@@ -202,10 +202,15 @@ def restart(c: ContainerCore, timeout: Optional[float] = 10) -> Steps[None]:
     yield from start(c)
 
 
+def cgroup_names(cid: str) -> Tuple[str, str]:
+    """The names of conmon's cgroup and the container's (siblings) for container `cid`."""
+    return f"ocirt-conmon-{cid}", f"ocirt-{cid}"
+
+
 def launch(c: ContainerCore, timeout: Optional[float], listen_fds: Sequence[int] = ()) -> Steps[None]:
     """Make conmon's cgroup and have conmon create the container, as
     `launch_options` say; the caller undoes a failure (`undo_launch`)."""
-    c._cgroup = c._svc.cgroups.create(f"ocirt-conmon-{c.id}", f"ocirt-{c.id}", needs=specs.controllers_used(c.spec))
+    c._cgroup = c._svc.cgroups.create(*cgroup_names(c.id), needs=specs.controllers_used(c.spec))
     launched = yield from c._svc.launcher.create_steps(
         c.id, c._files, c.bundle, c.spec, cgroup=c._cgroup, terminal=bool(c.spec["process"].get("terminal")),
         stdin=c.stdin, options=c.launch_options, timeout=timeout, listen_fds=listen_fds,

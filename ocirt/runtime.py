@@ -310,6 +310,9 @@ class Runtime:
         with self._store_lock(cid):
             # The record comes first: a process that dies after it leaves a
             # container that ps shows and rm -f removes, never a hidden one.
+            # It names conmon's cgroup before it is made: whoever finds it
+            # removes that too, from whatever cgroup it runs in.
+            container._cgroup = self._cgroups.planned(*lifecycle.cgroup_names(cid))
             if self.store is not None:
                 self.store.insert(container.to_record())
             try:

@@ -180,6 +180,20 @@ class Cgroupfs:
             raise CgroupError(f"cannot create cgroup {name!r}: {e}") from e
         return group
 
+    def planned(self, name: str, container: Optional[str] = None) -> "CgroupfsGroup":
+        """The cgroup `create(name, container)` would make, with nothing made:
+        its directories, for a record that names them before they exist (a
+        process killed while making them leaves what the next one finds)."""
+        name = _check_leaf(name)
+        plan = self._plan()
+        dirs = [os.path.join(parent, name) for _, parent in plan.conmon_parents]
+        container_dirs: List[str] = []
+        if container is not None:
+            leaf = _check_leaf(container)
+            parents = [parent for _, parent in plan.container_parents] if self.base() is not None else dirs
+            container_dirs = [os.path.join(parent, leaf) for parent in parents]
+        return self.existing(name, dirs, list(plan.levels), container_dirs)
+
     def _layout_levels(self) -> List[str]:
         """The directories between this process's own cgroup and the parent,
         in every hierarchy, top-down: made for ocirt's layout, so each

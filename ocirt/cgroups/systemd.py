@@ -51,6 +51,9 @@ class Systemd:
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 
 
+    def planned(self, name: str, container: Optional[str] = None) -> "SystemdScope":
+        return SystemdScope(f"ocirt-{name}.scope", self.slice)
+
     def existing(self, name: str, dirs: List[str], parents: List[str], container_dirs: Sequence[str] = ()) -> "SystemdScope":
         return SystemdScope(f"ocirt-{name}.scope", self.slice)
 

@@ -8,6 +8,7 @@ once its finding is fixed at the cause.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 
 import ocirt
@@ -140,3 +141,21 @@ def test_a_container_paused_during_stops_grace_is_thawed_and_killed(runtime):
     assert not stopping.is_alive()
     assert (c.state.status, c.state.exit_code) == (ContainerStatus.STOPPED, 137)
     c.delete()
+
+
+# -- L1: a manager killed in create; the next one finds conmon's cgroup ------
+
+
+def test_a_run_rm_killed_in_create_leaves_no_cgroup_once_cleaned_up(ocirt: Ocirt, gate):
+    """The record is made before conmon's cgroup and names it: conmon's exit
+    command (run from inside that cgroup) and rm -f find it however the
+    caller's own cgroup lies, and remove it."""
+    manager = ocirt.popen("--runtime", gate.runtime("create"), "run", "-d", "--rm", "--name", "half", "--", "sleep", "1000")
+    gate.reached("reached.main")
+    os.kill(manager.pid, signal.SIGKILL)
+    manager.wait()
+    gate.release("main")  # the runtime goes on creating for a manager that is gone
+    gate.reached("done.main")
+    until(lambda: ocirt.ok("ps", "-a", "--format", "{{.Status}}").strip() != "Half-created", 30)
+    ocirt("rm", "-f", "half")  # removed already by its exit command, or now: the leak check finds nothing either way
+    assert ocirt.ok("ps", "-a", "-q") == ""
