@@ -22,6 +22,7 @@ class Recorded(Protocol):
 
     id: str
     state: ContainerState
+    note: str
 
     @property
     def deleted(self) -> bool: ...
@@ -111,6 +112,7 @@ class Recorder:
             if record is not self._seen and record != self._seen:
                 self.apply(record)
             changed = self._c.reconcile_would_change()
+            self._keep_unreadable_note()
         if changed:
             self.refresh(blocking=False)
 
@@ -135,7 +137,15 @@ class Recorder:
         if not self._take_stored():
             return False
         self._c.reconcile(deep)
+        self._keep_unreadable_note()
         return True
+
+    def _keep_unreadable_note(self) -> None:
+        """Reconciling calls a container of unknown state half-created; one whose
+        record is unreadable keeps saying so instead."""
+        note = self._store.unreadable(self._c.id) if self._store is not None else None
+        if note:
+            self._c.note = note
 
     def _take_stored(self) -> bool:
         if self._store is None:

@@ -139,7 +139,7 @@ class Runtime:
         """
         root = os.path.abspath(root or os.environ.get("OCIRT_ROOT") or DEFAULT_ROOT)
         run_dir = DEFAULT_RUN_DIR if root == DEFAULT_ROOT else os.path.join(root, "run")
-        store = Store(os.path.join(root, "state.db"), os.path.join(run_dir, "locks"))
+        store = Store(os.path.join(root, "state.db"), os.path.join(run_dir, "locks"), bundles=os.path.join(root, "bundles"))
         rt = cls(run_dir, store=store, **options)  # type: ignore[arg-type]
         rt.root = root
         rt.list()  # reconciles every container
@@ -393,7 +393,9 @@ class Runtime:
         Each is reconciled first, so a status is never stale (a container
         whose lock another process holds is shown as that process left it).
         `status`, `label` ("key", "key=value", or a dict all of whose pairs
-        must match) and `name` (exact) choose among them.
+        must match) and `name` (exact) choose among them. A container whose
+        record is unreadable is listed half-created, its note saying why
+        (logged once): only a forced delete removes it (see store.Record.unreadable).
         """
         keep = _filter(status, label, name)
         if self.store is None:

@@ -4,23 +4,31 @@ WAL mode and a busy timeout let several processes share the database; every
 change is committed before the call that made it returns. Cross-process
 exclusion for one container is a flock on its lock file (`lock(id)`), held
 for the span of a verb.
+
+A stored record is not trusted: one that is not what ocirt writes stands
+for its container as an unreadable record (see `Record.unreadable`), and
+never stops the others from being read.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
 from .layout import check_private_dir
+from .validate import ID_MAX_LENGTH, ID_PATTERN
+
+log = logging.getLogger("ocirt")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -30,6 +38,11 @@ CREATE TABLE IF NOT EXISTS containers (
 )
 """
 
+STATUSES = frozenset({"configured", "created", "running", "paused", "stopped"})  # state.ContainerStatus's values
+UNREADABLE = "its record in the store is unreadable"
+PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT
+_TIME_MAX = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+_NOTHING = object()
 
 
 def from_timestamp(value: Optional[float]) -> Optional[datetime]:
@@ -69,23 +82,127 @@ class Record:
         return json.dumps({name: getattr(self, name) for name in _RECORD_FIELD_NAMES})
 
     @classmethod
-    def from_json(cls, text: str) -> "Record":
-        data = json.loads(text)
-        known = _RECORD_FIELDS
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_json(cls, text: object) -> "Record":
+        """The record `text` holds: a JSON object whose fields each have the
+        type ocirt writes (unknown fields are ignored; a missing one takes its
+        default, but id, name and bundle have none). StoreError saying what is
+        wrong otherwise, chained from the parser's error where there is one."""
+        if not isinstance(text, str):
+            raise StoreError(f"the record is {type(text).__name__}, not text")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise StoreError(f"the record is not JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise StoreError(f"the record is a JSON {type(data).__name__}, not an object")
+        for name in _REQUIRED_FIELDS:
+            if name not in data:
+                raise StoreError(f"the record has no {name!r}")
+        for name, valid in _FIELD_CHECKS.items():
+            if name in data and not valid(data[name]):
+                raise StoreError(f"the record's {name!r} is {_shown(data[name])}")
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_CHECKS})
+
+    @classmethod
+    def unreadable(cls, cid: str, name: str, why: str, owned_bundle: str = "") -> "Record":
+        """What stands for container `cid` named `name` when its record cannot
+        be read (`why`): nothing else is known of it, so it is half-created
+        (status configured: only a forced delete removes it, and that finds
+        its conmon, runtime state, cgroups and run files by its id alone);
+        `owned_bundle`, if given, is the bundle ocirt made for it there."""
+        return cls(
+            id=cid, name=name, bundle=owned_bundle, owned_bundle=bool(owned_bundle), note=f"{UNREADABLE} ({why}); rm -f removes it"
+        )
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pid(value: object) -> bool:
+    return value is None or (_whole(value) and 0 < value <= PID_MAX)  # type: ignore[operator]
+
+
+def _count(value: object) -> bool:
+    return value is None or (_whole(value) and value >= 0)  # type: ignore[operator]
+
+
+def _code(value: object) -> bool:
+    return value is None or _whole(value)
+
+
+def _time(value: object) -> bool:
+    """None, or POSIX seconds that from_timestamp takes (from 1970)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= _TIME_MAX)
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _string_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _session(value: object) -> bool:
+    """An exec session as exec.Sessions records it (an ended one has its finish time)."""
+    if not isinstance(value, dict):
+        return False
+    return (
+        _count(value.get("pid")) and _count(value.get("conmon_pid")) and _strings(value.get("cmd", []))
+        and _time(value.get("started_at")) and _time(value.get("finished_at")) and _code(value.get("exit_code"))
+        and (value.get("exit_code") is None or "finished_at" in value)
+    )  # fmt: skip
+
+
+def _sessions(value: object) -> bool:
+    """Sessions by id; an id names a directory, so it follows the id rules."""
+    return isinstance(value, dict) and all(_is_id(sid) and _session(s) for sid, s in value.items())
+
+
+def _is_id(value: object) -> bool:
+    """What validate.check_id accepts."""
+    return isinstance(value, str) and len(value) <= ID_MAX_LENGTH and ID_PATTERN.fullmatch(value) is not None
+
+
+# What each field of a stored record may hold (the status's value is checked by the store).
+_FIELD_CHECKS: Dict[str, Callable[[Any], bool]] = {
+    "id": _is_id, "name": lambda v: isinstance(v, str), "bundle": lambda v: isinstance(v, str),
+    "status": lambda v: isinstance(v, str), "pid": _pid, "conmon_pid": _pid, "conmon_start_time": _count,
+    "exit_code": _code, "oom_killed": lambda v: isinstance(v, bool), "created_at": _time, "started_at": _time,
+    "finished_at": _time, "cgroup_dirs": _strings, "cgroup_parents": _strings, "container_cgroup_dirs": _strings,
+    "owned_bundle": lambda v: isinstance(v, bool), "auto_remove": lambda v: isinstance(v, bool),
+    "stdin": lambda v: isinstance(v, bool), "exec_sessions": _sessions, "note": lambda v: isinstance(v, str),
+    "labels": _string_map, "launch": lambda v: isinstance(v, dict),
+}  # fmt: skip
+_REQUIRED_FIELDS = tuple(f.name for f in fields(Record) if f.default is MISSING and f.default_factory is MISSING)
 _RECORD_FIELD_NAMES = tuple(f.name for f in fields(Record))
-_RECORD_FIELDS = frozenset(_RECORD_FIELD_NAMES)
 
 
 class Store:
-    """The database at `path` plus the lock files in `lock_dir`."""
+    """The database at `path` plus the lock files in `lock_dir`; `bundles` is
+    where ocirt makes the bundles it owns, one named after each container.
 
-    def __init__(self, path: str, lock_dir: str) -> None:
+    A record that cannot be read (not JSON, a field of the wrong type, an
+    unknown status, another container's) is logged once, stands for its
+    container as `Record.unreadable` says (with its bundle in `bundles`, if
+    there is one), and is never written over: only `delete` removes it. A
+    row whose id is not a container id is passed over by `all` (logged
+    once), as nothing of it can be found.
+    """
+
+    def __init__(self, path: str, lock_dir: str, bundles: Optional[str] = None) -> None:
         """Open (or make) the database; StoreError if it cannot be used, leaving
         no directory behind that this call made."""
-        self._parsed: Dict[str, Record] = {}  # all()'s records by their JSON
+        self.bundles = bundles
+        self._parsed: Dict[Tuple[object, object, object], Record] = {}  # all()'s records by their rows
+        self._unreadable: Dict[str, str] = {}  # id -> its stand-in's note, for the records last read unreadable
+        self._warned: Dict[str, object] = {}  # id -> the unreadable row's record, as last logged
         self.path = path
         self.lock_dir = lock_dir
         self._conn: Optional[sqlite3.Connection] = None
@@ -134,28 +251,82 @@ class Store:
                 raise ContainerExists(f"a container named {record.name!r} or with id {record.id} exists") from None
 
     def save(self, record: Record) -> None:
+        """Replace the container's record, unless the stored one was unreadable
+        when last read here (that one stays until deleted)."""
+        if record.id in self._unreadable:
+            return
         with self._db() as db:
             db.execute("UPDATE containers SET record = ? WHERE id = ?", (record.to_json(), record.id))
 
     def delete(self, cid: str) -> None:
         with self._db() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        self._unreadable.pop(cid, None)
+        self._warned.pop(cid, None)
 
     def get(self, cid: str) -> Optional[Record]:
+        """The container's record (a stand-in for an unreadable one); None if there is none.
+        StoreError for a row whose id is not a container id."""
         with self._db() as db:
-            row = db.execute("SELECT record FROM containers WHERE id = ?", (cid,)).fetchone()
-        return Record.from_json(row[0]) if row else None
+            row = db.execute("SELECT id, name, record FROM containers WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            return None
+        record = self._read(*row)
+        if record is None:
+            raise StoreError(f"state database {self.path}: {cid!r} is not a container id")
+        return record
 
     def all(self) -> List[Record]:
-        """Every record, oldest first. A record unchanged since the last call is
-        the very same object (so it compares equal at once), not parsed again."""
+        """Every record, oldest first (stand-ins for unreadable ones). A record
+        unchanged since the last call is the very same object (so it compares
+        equal at once), not parsed again."""
         with self._db() as db:
-            rows = db.execute("SELECT record FROM containers ORDER BY rowid").fetchall()
+            rows = db.execute("SELECT id, name, record FROM containers ORDER BY rowid").fetchall()
         before, now = self._parsed, {}
-        for (text,) in rows:
-            now[text] = before.get(text) or Record.from_json(text)
+        out = []
+        for row in rows:
+            record = before.get(row) or self._read(*row)
+            if record is None:
+                continue
+            if record.id not in self._unreadable:
+                now[row] = record
+            out.append(record)
         self._parsed = now
-        return [now[text] for (text,) in rows]
+        return out
+
+    def unreadable(self, cid: str) -> Optional[str]:
+        """Why the container's record was unreadable when last read here (its
+        stand-in's note); None if it was read."""
+        return self._unreadable.get(cid)
+
+    def _read(self, cid: object, name: object, text: object) -> Optional[Record]:
+        """The record of a row, or its stand-in; None for a row whose id is not
+        a container id. What is wrong with a row is logged once."""
+        if not _is_id(cid):
+            self._warn_once(str(cid), text, f"a row's id, {_shown(cid)}, is not a container id: it is passed over")
+            return None
+        assert isinstance(cid, str)
+        try:
+            record = Record.from_json(text)
+            if (record.id, record.name) != (cid, name):
+                raise StoreError(f"the record is that of {record.name!r} ({record.id})")
+            if record.status not in STATUSES:
+                raise StoreError(f"the record's status is {_shown(record.status)}")
+        except StoreError as e:
+            bundle = os.path.join(self.bundles, cid) if self.bundles is not None else ""
+            stand_in = Record.unreadable(cid, name if isinstance(name, str) else cid, str(e), bundle if os.path.isdir(bundle) else "")
+            self._unreadable[cid] = stand_in.note
+            self._warn_once(cid, text, f"container {stand_in.name} ({cid}): {stand_in.note}")
+            return stand_in
+        self._unreadable.pop(cid, None)
+        self._warned.pop(cid, None)
+        return record
+
+    def _warn_once(self, key: str, text: object, message: str) -> None:
+        """Log `message` about row `key`, unless already logged for this `text`."""
+        if self._warned.get(key, _NOTHING) != text:
+            self._warned[key] = text
+            log.warning("state database %s: %s", self.path, message)
 
     def resolve(self, name_or_id: str) -> str:
         """The id of the container `name_or_id` names: an exact id, else an exact
