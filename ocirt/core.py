@@ -150,15 +150,23 @@ class ContainerCore:
         """Bring the state up to date with conmon's files (and, `deep`, the runtime's)."""
         m = self._monitor
         status = self._runtime_status if deep else None
-        self.note = reconcile(self.state, self._files, conmon_alive=m.conmon_alive, runtime_status=status, wait_exit=m.wait_exit) or self.note
+        self.note = (
+            reconcile(self.state, self._files, conmon_alive=m.conmon_alive, runtime_status=status, orphan_status=self._orphan_status, wait_exit=m.wait_exit)
+            or self.note
+        )
         if self.state.status is STOPPED:
             m.close_init()
+        elif not m.conmon_alive():
+            m.adopt_orphan(self.state.pid, self._holds_process)
 
     def reconcile_would_change(self) -> bool:
         """Whether a reconcile that waits for nothing changes the state (for a
         listing); when it does not, its note is kept."""
         seen = copy.copy(self.state)
-        note = reconcile(seen, self._files, conmon_alive=self._monitor.conmon_alive, runtime_status=self._runtime_status, wait_exit=lambda _: True)
+        m = self._monitor
+        note = reconcile(
+            seen, self._files, conmon_alive=m.conmon_alive, runtime_status=self._runtime_status, orphan_status=self._orphan_status, wait_exit=lambda _: True
+        )
         if seen != self.state:
             return True
         self.note = note or self.note
@@ -191,6 +199,20 @@ class ContainerCore:
             return str(self._svc.oci.state(self.id)["status"])
         except ContainerNotFound:
             return STOPPED.value
+
+    def _orphan_status(self) -> str:
+        """The runtime's own status, asked when conmon is gone: it alone knows
+        whether the container went with it (runc's files say "running" for a
+        container whose processes are all gone)."""
+        try:
+            return str(self._svc.oci.state(self.id)["status"])
+        except ContainerNotFound:
+            return STOPPED.value
+
+    def _holds_process(self, pid: int) -> bool:
+        """Whether `pid` is in the container's own cgroup: a process there is the container's."""
+        group = self._cgroup.container if self._cgroup is not None else None
+        return group is not None and pid in group.pids()
 
     # -- what the verbs share --------------------------------------------------
 

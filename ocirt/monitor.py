@@ -56,6 +56,12 @@ class Monitor:
         if self.init is None and self.conmon is not None:
             self.init = ProcessHandle.open(pid, parent=self.conmon.pid)
 
+    def adopt_orphan(self, pid: Optional[int], proven: Callable[[int], bool]) -> None:
+        """Hold the init of a container whose conmon is gone, if `proven(pid)`
+        (checked once its pidfd is open): waits then end with the init."""
+        if self.init is None:
+            self.init = ProcessHandle.open(pid, check=proven)
+
     def open_root(self) -> Optional[int]:
         """An O_PATH fd of the root the running container sees (its init's
         /proc/<pid>/root), or None; opened while the init was proven alive."""
@@ -106,7 +112,8 @@ class Monitor:
         return block(self.wait_exit_steps(timeout))
 
     def wait_exit_steps(self, timeout: Optional[float]) -> Steps[bool]:
-        """Wait for conmon's exit file; True once it is there (or conmon is gone without it).
+        """Wait for conmon's exit file; True once it is there (or conmon is gone
+        without it: then, if the container outlived conmon, once its init is).
 
         An inotify watch on the exit directory, armed before the check, and
         conmon's pidfd: no polling. Without inotify (OCIRT_NO_INOTIFY, or
@@ -115,7 +122,9 @@ class Monitor:
         """
         daemon = self.conmon
         if daemon is None or daemon.fd is None:
-            return True
+            daemon = self.init  # conmon is gone: no exit file will come, the init's end is the exit
+            if daemon is None or daemon.fd is None:
+                return True
         deadline = deadline_after(timeout)
         watch = self._watch()
         delay = 100e-6
@@ -127,7 +136,11 @@ class Monitor:
                 wake = deadline if watch else min(math.inf if deadline is None else deadline, time.monotonic() + delay)
                 ready = yield Readable((daemon_fd,) + ((watch[0],) if watch else ()), wake)
                 if daemon_fd in ready:
-                    return True  # gone: with an exit file, or without one (exit() tells)
+                    init = self.init
+                    if daemon is not self.conmon or init is None or init.fd is None or os.path.exists(self.files.exit_file):
+                        return True  # gone: with an exit file, or without one (exit() tells)
+                    daemon = init  # conmon died under a container that runs on: its init's end is the exit
+                    continue
                 if watch and watch[0] in ready:
                     _native.watch_seen(watch[0], self.cid)
                 if deadline is not None and time.monotonic() >= deadline and not os.path.exists(self.files.exit_file):

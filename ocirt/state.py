@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .exec import ExecSession
 
 CONMON_DIED = "conmon died without recording an exit code"
+ORPHANED = "conmon died: the container runs on unmonitored (no log, no exit code); stop or rm -f ends it"
 TIMED_OUT = "killed by conmon: its time to run (kill_after) was up"
 HALF_CREATED = "half-created by a process that died; remove it with rm -f"
 
@@ -167,14 +168,18 @@ def reconcile(
     *,
     conmon_alive: Callable[[], bool],
     runtime_status: Optional[Callable[[], str]] = None,
+    orphan_status: Callable[[], str],
     wait_exit: Callable[[float], bool],
 ) -> str:
     """Bring a recorded state up to date with what conmon and the runtime know.
 
-    An exit file means the container exited; a dead conmon without one,
-    exit code -1. With `runtime_status` (a "deep" reconcile) the runtime is
-    asked too, for a start or pause done by a process that died before it
-    recorded it. Returns the note to keep with the state ("" if none new).
+    An exit file means the container exited. A dead conmon without one:
+    the runtime is asked (`orphan_status`); a container that outlived its
+    conmon keeps its status with the note ORPHANED, one that went with it
+    has exit code -1. With `runtime_status` (a "deep" reconcile) the
+    runtime is asked too, for a start or pause done by a process that died
+    before it recorded it. Returns the note to keep with the state ("" if
+    none new).
     """
     if state.status is ContainerStatus.CONFIGURED:
         return HALF_CREATED
@@ -183,6 +188,12 @@ def reconcile(
     if os.path.exists(files.exit_file):
         return _stopped(state, files)
     if not conmon_alive():
+        if os.path.exists(files.exit_file):
+            return _stopped(state, files)  # written as conmon went
+        raw = orphan_status()
+        if raw in (s.value for s in LIVE):
+            state.status = ContainerStatus(raw)
+            return ORPHANED
         state.record_exit(Exit(-1, now(), note=CONMON_DIED))
         return CONMON_DIED
     if runtime_status is None:

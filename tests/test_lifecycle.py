@@ -281,7 +281,9 @@ def test_runtime_reuses_an_id_after_delete_and_ignores_a_stale_exit_file(create,
     c.delete()
 
 
-def test_a_conmon_that_dies_during_wait_is_an_error_not_a_hang(run, runtime):
+def test_a_conmon_that_dies_during_wait_leaves_wait_on_the_container_then_an_error(run, runtime):
+    """wait follows a container that outlives its conmon to its end (its
+    init's pidfd), then raises: conmon recorded no exit code."""
     c = run("sleep", "1000")
     result: dict = {}
     waiter = threading.Thread(target=lambda: result.setdefault("error", _raised(c.wait, 60)))
@@ -290,8 +292,11 @@ def test_a_conmon_that_dies_during_wait_is_an_error_not_a_hang(run, runtime):
     fd = ocirt.native.pidfd_open(c.conmon_pid)
     try:
         ocirt.native.pidfd_send_signal(fd, signal.SIGKILL)
+        assert ocirt.native.wait_pids([c.conmon_pid], 30) == []
     finally:
         os.close(fd)
+    assert waiter.is_alive() and c.state.exit_code is None  # the container runs on
+    c.kill()  # through its init's pidfd
     waiter.join(60)
     assert not waiter.is_alive()
     assert isinstance(result["error"], ocirt.ConmonError)

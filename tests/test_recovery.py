@@ -147,9 +147,13 @@ def test_exit_while_no_manager_is_read_from_the_exit_file(ocirt, gate, make_bund
     ocirt.ok("rm", "x")
 
 
-def test_dead_conmon_is_reported_not_waited_for(ocirt):
+def test_a_container_that_outlives_its_conmon_runs_on_until_stopped(ocirt):
+    """conmon SIGKILLed under a running container: the runtime is asked, so
+    ps shows it running (with a note), stop ends it for real (its exit code
+    unknown: -1), wait then fails at once, and a plain rm removes it."""
     ocirt.ok("run", "-d", "--name", "orphan", "--", "sleep", "1000")
-    conmon = state(ocirt, "orphan")["ConmonPid"]
+    st = state(ocirt, "orphan")
+    conmon, init = st["ConmonPid"], st["Pid"]
     fd = _native.pidfd_open(conmon)
     try:
         _native.pidfd_send_signal(fd, signal.SIGKILL)
@@ -158,7 +162,16 @@ def test_dead_conmon_is_reported_not_waited_for(ocirt):
         os.close(fd)
     reap_orphans()
     st = state(ocirt, "orphan")
+    assert (st["Status"], st["ExitCode"]) == ("running", 0) and "conmon died" in st["Note"]
+    assert "Up" in ocirt.ok("ps", "-a")
+    init_fd = _native.pidfd_open(init)
+    try:
+        ocirt.ok("stop", "-t", "0", "orphan")
+        assert _native.wait_pids([init], 0) == []  # stop returned once the container's process was gone
+    finally:
+        os.close(init_fd)
+    st = state(ocirt, "orphan")
     assert (st["Status"], st["ExitCode"]) == ("exited", -1) and "conmon died" in st["Note"]
     waited = ocirt("wait", "orphan")  # an error, at once: never a hang
     assert waited.returncode == 125 and "conmon" in waited.stderr and "died" in waited.stderr
-    ocirt.ok("rm", "-f", "orphan")
+    ocirt.ok("rm", "orphan")
