@@ -95,6 +95,12 @@ class CgroupError(OcirtError):
     """A cgroup could not be created, joined or removed."""
 
 
+class ImageError(OcirtError):
+    """An image could not be pulled, unpacked or used: a bad reference, an
+    unreachable or refusing registry, a missing tag, a corrupt or hostile
+    blob, or one the store does not hold."""
+
+
 class Timeout(OcirtError, TimeoutError):
     """An operation did not finish within its timeout."""
 
