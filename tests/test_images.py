@@ -1,0 +1,127 @@
+"""The image store on real skopeo: pulls from OCI layouts the tests write,
+pull policies, removal, bad references and corrupt blobs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+
+import pytest
+
+from ocirt import ImageError, InvalidArgument
+from ocirt.images.reference import parse
+from ocirt.images.store import ImageStore
+
+from .image_support import busybox_files, tar_layer, write_layout
+
+pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (.ci/install installs it)")
+
+CONFIG = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hi"], "Env": ["A=1"], "WorkingDir": "/tmp", "User": "app", "Labels": {"tier": "test"}}
+
+
+@pytest.fixture
+def source(tmp_path):
+    """An OCI layout with two images: v1 (busybox, then a layer with a whiteout) and v2 (v1's base, another top)."""
+    path = str(tmp_path / "src")
+    base = tar_layer(busybox_files())
+    write_layout(path, [base, tar_layer({"etc/motd": b"v1\n", "etc/.wh.group": b""})], CONFIG, tag="v1")
+    write_layout(path, [base, tar_layer({"etc/motd": b"v2\n"})], CONFIG, tag="v2")
+    return path
+
+
+def test_a_pull_unpacks_each_layer_once_and_keeps_the_images_config(tmp_path, source):
+    store = ImageStore(str(tmp_path / "root"))
+    v1 = store.pull(f"oci:{source}:v1")
+    assert v1.name == f"oci:{source}:v1" and len(v1.layers) == 2
+    assert (v1.config.args(), v1.config.env, v1.config.workdir, v1.config.user) == (["/bin/sh", "-c", "echo hi"], {"A": "1"}, "/tmp", "app")
+    top, base = store.lower_dirs(v1)
+    assert open(os.path.join(top, "etc", "motd")).read() == "v1\n"
+    assert os.path.exists(os.path.join(base, "bin", "busybox"))
+    v2 = store.pull(f"oci:{source}:v2")
+    assert store.lower_dirs(v2)[1] == base  # the shared base: unpacked once
+    assert len(os.listdir(store.layers)) == 3
+    assert [i.name for i in store.list()] == [v2.name, v1.name]
+    assert store.get(v1.id[7:19]) == v1  # by id prefix, as podman
+    assert oct(os.stat(store.dir).st_mode & 0o777) == "0o700"
+
+
+def test_pull_policies_and_removal_of_what_no_image_uses(tmp_path, source):
+    store = ImageStore(str(tmp_path / "root"))
+    ref = f"oci:{source}:v1"
+    with pytest.raises(ImageError, match="pull policy is never"):
+        store.pull(ref, policy="never")
+    first = store.pull(ref)
+    assert store.pull(ref, policy="never") == first
+    assert store.pull(ref) is not None and store.pull(ref, policy="always").digest == first.digest
+    with pytest.raises(InvalidArgument, match="pull policy"):
+        store.pull(ref, policy="sometimes")
+    other = store.pull(f"oci:{source}:v2")
+    store.remove(ref)
+    assert [i.name for i in store.list()] == [other.name]
+    assert len(os.listdir(store.layers)) == 2  # v1's top layer went; the shared base stayed
+    store.remove(other.name)
+    assert os.listdir(store.layers) == [] and os.listdir(os.path.join(store.layout, "blobs", "sha256")) == []
+    with pytest.raises(ImageError, match="not in the store"):
+        store.remove(ref)
+
+
+@pytest.mark.parametrize(
+    "ref, match",
+    [
+        ("", "not an image reference"),
+        ("Upper/Case", "not a valid image name"),
+        ("busybox", "names no registry"),
+        ("oci:/nonexistent/layout:v1", "cannot pull"),
+        ("SRC:nope", "cannot pull"),
+        ("oci-archive:/nonexistent.tar", "cannot pull"),
+    ],
+)
+def test_a_bad_reference_or_missing_image_is_one_clear_error_and_leaves_nothing(tmp_path, source, ref, match):
+    store = ImageStore(str(tmp_path / "root"))
+    with pytest.raises(ImageError, match=match):
+        store.pull(ref.replace("SRC", f"oci:{source}"))
+    assert store.list() == []
+    assert not os.path.isdir(store.layers) or os.listdir(store.layers) == []
+    blobs = os.path.join(store.layout, "blobs", "sha256")
+    assert not os.path.isdir(blobs) or os.listdir(blobs) == []
+
+
+def test_a_corrupt_layer_blob_is_refused_and_leaves_no_layer(tmp_path, source):
+    index = json.load(open(os.path.join(source, "index.json")))
+    manifest_digest = next(m["digest"] for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "v1")
+    manifest = json.load(open(os.path.join(source, "blobs", "sha256", manifest_digest[7:])))
+    top = os.path.join(source, "blobs", "sha256", manifest["layers"][1]["digest"][7:])
+    data = bytearray(open(top, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(top, "wb").write(bytes(data))
+    store = ImageStore(str(tmp_path / "root"))
+    with pytest.raises(ImageError):
+        store.pull(f"oci:{source}:v1")
+    assert store.list() == []
+    assert os.listdir(store.layers) == [] and os.listdir(os.path.join(store.layout, "blobs", "sha256")) == []
+
+
+def _pull(root: str, ref: str) -> str:
+    return ImageStore(root).pull(ref).name
+
+
+def test_two_processes_pulling_into_one_store_keep_both_images(tmp_path, source):
+    root = str(tmp_path / "root")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        names = pool.starmap(_pull, [(root, f"oci:{source}:v1"), (root, f"oci:{source}:v2")] * 3)
+    assert sorted(set(names)) == [f"oci:{source}:v1", f"oci:{source}:v2"]
+    store = ImageStore(root)
+    assert sorted(i.name for i in store.list()) == sorted(set(names))
+    for image in store.list():
+        assert store.pull(image.name, policy="never") == image
+        assert len(store.lower_dirs(image)) == 2
+
+
+def test_references_name_images_as_podman_does():
+    assert parse("localhost:5000/app:1").name == "localhost:5000/app:1"
+    assert parse("docker://127.0.0.1:5000/app").source == "docker://127.0.0.1:5000/app:latest"
+    assert parse("library/busybox").source is None  # a short name is never searched for
+    assert parse("oci:rel:v1").name == f"oci:{os.path.abspath('rel')}:v1"
+    assert parse("a/b:1").key != parse("a/b:2").key
