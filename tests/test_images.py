@@ -15,6 +15,7 @@ from ocirt.images.reference import parse
 from ocirt.images.store import ImageStore
 
 from .image_support import busybox_files, tar_layer, write_layout
+from .registry import running
 
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (.ci/install installs it)")
 
@@ -125,3 +126,26 @@ def test_references_name_images_as_podman_does():
     assert parse("library/busybox").source is None  # a short name is never searched for
     assert parse("oci:rel:v1").name == f"oci:{os.path.abspath('rel')}:v1"
     assert parse("a/b:1").key != parse("a/b:2").key
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A real registry on 127.0.0.1, for this module's tests."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (.ci/install installs it)")
+    yield from running(str(tmp_path_factory.mktemp("registry")))
+
+
+def test_a_pull_from_a_registry_and_its_errors(tmp_path, source, registry):
+    ref = registry.push(f"oci:{source}:v1", "test/app:v1")
+    store = ImageStore(str(tmp_path / "root"))
+    image = store.pull(ref, tls_verify=False)
+    assert image.name == ref and image.config.labels == {"tier": "test"}
+    assert open(os.path.join(store.lower_dirs(image)[0], "etc", "motd")).read() == "v1\n"
+    with pytest.raises(ImageError, match="cannot pull"):
+        store.pull(f"{registry.host}/test/app:nope", tls_verify=False)  # a missing tag
+    with pytest.raises(ImageError, match="cannot pull"):
+        store.pull(ref, policy="always")  # plain HTTP, while TLS is asked for
+    with pytest.raises(ImageError, match="cannot pull"):
+        store.pull("127.0.0.1:9/test/app:v1", tls_verify=False)  # nobody listens there
+    assert [i.name for i in store.list()] == [ref]
