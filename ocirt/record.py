@@ -4,17 +4,23 @@ Every verb runs inside `Recorder.locked()`: the container's lock and, at
 the outermost level, its record loaded and reconciled before the verb and
 saved after it. So processes that share a store see one container, and a
 process that died mid-verb leaves a record the next one can reconcile.
+Only a record that changed is written: reading and reconciling a container
+that did not change writes nothing (and so works on a full filesystem).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import ContextManager, Iterator, Optional, Protocol
 
+from .errors import StoreError
 from .lock import ContainerLock, Hold
 from .state import ContainerState
 from .steps import Steps, block
 from .store import Record, Store
+
+log = logging.getLogger("ocirt")
 
 
 class Recorded(Protocol):
@@ -83,7 +89,9 @@ class Recorder:
 
         With `blocking=False`, a record another process holds is taken as it
         stands, and a container another thread or task of this process is
-        working on is left as it is.
+        working on is left as it is. What reconciling found is returned even
+        when the store cannot record it (a full filesystem, say: logged), as
+        the next reader finds it again.
         """
         if self._store is None:
             return self._c.state
@@ -94,7 +102,10 @@ class Recorder:
             if hold.contended:
                 self._take_stored()
             elif hold.outermost and self._load(deep=True):
-                self.save()
+                try:
+                    self.save()
+                except StoreError as e:
+                    log.warning("container %s: its state is not recorded: %s", self._c.id, e)
         return self._c.state
 
     def glance(self, record: Record) -> None:
@@ -117,9 +128,12 @@ class Recorder:
             self.refresh(blocking=False)
 
     def save(self) -> None:
+        """Write the container's record, if it differs from the stored one."""
         if self._store is not None and not self._c.deleted:
-            self._seen = self._c.to_record()
-            self._store.save(self._seen)
+            record = self._c.to_record()
+            if record != self._seen:
+                self._store.save(record)
+                self._seen = record
 
     def save_now(self) -> Steps[None]:
         """Save under the lock (for a change made outside any verb)."""

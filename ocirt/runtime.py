@@ -136,6 +136,15 @@ class Runtime:
         `root` defaults to $OCIRT_ROOT, else /var/lib/ocirt with run files in
         /run/ocirt; a root given either way keeps its run files in root/run.
         Containers left by processes that died are reconciled on open.
+
+        The run files hold each container's log, which has no size cap
+        unless `log_size_max` sets one: a container that writes without end
+        fills the filesystem that holds them (with the default root, /run:
+        often a small tmpfs that the whole host shares). On a full
+        filesystem, listing, inspecting and reading logs still work, and a
+        forced delete frees the container's log before it writes to the
+        database; what must record a change (a stop's exit code) needs
+        space first (see store.Store).
         """
         root = os.path.abspath(root or os.environ.get("OCIRT_ROOT") or DEFAULT_ROOT)
         run_dir = DEFAULT_RUN_DIR if root == DEFAULT_ROOT else os.path.join(root, "run")

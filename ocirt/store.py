@@ -7,7 +7,8 @@ for the span of a verb.
 
 A stored record is not trusted: one that is not what ocirt writes stands
 for its container as an unreadable record (see `Record.unreadable`), and
-never stops the others from being read.
+never stops the others from being read. On a full filesystem the database
+is still read (see `Store`); writing needs space again.
 """
 
 from __future__ import annotations
@@ -194,6 +195,14 @@ class Store:
     there is one), and is never written over: only `delete` removes it. A
     row whose id is not a container id is passed over by `all` (logged
     once), as nothing of it can be found.
+
+    On a full filesystem reading still works: where a connection that can
+    write cannot be had (the first one to open grows SQLite's -shm file), a
+    read-only one is used until something is to be written. That one writes
+    nothing: it keeps its index of the WAL in its own memory, and needs the
+    -shm file only to exist (the failed open leaves it, empty files taking
+    no space). Writing needs space: a forced delete frees the container's
+    log before its record goes.
     """
 
     def __init__(self, path: str, lock_dir: str, bundles: Optional[str] = None) -> None:
@@ -206,6 +215,7 @@ class Store:
         self.path = path
         self.lock_dir = lock_dir
         self._conn: Optional[sqlite3.Connection] = None
+        self._read_only = False  # _conn cannot write (see _connect)
         self._mutex = threading.Lock()  # one connection, shared by this process's threads
         made: List[str] = []
         try:
@@ -227,24 +237,39 @@ class Store:
             raise
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """The shared connection; sqlite3 errors (but integrity errors) become StoreError."""
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The shared connection (one that can write, for `write`); sqlite3 errors
+        (but integrity errors) become StoreError."""
         with self._mutex:
             try:
+                if self._conn is not None and write and self._read_only:
+                    self._conn.close()
+                    self._conn = None
                 if self._conn is None:
-                    conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                    self._conn = conn
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
+                    self._conn, self._read_only = self._connect(write)
                 yield self._conn
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.Error as e:
-                raise StoreError(f"state database {self.path}: {e}") from e
+                raise StoreError(f"state database {self.path}: {e}{_space_note(self.path)}") from e
+
+    def _connect(self, write: bool) -> Tuple[sqlite3.Connection, bool]:
+        """A connection that can write, and False; else, unless to `write`, a
+        read-only one (see the class), and True. The first error if neither
+        can be had."""
+        try:
+            return _open(self.path, read_only=False), False
+        except sqlite3.OperationalError as e:
+            if write:
+                raise
+            try:
+                return _open(self.path, read_only=True), True
+            except sqlite3.Error:
+                raise e from None
 
     def insert(self, record: Record) -> None:
         """Add a new record; ContainerExists if the id or the name is taken."""
-        with self._db() as db:
+        with self._db(write=True) as db:
             try:
                 db.execute("INSERT INTO containers VALUES (?, ?, ?)", (record.id, record.name, record.to_json()))
             except sqlite3.IntegrityError:
@@ -255,11 +280,11 @@ class Store:
         when last read here (that one stays until deleted)."""
         if record.id in self._unreadable:
             return
-        with self._db() as db:
+        with self._db(write=True) as db:
             db.execute("UPDATE containers SET record = ? WHERE id = ?", (record.to_json(), record.id))
 
     def delete(self, cid: str) -> None:
-        with self._db() as db:
+        with self._db(write=True) as db:
             db.execute("DELETE FROM containers WHERE id = ?", (cid,))
         self._unreadable.pop(cid, None)
         self._warned.pop(cid, None)
@@ -401,6 +426,33 @@ class Store:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _open(path: str, *, read_only: bool) -> sqlite3.Connection:
+    """A connection to the database at `path`, in WAL mode. Read-only, it
+    writes nothing at all, the -shm file included (SQLite then needs that
+    file to exist)."""
+    if read_only:
+        escaped = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+        conn = sqlite3.connect(f"file:{escaped}?mode=ro&readonly_shm=1", uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _space_note(path: str) -> str:
+    """Why SQLite's error may have come, when the database's filesystem is full."""
+    try:
+        full = os.statvfs(os.path.dirname(path)).f_bavail == 0
+    except OSError:
+        return ""
+    return " (its filesystem is full)" if full else ""
 
 
 def _private_database(path: str) -> None:
