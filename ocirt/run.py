@@ -23,7 +23,7 @@ from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
 from .logs import LogRecord
 from .state import Timings
-from .validate import check_id, check_input
+from .validate import check_argv, check_env, check_id, check_input, check_labels, check_name, check_path, check_text, check_timeout
 
 
 @dataclass(frozen=True)
@@ -82,21 +82,30 @@ def run(
 ) -> "RunResult | Container":
     """See Runtime.run: `create` is its Runtime's create, `files_root` where
     bundles and the built-in root filesystem go, `sockets` conmon's socket dir."""
+    # Each option is checked before anything is made: these here, the others by specgen, Limits and create, first thing.
     cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
     data = _input(stdin, detach)
-    common: Any = dict(name=name or cid[:12], labels=labels, stdin=data is not None)
+    limit = check_timeout(timeout)
+    argv = check_argv(cmd, "cmd", empty_ok=bundle is not None)
+    variables = check_env(env)
+    common: Any = dict(name=check_name(name) if name is not None else cid[:12], labels=check_labels(labels), stdin=data is not None)
+    if limits is not None and not isinstance(limits, Limits):
+        raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(limits).__name__}")
+    for what, value in (("user", user), ("workdir", workdir), ("network", network)):
+        if value is not None:
+            check_text(value, what)
     if bundle is not None:
         given = dict(rootfs=rootfs, user=user, workdir=workdir, mounts=mounts or None, network=network)
         refused = [k for k, v in given.items() if v is not None]
         if refused:
             raise InvalidArgument(f"a bundle brings its own root filesystem and process: give no {', '.join(refused)} with it")
-        spec = _bundle_spec(bundle, cmd, env)
+        spec = _bundle_spec(check_path(bundle, "bundle"), argv, variables)
         limits = _with(limits, memory=memory, pids_limit=pids_limit, cpus=cpus)
         container = create(cid, spec=spec, limits=limits, **common)  # the caller's files are never written
     else:
         made = os.path.join(files_root, "bundles", cid)
-        options: Any = dict(env=env, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
-        specgen.write_bundle(made, cmd, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
+        options: Any = dict(env=variables, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
+        specgen.write_bundle(made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
         try:
             container = create(cid, made, owned_bundle=True, limits=limits, **common)
         except BaseException:
@@ -113,9 +122,9 @@ def run(
         if feeder is not None:
             feeder.start()
         try:
-            code = container.wait(timeout)
+            code = container.wait(limit)
         except Timeout as e:
-            raise Timeout(f"container {cid} still running after {timeout:g}s: removed") from e
+            raise Timeout(f"container {cid} still running after {limit:g}s: removed") from e
         result = RunResult(cid, code, list(container.logs()), container.state.oom_killed, container.timings)
     except BaseException:
         _remove(container)
@@ -147,19 +156,15 @@ def _input(stdin: "bytes | str | None", detach: bool) -> Optional[bytes]:
     return check_input(stdin)
 
 
-def _bundle_spec(bundle: "str | os.PathLike[str]", cmd: Sequence[str], env: Optional[Mapping[str, str]]) -> Dict[str, Any]:
+def _bundle_spec(bundle: str, cmd: Sequence[str], env: Mapping[str, str]) -> Dict[str, Any]:
     """The spec of `bundle`, its paths made absolute, running `cmd` when
-    given (else its own process) with `env` added."""
+    given (else its own process) with `env` added (both checked already)."""
     path, spec = specs.load_bundle(bundle)
     spec = specs.runtime_spec(path, spec)
     process = dict(spec["process"])
     if cmd:
-        if isinstance(cmd, (str, bytes)) or not all(isinstance(a, str) and a for a in cmd):
-            raise InvalidArgument("a container's command is a non-empty list of non-empty strings")
         process["args"] = list(cmd)
-    for key, value in (env or {}).items():
-        if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
-            raise InvalidArgument(f"invalid environment variable {key!r}={value!r}")
+    for key, value in env.items():
         process["env"] = [e for e in process.get("env") or [] if not e.startswith(key + "=")] + [f"{key}={value}"]
     return dict(spec, process=process)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, O
 
 from . import cgroups, conmon, lifecycle, process, spec as specs
 from .background import Deleter
-from .cgroups.limits import Limits
+from .cgroups.limits import INT64_MAX, Limits
 from .container import Container
 from .core import ContainerCore, Services
 from .errors import (
@@ -32,7 +32,7 @@ from .oci import OCIRuntime
 from .state import ContainerStatus
 from .steps import Steps, block
 from .store import Record, Store
-from .validate import check_id, check_labels, check_name, check_timeout
+from .validate import check_argv, check_id, check_labels, check_name, check_path, check_sequence, check_timeout
 
 if TYPE_CHECKING:
     from .run import RunResult
@@ -45,7 +45,8 @@ DEFAULT_RUN_DIR = "/run/ocirt"
 
 @dataclass(frozen=True)
 class CreateOptions:
-    """Runtime.create's options (see there); the asyncio API takes the same."""
+    """Runtime.create's options (see there); the asyncio API takes the same.
+    Each is checked when the object is made: InvalidArgument names a bad one."""
 
     stdin: bool = False
     terminal: bool = False
@@ -61,6 +62,21 @@ class CreateOptions:
     labels: Optional[Mapping[str, str]] = None
     kill_after: Optional[float] = None
     log_size_max: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_timeout(self.timeout)
+        if self.name is not None:
+            check_name(self.name)
+        check_argv(self.exit_command, "exit_command", empty_ok=True)
+        check_sequence(self.listen_fds, "listen_fds")  # each an open socket: checked at create
+        if self.limits is not None and not isinstance(self.limits, Limits):
+            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(self.limits).__name__}")
+        if self.rootfs is not None:
+            check_path(self.rootfs, "rootfs")
+        check_labels(self.labels)
+        _whole_seconds(self.kill_after)
+        if self.log_size_max is not None:
+            _check_log_size_max(self.log_size_max)
 
 
 class Runtime:
@@ -239,8 +255,9 @@ class Runtime:
         container's log.
         """
         options = CreateOptions(
-            stdin, terminal, timeout, name, owned_bundle, auto_remove, tuple(exit_command), tuple(listen_fds), limits,
-            spec, os.fspath(rootfs) if rootfs is not None else None, labels, kill_after, log_size_max,
+            stdin, terminal, timeout, name, owned_bundle, auto_remove, check_argv(exit_command, "exit_command", empty_ok=True),
+            check_sequence(listen_fds, "listen_fds"), limits, spec, check_path(rootfs, "rootfs") if rootfs is not None else None,
+            labels, kill_after, log_size_max,
         )  # fmt: skip
         return block(self._create_steps(container_id, bundle, options))
 
@@ -277,11 +294,8 @@ class Runtime:
         """create, as steps (see ocirt.steps): every input is checked before anything is made."""
         began = time.monotonic()
         cid = check_id(container_id)
-        name = check_name(o.name) if o.name is not None else cid
+        name = o.name if o.name is not None else cid  # o's own fields were checked as it was made
         limit = check_timeout(o.timeout)
-        _whole_seconds(o.kill_after)  # checked before anything is made
-        if o.log_size_max is not None:
-            _check_log_size_max(o.log_size_max)
         conmon.check_sockets(o.listen_fds)
         if o.spec is not None:
             if bundle is not None:
@@ -292,13 +306,11 @@ class Runtime:
         elif o.rootfs is not None:
             raise InvalidArgument("rootfs= goes with a spec: a bundle names its own root filesystem")
         else:
-            bundle_path, spec = specs.load_bundle(bundle)
+            bundle_path, spec = specs.load_bundle(check_path(bundle, "bundle"))  # never "": the current directory
         labels = check_labels(o.labels)
         if labels:
             spec = dict(spec, annotations={**(spec.get("annotations") or {}), **labels})
         if o.limits is not None:
-            if not isinstance(o.limits, Limits):
-                raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(o.limits).__name__}")
             linux = spec.get("linux") or {}
             spec = dict(spec, linux=dict(linux, resources=o.limits.merged_into(linux.get("resources") or {})))
         if bool(spec["process"].get("terminal", False)) != bool(o.terminal):
@@ -511,11 +523,12 @@ def _whole_seconds(value: Optional[float]) -> int:
     """kill_after as conmon takes it: whole seconds from 1, 0 for none; InvalidArgument otherwise."""
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not 1 <= value < 1 << 31:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < 1 << 31 or value != int(value):
         raise InvalidArgument(f"kill_after must be a whole number of seconds from 1, or None, not {value!r}")
     return int(value)
 
 
 def _check_log_size_max(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes, not {value!r}")
+    """InvalidArgument unless `value` is -1 or a size conmon takes (an int64)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= INT64_MAX:
+        raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes up to {INT64_MAX}, not {value!r}")

@@ -15,7 +15,7 @@ from .errors import InvalidArgument
 from .layout import make_private_dirs, write_private
 from .rootfs import busybox_rootfs
 from .spec import STOP_SIGNAL_ANNOTATION, STOP_TIMEOUT_ANNOTATION, parse_user
-from .validate import parse_signal
+from .validate import check_argv, check_env, check_path, check_sequence, check_text, parse_signal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -108,54 +108,55 @@ def generate(
     `stop_timeout` how long `ocirt stop` waits for it before SIGKILL when
     not told.
     """
-    if not args or not all(isinstance(a, str) and a for a in args):
-        raise InvalidArgument("a container needs a command: a non-empty list of non-empty strings")
-    if not cwd.startswith("/"):
+    args = check_argv(args, "command")
+    if not check_text(cwd, "working directory").startswith("/"):
         raise InvalidArgument(f"working directory must be absolute, not {cwd!r}")
     spec = copy.deepcopy(_DEFAULT)
     process = spec["process"]
     process["args"] = list(args)
     process["cwd"] = cwd
     process["terminal"] = bool(tty)
-    for key, value in (env or {}).items():
-        if not key or "=" in key:
-            raise InvalidArgument(f"invalid environment variable name {key!r}")
+    for key, value in check_env(env).items():
         process["env"] = [e for e in process["env"] if not e.startswith(key + "=")] + [f"{key}={value}"]
     if user is not None:
-        process["user"] = parse_user(user, rootfs)
-    for cap in cap_add:
-        name = _cap_name(cap)
+        process["user"] = parse_user(check_text(user, "user"), rootfs)
+    for cap in check_sequence(cap_add, "cap_add"):
+        name = _cap_name(check_text(cap, "capability"))
         for key in process["capabilities"]:
             if name not in process["capabilities"][key]:
                 process["capabilities"][key] = process["capabilities"][key] + [name]
-    for cap in cap_drop:
-        name = _cap_name(cap)
+    for cap in check_sequence(cap_drop, "cap_drop"):
+        name = _cap_name(check_text(cap, "capability"))
         for key in process["capabilities"]:
             process["capabilities"][key] = [c for c in process["capabilities"][key] if c != name]
     for name, (soft, hard) in (ulimits or {}).items():
         kind = "RLIMIT_" + name.upper()
-        if not hasattr(resource, kind) or not (0 <= soft <= hard):
-            raise InvalidArgument(f"invalid ulimit {name}={soft}:{hard}: a name like nofile or nproc, and 0 <= soft <= hard")
+        whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (soft, hard))
+        if not hasattr(resource, kind) or not whole or not (0 <= soft <= hard < 2**64):
+            raise InvalidArgument(f"invalid ulimit {name}={soft}:{hard}: a name like nofile or nproc, and whole numbers 0 <= soft <= hard < 2**64")
         process["rlimits"] = [r for r in process["rlimits"] if r["type"] != kind] + [{"type": kind, "soft": soft, "hard": hard}]
     process["rlimits"] = [_capped(r) for r in process["rlimits"]]
     if stop_signal is not None:
         parse_signal(stop_signal)  # refused now, not when stop needs it
         spec["annotations"] = dict(spec.get("annotations") or {}, **{STOP_SIGNAL_ANNOTATION: stop_signal})
     if stop_timeout is not None:
+        if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, (int, float)) or not 0 <= stop_timeout < math.inf:
+            raise InvalidArgument(f"stop_timeout must be a finite number of seconds from 0, not {stop_timeout!r}")
         spec["annotations"] = dict(spec.get("annotations") or {}, **{STOP_TIMEOUT_ANNOTATION: f"{stop_timeout:g}"})
     if annotations:
         spec["annotations"] = dict(spec.get("annotations") or {}, **dict(annotations))
     spec["root"] = {"path": rootfs, "readonly": bool(read_only)}
     if layer is not None:
         spec["mounts"].insert(0, _overlay(rootfs, *layer))
-    spec["hostname"] = hostname or "ocirt"
+    spec["hostname"] = check_text(hostname, "hostname") if hostname else "ocirt"
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
-    spec["mounts"] += [_bind(m) for m in mounts]
-    for destination in tmpfs:
+    spec["mounts"] += [_bind(m) for m in check_sequence(mounts, "mounts")]
+    for given in check_sequence(tmpfs, "tmpfs"):
+        destination = check_text(given, "tmpfs destination")
         if not destination.startswith("/") or ".." in destination.split("/"):
             raise InvalidArgument(f"tmpfs destination {destination!r} must be an absolute path without '..'")
         spec["mounts"].append({"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
-    if network.startswith("ns:"):
+    if check_text(network, "network").startswith("ns:"):
         path = network[3:]
         if not os.path.isabs(path) or not os.path.exists(path):
             raise InvalidArgument(f"network namespace {path!r} must be an absolute path that exists (e.g. /run/netns/NAME)")
@@ -189,7 +190,7 @@ def write_bundle(bundle: str, args: Sequence[str], *, rootfs: Optional[str], cac
     """
     layer = None
     if rootfs is not None:
-        fs = os.path.abspath(rootfs)
+        fs = os.path.abspath(check_path(rootfs, "rootfs"))  # never "": that would be the current directory
         if not os.path.isdir(fs):
             raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
     else:
@@ -233,11 +234,13 @@ def _cpu_quota(cpus: object) -> int:
     return quota
 
 
-def _bind(mount: Sequence[str]) -> Dict[str, Any]:
+def _bind(mount: object) -> Dict[str, Any]:
     """A bind mount from (host path, container path[, "ro" or "rw"]); InvalidArgument if malformed."""
-    if isinstance(mount, (str, bytes)) or len(mount) not in (2, 3) or not all(isinstance(p, str) for p in mount):
+    parts = check_sequence(mount, "a mount")
+    strings = [p for p in parts if isinstance(p, str)]
+    if len(parts) not in (2, 3) or len(strings) != len(parts):
         raise InvalidArgument(f"a mount is (host path, container path[, 'ro']), not {mount!r}")
-    source, destination, mode = (*mount, "rw")[:3]
+    source, destination, mode = (*strings, "rw")[:3]
     if not os.path.isabs(source) or not os.path.exists(source):
         raise InvalidArgument(f"mount source {source!r} must be an absolute path that exists")
     if not destination.startswith("/") or "\0" in destination or ".." in destination.split("/"):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal as _signal
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import InvalidArgument
 
@@ -117,3 +118,57 @@ def check_input(value: object) -> Optional[bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise InvalidArgument(f"stdin must be bytes or str, not {type(value).__name__}")
+
+
+def check_argv(value: object, what: str = "command", *, empty_ok: bool = False) -> Tuple[str, ...]:
+    """`value` as a tuple if it is a list or tuple (never a str, which would
+    be split into characters) of non-empty strings without NUL, and not
+    empty unless `empty_ok`; else InvalidArgument naming `what`."""
+    args = check_sequence(value, what)
+    if not args and not empty_ok:
+        raise InvalidArgument(f"{what} must not be empty: give a list of strings such as ['sh', '-c', 'echo hi']")
+    checked = []
+    for arg in args:
+        if not isinstance(arg, str) or not arg or "\0" in arg:
+            raise InvalidArgument(f"invalid argument {arg!r:.80} in {what}: each must be a non-empty string without NUL")
+        checked.append(arg)
+    return tuple(checked)
+
+
+def check_sequence(value: object, what: str) -> Tuple[Any, ...]:
+    """`value` as a tuple if it is a sequence other than a str or bytes, else InvalidArgument naming `what`."""
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Sequence):
+        raise InvalidArgument(f"{what} must be a list or tuple, not {type(value).__name__} {value!r:.80}")
+    return tuple(value)
+
+
+def check_env(value: object, what: str = "env") -> Dict[str, str]:
+    """A copy of `value` if it maps names (non-empty, without '=' or NUL) to
+    strings without NUL; {} for None; else InvalidArgument naming the bad entry."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{what} must be a dict of strings, not {type(value).__name__} {value!r:.80}")
+    for key, text in value.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidArgument(f"invalid environment variable name {key!r} in {what}: a non-empty string without '=' or NUL")
+        if not isinstance(text, str) or "\0" in text:
+            raise InvalidArgument(f"invalid value {text!r:.80} of environment variable {key!r} in {what}: a string without NUL")
+    return dict(value)
+
+
+def check_text(value: object, what: str) -> str:
+    """`value` if it is a str without NUL, else InvalidArgument naming `what`."""
+    if not isinstance(value, str) or "\0" in value:
+        raise InvalidArgument(f"{what} must be a string without NUL, not {value!r:.80}")
+    return value
+
+
+def check_path(value: object, what: str) -> str:
+    """`value` (a str or os.PathLike) as a str if it is a non-empty path
+    without NUL, else InvalidArgument naming `what`. An empty path is
+    refused, not taken as the current directory."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise InvalidArgument(f"{what} must be a non-empty path, not {value!r:.80}")
+    return path
