@@ -238,6 +238,17 @@ def test_bad_input_is_125_with_one_clear_line(ocirt, args, words):
     assert names(ocirt) == []
 
 
+def test_an_empty_rootfs_or_bundle_is_refused_not_taken_for_the_current_directory(ocirt, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    for option in ("--rootfs", "--bundle"):
+        argv = ocirt.argv("run", "--rm", option, "", "--", "true")
+        proc = subprocess.run(argv, cwd=cwd, env=ocirt.env, capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stderr) == (125, f"Error: {option} must be a non-empty path, not ''\n")
+    assert os.listdir(cwd) == []  # runc made no dev, proc, sys or tmp here
+    assert names(ocirt) == []
+
+
 def test_taken_name(ocirt):
     ocirt.ok("create", "--name", "dup", "--", "true")
     proc = ocirt("create", "--name", "dup", "--", "true")

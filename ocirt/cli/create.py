@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict
+from typing import Any, Dict
 
 from .. import conmon, specgen
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
-from ..runtime import Runtime
-from ..validate import check_name
+from ..runtime import CreateOptions, Runtime
+from ..validate import check_name, check_path
 from . import values
 from .attached import DETACHED, attached_session, check_terminal, detach_keys_option
 from .common import STOP_TIMEOUT, Out, Usage, Verb, attending, log
@@ -66,9 +66,13 @@ def _run_options(sp: argparse.ArgumentParser) -> None:
 
 
 def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
-    """Create the container described by the run/create options."""
-    if not args.cmd and not args.bundle:
+    """Create the container described by the run/create options; every
+    option is checked before anything is made."""
+    if not args.cmd and args.bundle is None:
         raise Usage("ocirt: a command is needed (after --), or --bundle")
+    for option, path in (("--rootfs", args.rootfs), ("--bundle", args.bundle)):
+        if path is not None:
+            check_path(path, option)  # "" would be the current directory
     name = check_name(args.name) if args.name else None
     env = {**values.env_files(args.env_file), **values.env(args.env)}
     limits = values.limits_from(args, swap_as_memory=True)
@@ -78,8 +82,30 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
     binds, tmpfs = values.mounts(args.volume, args.mount)
     if args.cidfile and os.path.lexists(args.cidfile):
         raise Usage(f"ocirt: the container id file {args.cidfile} exists already")
-    if args.bundle:
-        bundle, owned = args.bundle, False
+    owned = args.bundle is None
+    # A detached --rm container is removed by conmon's exit command; in the
+    # foreground, `run` removes it itself, unless a terminal session may
+    # detach from it (detach keys).
+    detached = getattr(args, "detach", False) or args.command == "create" or (args.tty and args.interactive)
+    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
+    exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
+    options: Dict[str, Any] = dict(
+        name=name or cid[:12],
+        owned_bundle=owned,
+        auto_remove=args.rm,
+        timeout=args.create_timeout,
+        kill_after=args.timeout,
+        exit_command=exit_command,
+        listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
+        limits=limits,
+        stdin=args.interactive,
+        terminal=args.tty,
+        labels=values.labels(args.label),
+        log_size_max=values.log_size_max(args.log_opt),
+    )
+    CreateOptions(**options)  # checks them now, before the bundle is written
+    if not owned:
+        bundle = args.bundle
     else:
         specgen.write_bundle(
             bundle,
@@ -102,30 +128,8 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
             stop_signal=args.stop_signal,
             stop_timeout=args.stop_timeout,
         )
-        owned = True
-    # A detached --rm container is removed by conmon's exit command; in the
-    # foreground, `run` removes it itself, unless a terminal session may
-    # detach from it (detach keys).
-    detached = getattr(args, "detach", False) or args.command == "create" or (args.tty and args.interactive)
-    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
-    exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
     try:
-        c = rt.create(
-            cid,
-            bundle,
-            name=name or cid[:12],
-            owned_bundle=owned,
-            auto_remove=args.rm,
-            timeout=args.create_timeout,
-            kill_after=args.timeout,
-            exit_command=exit_command,
-            listen_fds=conmon.socket_activation(os.environ),  # systemd's, when it started us
-            limits=limits,
-            stdin=args.interactive,
-            terminal=args.tty,
-            labels=values.labels(args.label),
-            log_size_max=values.log_size_max(args.log_opt),
-        )
+        c = rt.create(cid, bundle, **options)
     except BaseException:
         if owned:
             _rmtree(bundle)
