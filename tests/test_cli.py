@@ -249,6 +249,23 @@ def test_an_empty_rootfs_or_bundle_is_refused_not_taken_for_the_current_director
     assert names(ocirt) == []
 
 
+def test_env_files_are_regular_files_of_bounded_size(ocirt, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # nobody ever writes it: reading it would block
+    big = tmp_path / "big"
+    big.write_bytes(b"A=" + b"x" * (1 << 20) + b"\n")
+    bad_text, nul = tmp_path / "latin1", tmp_path / "nul"
+    bad_text.write_bytes(b"A=caf\xe9\n")
+    nul.write_bytes(b"A=x\0y\n")
+    for path, words in [
+        (fifo, "not a regular file"), ("/dev/zero", "not a regular file"), (big, f"larger than {1 << 20} bytes"),
+        (bad_text, "not UTF-8 text"), (nul, "environment variable 'A'"),
+    ]:  # fmt: skip
+        proc = ocirt("run", "--rm", "--env-file", str(path), "--", "true", timeout=60)
+        assert (proc.returncode, words in proc.stderr) == (125, True), (path, proc.stderr)
+    assert names(ocirt) == []
+
+
 def test_taken_name(ocirt):
     ocirt.ok("create", "--name", "dup", "--", "true")
     proc = ocirt("create", "--name", "dup", "--", "true")

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 from .. import attach, logs as logfile, specgen
 from ..cgroups.limits import LIMIT_FIELDS, Limits
 from ..errors import InvalidArgument
+from ..layout import read_small
 from .common import Usage
 
 T = TypeVar("T")
@@ -201,15 +202,25 @@ def ulimits(specs_given: Sequence[str]) -> Dict[str, Tuple[int, int]]:
     return out
 
 
+ENV_FILE_MAX = 1 << 20  # bytes: half of all that execve takes (arguments and environment) by default
+
+
 def env_files(paths: Sequence[str]) -> Dict[str, str]:
-    """--env-file: K=V lines; blank lines and # comments skipped; K alone takes this process's value, if any."""
+    """--env-file: K=V lines; blank lines and # comments skipped; K alone takes this process's value, if any.
+    Each file is a regular one of at most ENV_FILE_MAX bytes of UTF-8 (a FIFO
+    or a device such as /dev/zero could block or never end), else Usage."""
     env: Dict[str, str] = {}
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            data = read_small(path, ENV_FILE_MAX + 1, regular_only=True)
         except OSError as e:
-            raise Usage(f"ocirt: --env-file {path}: {e.strerror}") from e
+            raise Usage(f"ocirt: --env-file {path}: {e.strerror or e}") from e
+        if len(data) > ENV_FILE_MAX:
+            raise Usage(f"ocirt: --env-file {path}: larger than {ENV_FILE_MAX} bytes")
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise Usage(f"ocirt: --env-file {path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
         for line in lines:
             line = line.strip()
             if not line or line.startswith("#"):
