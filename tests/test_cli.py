@@ -266,6 +266,13 @@ def test_env_files_are_regular_files_of_bounded_size(ocirt, tmp_path):
     assert names(ocirt) == []
 
 
+def test_e_with_a_name_not_set_here_is_skipped_as_podman_does(ocirt):
+    ocirt.env["OCIRT_TEST_SET"] = "here"
+    ocirt.env.pop("OCIRT_TEST_UNSET", None)
+    script = "echo ${OCIRT_TEST_SET-unset} ${OCIRT_TEST_UNSET-unset}"
+    assert ocirt.ok("run", "--rm", "-e", "OCIRT_TEST_SET", "-e", "OCIRT_TEST_UNSET", "--", "sh", "-c", script) == "here unset\n"
+
+
 def test_taken_name(ocirt):
     ocirt.ok("create", "--name", "dup", "--", "true")
     proc = ocirt("create", "--name", "dup", "--", "true")

@@ -253,12 +253,15 @@ def labels(pairs: Sequence[str]) -> Dict[str, str]:
 
 
 def env(pairs: Sequence[str]) -> Dict[str, str]:
+    """-e K=V as a dict; -e K takes K from this process's environment, and
+    is skipped when K is not set there (as podman does)."""
     env = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            value = os.environ.get(key, "")  # podman's -e NAME takes it from the caller
         if not key:
             raise InvalidArgument(f"invalid environment variable {pair!r}: use K=V")
-        env[key] = value
+        if sep:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
     return env
