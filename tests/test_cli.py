@@ -273,6 +273,17 @@ def test_e_with_a_name_not_set_here_is_skipped_as_podman_does(ocirt):
     assert ocirt.ok("run", "--rm", "-e", "OCIRT_TEST_SET", "-e", "OCIRT_TEST_UNSET", "--", "sh", "-c", script) == "here unset\n"
 
 
+def test_update_errors_name_the_options_given(ocirt):
+    for args, message in [
+        (["--memory-swap", "100"], "--memory-swap (100) is memory plus swap: it needs a memory limit no larger than it"),
+        (["--cpuset-cpus", "x"], "--cpuset-cpus must list CPUs or memory nodes like '0-2,4', not 'x'"),
+        (["--cpus", "1", "--cpu-quota", "2000"], "--cpus and --cpu-quota both set the CPU quota: give one"),
+        (["--cpu-shares", "1"], "--cpu-shares must be a whole number from 2 to 262144, not 1"),
+    ]:
+        proc = ocirt("update", *args, "any")  # refused before any container is looked for
+        assert (proc.returncode, proc.stderr) == (125, f"Error: ocirt update: {message}\n")
+
+
 def test_taken_name(ocirt):
     ocirt.ok("create", "--name", "dup", "--", "true")
     proc = ocirt("create", "--name", "dup", "--", "true")

@@ -98,10 +98,19 @@ def limits_from(args: argparse.Namespace, *, swap_as_memory: bool = False) -> Op
     try:
         return Limits(**values)
     except InvalidArgument as e:
-        message = str(e)
-        for field in sorted(LIMIT_FIELDS, key=len, reverse=True):
-            message = re.sub(rf"\b{field}\b", "--" + field.replace("_", "-"), message)
-        raise Usage(f"ocirt {args.command}: {message}") from e
+        raise Usage(f"ocirt {args.command}: {_as_options(str(e))}") from e
+
+
+def _as_options(message: str) -> str:
+    """A message of Limits with the fields it names written as their options
+    (memory_swap as --memory-swap), in one pass, so that no option is
+    rewritten again. A name with an underscore is one wherever it is; a
+    one-word name (memory, cpus) only as the first word, where Limits names
+    the field at fault: elsewhere it is a plain word ("memory nodes")."""
+    longest_first = sorted(LIMIT_FIELDS, key=len, reverse=True)
+    anywhere = "|".join(f for f in longest_first if "_" in f)
+    pattern = rf"^(?:{'|'.join(longest_first)})\b|\b(?:{anywhere})\b"
+    return re.sub(pattern, lambda found: "--" + found.group(0).replace("_", "-"), message)
 
 
 def positive_float(text: str) -> float:
