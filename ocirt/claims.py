@@ -17,6 +17,26 @@ from .errors import OcirtError
 from .layout import check_private_dir, make_private_dirs
 
 MAX_ROOTS = 64  # roots under one base: more live claimants than this is a mistake
+ROOT_BASE = "/run/ocirt"  # root's bases go here: only root can make entries in /run
+
+
+def user_base() -> str:
+    """The directory under which this user's bases of claimed roots go
+    unless told, made 0700 if missing: ROOT_BASE for root, else
+    $XDG_RUNTIME_DIR/ocirt, else ocirt-UID in the temporary directory.
+    The first two are in directories where no other user can make it
+    first (one who did would block every run: see `claim`); in the last,
+    another user can, and then InvalidArgument says so."""
+    if os.geteuid() == 0:
+        base = ROOT_BASE
+    elif os.path.isabs(os.environ.get("XDG_RUNTIME_DIR", "")):
+        base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "ocirt")
+    else:
+        import tempfile  # only for users other than root without a runtime directory
+
+        base = os.path.join(tempfile.gettempdir(), f"ocirt-{os.geteuid()}")
+    make_private_dirs(base)
+    return base
 
 
 def claim(root: str) -> Tuple[str, int]:

@@ -31,7 +31,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional
 
@@ -69,8 +68,9 @@ class JobResult:
 
 
 def default_base() -> str:
-    """Where workers keep their roots unless told: one directory per user in the temporary directory."""
-    return os.path.join(tempfile.gettempdir(), f"ocirt-dask-{os.getuid()}")
+    """Where workers keep their roots unless told: one directory per user that
+    no other user can take (/run/ocirt/dask for root: see claims.user_base)."""
+    return os.path.join(claims.user_base(), "dask")
 
 
 class OcirtPlugin(WorkerPlugin):

@@ -3,8 +3,9 @@
 Fixtures:
 
 - `ocirt_runtime` (session): a Runtime with a store of its own, one per
-  xdist worker, under `--ocirt-root` (default: a directory in the system's
-  temporary directory named after the test session's root directory).
+  xdist worker, under `--ocirt-root` (default: a directory named after the
+  test session's root directory, under /run/ocirt for root: see
+  claims.user_base).
 - `ocirt_container`: a factory, `ocirt_container(cmd, **options)`, that
   runs a container for the test (Runtime.run's options, detached) and
   returns it started.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Set
 
 import pytest
@@ -56,9 +56,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def worker_root(config: pytest.Config) -> str:
-    """This worker's base directory: the option's, or one per project in the temporary directory."""
+    """This worker's root: under the option's base, or one per project that
+    the next run finds again and no other user can take (claims.user_base)."""
     base = config.getoption("ocirt_root") or os.path.join(
-        tempfile.gettempdir(), f"ocirt-pytest-{os.getuid()}-{hashlib.sha256(str(config.rootpath).encode()).hexdigest()[:12]}"
+        claims.user_base(), f"pytest-{hashlib.sha256(str(config.rootpath).encode()).hexdigest()[:12]}"
     )
     return os.path.join(os.path.abspath(base), os.environ.get("PYTEST_XDIST_WORKER", "main"))
 

@@ -6,12 +6,14 @@ import multiprocessing.resource_tracker
 import os
 import signal
 import socket
+import tempfile
 import threading
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
 import ocirt
+from ocirt import claims
 from ocirt.churn import Job
 
 from .cli_support import reap_orphans
@@ -20,7 +22,7 @@ from .observe import until
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
-from ocirt.dask import OcirtPlugin, _empty, map_jobs  # noqa: E402  (needs distributed)
+from ocirt.dask import OcirtPlugin, _empty, default_base, map_jobs  # noqa: E402  (needs distributed)
 
 WORKERS = 2
 PER_WORKER = 2  # containers at once on each worker: its "ocirt" resource
@@ -110,3 +112,17 @@ def test_a_dead_workers_root_stays_while_a_container_in_it_cannot_be_deleted(tmp
     monkeypatch.delenv("OCIRT_FAKE_FAIL")
     _empty(root, options)
     assert not os.path.exists(root)
+
+
+def test_another_user_cannot_take_the_default_base_first(tmp_path, monkeypatch):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))  # where the base used to be: a /tmp of the test's own
+    monkeypatch.setattr(claims, "ROOT_BASE", str(tmp_path / "run" / "ocirt"))  # root's, kept in the test's directory
+    squatted = shared / f"ocirt-dask-{os.getuid()}"
+    squatted.mkdir()
+    os.chown(squatted, 65534, 65534)  # made first by nobody
+    root, lock = claims.claim(os.path.join(default_base(), "worker"))
+    os.close(lock)
+    assert root == str(tmp_path / "run" / "ocirt" / "dask" / "worker")

@@ -4,11 +4,17 @@ containers, the leak check, xdist workers and a run killed half way."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import stat
+import tempfile
 
 import pytest
 
 import ocirt
+from ocirt import claims
 
 from .cli_support import reap_orphans
 
@@ -108,3 +114,35 @@ def test_a_run_killed_half_way_is_cleaned_up_by_the_next(pytester, root):
     pytester.makepyfile(test_other="def test_nothing(ocirt_runtime): pass")
     pytester.runpytest_subprocess(f"--ocirt-root={root}", "test_other.py").assert_outcomes(passed=1)
     assert containers_under(root) == []
+
+
+def others_can_take(path: str) -> bool:
+    """Whether another user could make `path` (or an ancestor of it) before us."""
+    while path != "/":
+        path = os.path.dirname(path)
+        if os.path.exists(path):
+            st = os.stat(path)
+            if st.st_uid not in (0, os.geteuid()) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return True
+    return False
+
+
+def test_the_default_root_is_one_no_other_user_can_take(pytester):
+    digest = hashlib.sha256(str(pytester.path).encode()).hexdigest()[:12]  # the run's root directory names its base
+    squatted = os.path.join(tempfile.gettempdir(), f"ocirt-pytest-{os.getuid()}-{digest}")  # a predictable /tmp path, made first
+    had_base = os.path.exists(claims.ROOT_BASE)
+    base = os.path.join(claims.ROOT_BASE, f"pytest-{digest}")  # root's
+    os.mkdir(squatted)
+    try:
+        os.chown(squatted, 65534, 65534)  # by nobody
+        pytester.makepyfile(USES)
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+        assert not others_can_take(base)
+        assert sorted(os.listdir(base)) == ["main", "main.lock"]  # where the next run finds it
+        assert containers_under(base) == []
+    finally:
+        os.rmdir(squatted)
+        shutil.rmtree(base, ignore_errors=True)
+        if not had_base:
+            with contextlib.suppress(OSError):  # made by the run; kept if another has used it since
+                os.rmdir(claims.ROOT_BASE)
