@@ -349,7 +349,15 @@ def _everything(record: LogRecord) -> bool:
 
 
 def last(records: Iterable[LogRecord], tail: Optional[int]) -> Iterator[LogRecord]:
-    """The last `tail` of `records` (all of them when None)."""
+    """The last `tail` of `records` (all of them when None).
+
+    A log's tail is read from its start, not found by seeking back from its
+    end: a record of partial (P) lines ends at its stream's next F line,
+    however much of the other stream comes between, and one still open
+    when the log ends is the log's last record. So the last records can
+    begin anywhere: in a log of stdout lines, whether a stderr P line lies
+    somewhere before them is known only by reading all of it.
+    """
     if tail is None:
         yield from records
     elif tail > 0:
