@@ -150,10 +150,10 @@ class ContainerCore:
         """Bring the state up to date with conmon's files (and, `deep`, the runtime's)."""
         m = self._monitor
         status = self._runtime_status if deep else None
-        self.note = (
-            reconcile(self.state, self._files, conmon_alive=m.conmon_alive, runtime_status=status, orphan_status=self._orphan_status, wait_exit=m.wait_exit)
-            or self.note
+        note = reconcile(
+            self.state, self._files, conmon_alive=m.conmon_alive, runtime_status=status, orphan_status=self._orphan_status, wait_exit=m.wait_exit
         )
+        self.note = note or self.note
         if self.state.status is STOPPED:
             m.close_init()
         elif not m.conmon_alive():
@@ -164,9 +164,8 @@ class ContainerCore:
         listing); when it does not, its note is kept."""
         seen = copy.copy(self.state)
         m = self._monitor
-        note = reconcile(
-            seen, self._files, conmon_alive=m.conmon_alive, runtime_status=self._runtime_status, orphan_status=self._orphan_status, wait_exit=lambda _: True
-        )
+        status, orphan = self._runtime_status, self._orphan_status
+        note = reconcile(seen, self._files, conmon_alive=m.conmon_alive, runtime_status=status, orphan_status=orphan, wait_exit=lambda _: True)
         if seen != self.state:
             return True
         self.note = note or self.note
