@@ -40,7 +40,7 @@ from .logs import LogRecord
 from .runtime import CreateOptions, Runtime
 from .state import ContainerState, Timings
 from .steps import P, Readable, Steps, T
-from .validate import check_input
+from .validate import check_argv, check_input, check_sequence
 
 log = logging.getLogger("ocirt")
 
@@ -138,9 +138,9 @@ class AsyncRuntime:
     async def create(self, container_id: str, bundle: "str | os.PathLike[str]", **options: Any) -> "AsyncContainer":
         """Runtime.create, awaited; `options` are its keyword arguments (see CreateOptions)."""
         if "exit_command" in options:
-            options["exit_command"] = tuple(options["exit_command"])
+            options["exit_command"] = check_argv(options["exit_command"], "exit_command", empty_ok=True)  # never a str's characters
         if "listen_fds" in options:
-            options["listen_fds"] = tuple(options["listen_fds"])
+            options["listen_fds"] = check_sequence(options["listen_fds"], "listen_fds")
         created = await drive(self.runtime._create_steps(container_id, bundle, CreateOptions(**options)))
         return AsyncContainer(created)
 

@@ -22,7 +22,7 @@ from .logs import LogRecord, read_log
 from .process import KILL_GRACE, ProcessHandle, wait_steps
 from .steps import StepLock, Steps, block
 from .store import from_timestamp
-from .validate import check_timeout
+from .validate import check_argv, check_timeout
 
 
 class Owner(Protocol):
@@ -36,13 +36,8 @@ class Owner(Protocol):
 
 
 def check_command(cmd: object) -> List[str]:
-    """`cmd` as a list of strings, or InvalidArgument."""
-    if isinstance(cmd, (str, bytes)) or not isinstance(cmd, Iterable) or not cmd:
-        raise InvalidArgument("exec needs a command: a non-empty list of strings")
-    args = list(cmd)
-    if not all(isinstance(a, str) for a in args):
-        raise InvalidArgument("exec needs a command: a non-empty list of strings")
-    return args
+    """`cmd` as a list of non-empty strings without NUL, or InvalidArgument."""
+    return list(check_argv(cmd, "exec's command"))
 
 
 @dataclass(frozen=True)

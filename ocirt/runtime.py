@@ -126,7 +126,7 @@ class Runtime:
         self.no_pivot = no_pivot
         self.oci = OCIRuntime(self.runtime_path, systemd_cgroup=cgroup_manager == "systemd")
         self._cgroups = cgroups.manager(cgroup_manager, cgroup_parent)
-        self.dirs = RuntimeDirs(os.fspath(tmp_dir))
+        self.dirs = RuntimeDirs(check_path(tmp_dir, "tmp_dir"))  # never "": the current directory
         self.dirs.make()
         self.launcher = Launcher(
             self.conmon_path,

@@ -89,3 +89,27 @@ def test_create_options_check_their_fields_as_they_are_made():
         with pytest.raises(ocirt.InvalidArgument, match=words):
             CreateOptions(**bad)
     assert CreateOptions(exit_command=("/bin/echo", "done"), log_size_max=(1 << 63) - 1).exit_command == ("/bin/echo", "done")
+
+
+def test_exec_asyncio_create_and_a_runtime_dir_refuse_bad_input(runtime, tmp_path):
+    import asyncio
+
+    from ocirt.aio import AsyncRuntime
+
+    with pytest.raises(ocirt.InvalidArgument, match="tmp_dir must be a non-empty path"):
+        ocirt.Runtime("")  # never the current directory
+    c = runtime.run(["sleep", "1000"], detach=True)
+    try:
+        for bad in ("true", ["echo", "a\0b"], [], ["sh", ""]):
+            with pytest.raises(ocirt.InvalidArgument, match="exec's command"):
+                c.exec(bad)
+    finally:
+        c.delete(force=True)
+
+    async def create_with(exit_command: object) -> None:
+        rt = AsyncRuntime(runtime=runtime)
+        await rt.create("x", str(tmp_path), exit_command=exit_command)
+
+    with pytest.raises(ocirt.InvalidArgument, match="exit_command"):
+        asyncio.run(create_with("ocirt cleanup"))  # a str: never its characters
+    assert nothing_made(runtime)
