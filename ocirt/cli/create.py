@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from .. import conmon, specgen
 from ..container import Container
@@ -83,12 +84,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
     if args.cidfile and os.path.lexists(args.cidfile):
         raise Usage(f"ocirt: the container id file {args.cidfile} exists already")
     owned = args.bundle is None
-    # A detached --rm container is removed by conmon's exit command; in the
-    # foreground, `run` removes it itself, unless a terminal session may
-    # detach from it (detach keys).
-    detached = getattr(args, "detach", False) or args.command == "create" or (args.tty and args.interactive)
-    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
-    exit_command = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid] if args.rm and detached else []
+    exit_command = _cleanup_command(rt, cid) if args.rm else []
     options: Dict[str, Any] = dict(
         name=name or cid[:12],
         owned_bundle=owned,
@@ -186,6 +182,22 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     return 0 if code is DETACHED else code
 
 
+def _cleanup_command(rt: Runtime, cid: str) -> List[str]:
+    """conmon's exit command for a --rm container: `ocirt cleanup`, which
+    removes it, unless a process attends it (a foreground run, an rm: see
+    attending), which removes it itself. Asked of flock(1) first, so that
+    an attended container's conmon does not wait for an interpreter to
+    start; given to foreground runs too, so that one SIGKILLed still has
+    its container removed when it exits."""
+    # -I: conmon runs it from the container's run dir, which must not be on sys.path.
+    cleanup = [sys.executable, "-I", "-m", "ocirt", "--root", rt.root or "", "cleanup", cid]
+    flock = shutil.which("flock")
+    if flock is None:
+        return cleanup  # the cleanup tells attended containers too, later
+    attended = rt.dirs.container(cid).attended
+    return ["/bin/sh", "-c", '"$0" -n -x "$1" true 2>/dev/null || exit 0; shift; exec "$@"', flock, attended, *cleanup]
+
+
 def _undo_run(c: Container, remove: bool) -> None:
     """Stop a container whose run went wrong, and remove it with --rm; report, never raise."""
     try:
@@ -197,8 +209,6 @@ def _undo_run(c: Container, remove: bool) -> None:
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -159,3 +159,20 @@ def test_a_run_rm_killed_in_create_leaves_no_cgroup_once_cleaned_up(ocirt: Ocirt
     until(lambda: ocirt.ok("ps", "-a", "--format", "{{.Status}}").strip() != "Half-created", 30)
     ocirt("rm", "-f", "half")  # removed already by its exit command, or now: the leak check finds nothing either way
     assert ocirt.ok("ps", "-a", "-q") == ""
+
+
+# -- L4: kills that left things behind ------------------------------------------
+
+
+def test_a_foreground_run_rm_killed_still_has_its_container_removed_when_it_exits(ocirt: Ocirt, gate):
+    """conmon's exit command is given to foreground --rm runs too: with the
+    run gone (SIGKILL), it removes the container when the container exits."""
+    run = ocirt.popen("run", "--rm", "--name", "fg", "-v", f"{gate.path}:/gate", "--", "sh", "-c", "touch /gate/up; read x < /gate/go")
+    try:
+        gate.reached("up")
+        os.kill(run.pid, signal.SIGKILL)
+    finally:
+        run.wait()
+    gate.release()  # the container exits now, its run gone
+    until(lambda: ocirt.ok("ps", "-a", "-q") == "", 30)
+
