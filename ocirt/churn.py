@@ -16,6 +16,7 @@ before the exception goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 
-from . import specgen
+from . import layout, specgen
 from .container import Container
 from .errors import ContainerNotFound, InvalidArgument, OcirtError, Timeout, raise_terminated
 from .logs import LogRecord
@@ -112,13 +113,15 @@ def job_steps(runtime: Runtime, job: Job, result: Result, exited: Callable[[Cont
         if bundle is None:
             root = runtime.root or runtime.tmp_dir
             bundle, owned = os.path.join(root, "bundles", cid), True
-            specgen.write_bundle(bundle, job.cmd, rootfs=job.rootfs, cache_dir=os.path.join(root, "rootfs"), env=job.env)
-        try:
-            container = yield from runtime._create_steps(cid, bundle, CreateOptions(name=cid[:12], owned_bundle=owned))
-        except BaseException:
+        with layout.making(bundle) if owned else contextlib.nullcontext():
             if owned:
-                shutil.rmtree(bundle, ignore_errors=True)
-            raise
+                specgen.write_bundle(bundle, job.cmd, rootfs=job.rootfs, cache_dir=os.path.join(root, "rootfs"), env=job.env)
+            try:
+                container = yield from runtime._create_steps(cid, bundle, CreateOptions(name=cid[:12], owned_bundle=owned))
+            except BaseException:
+                if owned:
+                    shutil.rmtree(bundle, ignore_errors=True)
+                raise
         result.timings = container.timings
         yield from container.start_steps()
         try:

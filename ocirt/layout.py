@@ -19,10 +19,12 @@ and its exec processes are nobody else's business.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
-from typing import List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from .errors import InvalidArgument
 
@@ -102,6 +104,55 @@ def write_private(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+MAKING = ".making"  # beside bundles/<id>: flock(2)ed while its maker has not recorded the container
+
+
+@contextlib.contextmanager
+def making(bundle: str) -> Iterator[None]:
+    """Held while this process makes `bundle` and records its container:
+    a bundle that no record names is an orphan (its maker died between
+    the two) only once nobody holds this (see remove_orphan_bundles)."""
+    make_private_dirs(os.path.dirname(bundle))
+    fd = os.open(bundle + MAKING, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(bundle + MAKING)
+        os.close(fd)
+
+
+def remove_orphan_bundles(bundles: str, recorded: Callable[[str], bool]) -> List[str]:
+    """Remove each directory in `bundles` that no container record names
+    (`recorded(name)`) and no process is making (see making): left by a
+    process killed between writing a bundle (env and all) and recording
+    its container. The names removed."""
+    try:
+        names = os.listdir(bundles)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        if name.endswith(MAKING) or recorded(name):
+            continue
+        lock = os.path.join(bundles, name + MAKING)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # being made
+        try:
+            if not recorded(name) and remove_tree(os.path.join(bundles, name)) is None:
+                removed.append(name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            os.close(fd)
+    return removed
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

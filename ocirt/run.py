@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from . import attach, logs as logfile, spec as specs, specgen
+from . import attach, layout, logs as logfile, spec as specs, specgen
 from .cgroups.limits import Limits
 from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
@@ -105,12 +105,13 @@ def run(
     else:
         made = os.path.join(files_root, "bundles", cid)
         options: Any = dict(env=variables, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
-        specgen.write_bundle(made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
-        try:
-            container = create(cid, made, owned_bundle=True, limits=limits, **common)
-        except BaseException:
-            shutil.rmtree(made, ignore_errors=True)
-            raise
+        with layout.making(made):
+            specgen.write_bundle(made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
+            try:
+                container = create(cid, made, owned_bundle=True, limits=limits, **common)
+            except BaseException:
+                shutil.rmtree(made, ignore_errors=True)
+                raise
     feeder: Optional[threading.Thread] = None
     try:
         if data is not None:

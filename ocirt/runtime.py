@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, overload
 
-from . import cgroups, conmon, lifecycle, process, spec as specs
+from . import cgroups, conmon, layout, lifecycle, process, spec as specs
 from .background import Deleter
 from .cgroups.limits import INT64_MAX, Limits
 from .container import Container
@@ -24,6 +25,7 @@ from .errors import (
     ContainerNotFound,
     InvalidArgument,
     OcirtError,
+    StoreError,
 )
 from .launcher import Launcher, LaunchOptions
 from .layout import RuntimeDirs
@@ -168,6 +170,7 @@ class Runtime:
         rt = cls(run_dir, store=store, **options)  # type: ignore[arg-type]
         rt.root = root
         rt.list()  # reconciles every container
+        layout.remove_orphan_bundles(os.path.join(root, "bundles"), functools.partial(_recorded, store))
         return rt
 
     def close(self) -> None:
@@ -517,6 +520,14 @@ def _find_binary(path: Optional[str], default: str, what: str) -> str:
     if not os.path.isfile(full) or not os.access(full, os.X_OK):
         raise BinaryNotFound(f"{what} binary {full} does not exist or is not executable")
     return full
+
+
+def _recorded(store: Store, cid: str) -> bool:
+    """Whether `store` has container `cid`; True for a name no container can have (not ocirt's to remove)."""
+    try:
+        return store.get(cid) is not None
+    except (StoreError, InvalidArgument):
+        return True
 
 
 def _whole_seconds(value: Optional[float]) -> int:

@@ -4,12 +4,13 @@ foreground session (stopped, and with --rm removed, on any way out)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 from typing import Any, Dict, List
 
-from .. import conmon, specgen
+from .. import conmon, layout, specgen
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
 from ..runtime import CreateOptions, Runtime
@@ -102,34 +103,35 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
     CreateOptions(**options)  # checks them now, before the bundle is written
     if not owned:
         bundle = args.bundle
-    else:
-        specgen.write_bundle(
-            bundle,
-            values.entrypoint(args.entrypoint) + list(args.cmd),
-            rootfs=args.rootfs,
-            cache_dir=os.path.join(state_root, "rootfs"),
-            env=env,
-            cwd=args.workdir,
-            user=args.user,
-            hostname=args.hostname,
-            read_only=args.read_only,
-            cap_add=args.cap_add,
-            cap_drop=args.cap_drop,
-            tty=args.tty,
-            mounts=binds,
-            tmpfs=tmpfs + list(args.tmpfs),
-            network=args.network,
-            ulimits=values.ulimits(args.ulimit),
-            annotations=values.labels(args.annotation),
-            stop_signal=args.stop_signal,
-            stop_timeout=args.stop_timeout,
-        )
-    try:
-        c = rt.create(cid, bundle, **options)
-    except BaseException:
+    with layout.making(bundle) if owned else contextlib.nullcontext():
         if owned:
-            _rmtree(bundle)
-        raise
+            specgen.write_bundle(
+                bundle,
+                values.entrypoint(args.entrypoint) + list(args.cmd),
+                rootfs=args.rootfs,
+                cache_dir=os.path.join(state_root, "rootfs"),
+                env=env,
+                cwd=args.workdir,
+                user=args.user,
+                hostname=args.hostname,
+                read_only=args.read_only,
+                cap_add=args.cap_add,
+                cap_drop=args.cap_drop,
+                tty=args.tty,
+                mounts=binds,
+                tmpfs=tmpfs + list(args.tmpfs),
+                network=args.network,
+                ulimits=values.ulimits(args.ulimit),
+                annotations=values.labels(args.annotation),
+                stop_signal=args.stop_signal,
+                stop_timeout=args.stop_timeout,
+            )
+        try:
+            c = rt.create(cid, bundle, **options)
+        except BaseException:
+            if owned:
+                _rmtree(bundle)
+            raise
     if args.cidfile:
         try:
             with open(args.cidfile, "x") as f:

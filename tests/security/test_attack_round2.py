@@ -12,7 +12,7 @@ import signal
 import threading
 
 import ocirt
-from ocirt import ContainerStatus, Runtime
+from ocirt import ContainerStatus, Runtime, layout
 from ocirt.layout import remove_tree
 
 from ..cli_support import Ocirt
@@ -176,3 +176,21 @@ def test_a_foreground_run_rm_killed_still_has_its_container_removed_when_it_exit
     gate.release()  # the container exits now, its run gone
     until(lambda: ocirt.ok("ps", "-a", "-q") == "", 30)
 
+
+
+def test_a_bundle_whose_maker_died_before_recording_it_is_removed_on_open(ocirt: Ocirt):
+    """A process killed between writing a bundle (env and all) and
+    recording its container left bundles/<id> that nothing listed. The next
+    Runtime.open removes it, but never one a live process is still making."""
+    bundles = os.path.join(ocirt.root, "bundles")
+    orphan, being_made = os.path.join(bundles, "a" * 64), os.path.join(bundles, "b" * 64)
+    for bundle in (orphan, being_made):
+        os.makedirs(bundle)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            f.write('{"process": {"env": ["SECRET=1"]}}')
+    with layout.making(being_made):
+        ocirt.ok("ps", "-a")
+        assert not os.path.exists(orphan)
+        assert os.path.exists(os.path.join(being_made, "config.json"))
+    ocirt.ok("ps", "-a")
+    assert os.listdir(bundles) == []
