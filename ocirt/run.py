@@ -15,15 +15,19 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import attach, layout, logs as logfile, spec as specs, specgen
 from .cgroups.limits import Limits
 from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
 from .logs import LogRecord
+from .spec import IMAGE_ANNOTATION, IMAGE_ID_ANNOTATION
 from .state import Timings
 from .validate import check_argv, check_env, check_id, check_input, check_labels, check_name, check_path, check_text, check_timeout
+
+if TYPE_CHECKING:
+    from .images.store import Image
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ def run(
     name: Optional[str] = None,
     rootfs: Optional[str] = None,
     bundle: "str | os.PathLike[str] | None" = None,
+    image: Optional[str] = None,
+    pull_image: "Optional[Callable[[str], Tuple[Image, Sequence[str]]]]" = None,
+    entrypoint: Optional[Sequence[str]] = None,
     env: Optional[Mapping[str, str]] = None,
     user: Optional[str] = None,
     workdir: Optional[str] = None,
@@ -81,12 +88,14 @@ def run(
     check: bool = False,
 ) -> "RunResult | Container":
     """See Runtime.run: `create` is its Runtime's create, `files_root` where
-    bundles and the built-in root filesystem go, `sockets` conmon's socket dir."""
+    bundles and the built-in root filesystem go, `sockets` conmon's socket
+    dir, `pull_image(image)` the image's pull: (the image, its unpacked
+    layers, topmost first), called once every option is checked."""
     # Each option is checked before anything is made: these here, the others by specgen, Limits and create, first thing.
     cid = check_id(container_id) if container_id is not None else os.urandom(32).hex()
     data = _input(stdin, detach)
     limit = check_timeout(timeout)
-    argv = check_argv(cmd, "cmd", empty_ok=bundle is not None)
+    argv = check_argv(cmd, "cmd", empty_ok=bundle is not None or image is not None)
     variables = check_env(env)
     common: Any = dict(name=check_name(name) if name is not None else cid[:12], labels=check_labels(labels), stdin=data is not None)
     if limits is not None and not isinstance(limits, Limits):
@@ -94,6 +103,23 @@ def run(
     for what, value in (("user", user), ("workdir", workdir), ("network", network)):
         if value is not None:
             check_text(value, what)
+    from_image: Dict[str, Any] = {}
+    if entrypoint is not None and image is None:
+        raise InvalidArgument("entrypoint replaces an image's: it goes with image=")
+    if image is not None:
+        if bundle is not None or rootfs is not None:
+            raise InvalidArgument("give one of an image, a rootfs or a bundle")
+        chosen = check_argv(entrypoint, "entrypoint", empty_ok=True) if entrypoint is not None else None
+        assert pull_image is not None
+        pulled, lowers = pull_image(image)  # the last check: every other one passed
+        config = pulled.config  # as podman makes it the container's: the caller's own options win
+        argv = check_argv(config.args(argv or None, chosen), "the image's command")
+        variables = config.environment(variables)
+        user = user if user is not None else config.user or None
+        workdir = workdir or config.workdir or None
+        common["labels"] = {**config.labels, **common["labels"]}
+        annotations = {IMAGE_ANNOTATION: pulled.name, IMAGE_ID_ANNOTATION: pulled.id}
+        from_image = dict(image_layers=lowers, stop_signal=config.stop_signal or None, annotations=annotations)
     if bundle is not None:
         given = dict(rootfs=rootfs, user=user, workdir=workdir, mounts=mounts or None, network=network)
         refused = [k for k, v in given.items() if v is not None]
@@ -106,7 +132,9 @@ def run(
         made = os.path.join(files_root, "bundles", cid)
         options: Any = dict(env=variables, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
         with layout.making(made):
-            specgen.write_bundle(made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options)
+            specgen.write_bundle(
+                made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options, **from_image
+            )
             try:
                 container = create(cid, made, owned_bundle=True, limits=limits, **common)
             except BaseException:

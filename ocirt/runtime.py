@@ -24,6 +24,7 @@ from .errors import (
     ContainerExists,
     ContainerNotFound,
     InvalidArgument,
+    InvalidState,
     OcirtError,
     StoreError,
 )
@@ -31,12 +32,14 @@ from .launcher import Launcher, LaunchOptions
 from .layout import RuntimeDirs
 from .lifecycle import DEFAULT_CREATE_TIMEOUT
 from .oci import OCIRuntime
+from .spec import IMAGE_ID_ANNOTATION
 from .state import ContainerStatus
 from .steps import Steps, block
 from .store import Record, Store
 from .validate import check_argv, check_id, check_labels, check_name, check_path, check_sequence, check_timeout
 
 if TYPE_CHECKING:
+    from .images.store import Image, ImageStore
     from .run import RunResult
 
 DEFAULT_ROOT = "/var/lib/ocirt"
@@ -146,6 +149,7 @@ class Runtime:
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
         self._deleter = Deleter()
+        self._images: "Optional[ImageStore]" = None
 
     @classmethod
     def open(cls, root: Optional[str] = None, **options: object) -> "Runtime":
@@ -275,7 +279,11 @@ class Runtime:
         (exit code, stdout and stderr, timings) once it exits; with
         `detach`, return the started Container at once (`with` deletes it).
 
-        Options: container_id (default: a random one), name, rootfs
+        Options: container_id (default: a random one), name, image (a
+        reference: see pull; its config gives the command, env, workdir,
+        user, stop signal and labels, each overridden by the caller's;
+        "busybox" is built in) with pull (the pull policy) and entrypoint
+        (replaces the image's, and drops its Cmd), rootfs
         (default: the busybox tree built once, each container writing to a
         layer of its own) or bundle (a ready OCI bundle, never written to,
         whose own process runs if `cmd` is empty; no user, workdir, mounts
@@ -291,7 +299,51 @@ class Runtime:
         """
         from .run import run  # the high-level layer sits on this one
 
+        policy = options.pop("pull", "missing")
+        if _builtin(options.get("image")):
+            del options["image"]  # the busybox tree, as without an image
+        options["pull_image"] = functools.partial(self._pulled, policy=policy)
         return run(self.create, self.root or self.tmp_dir, self.dirs.sockets, cmd, detach=detach, **options)
+
+    @property
+    def image_store(self) -> "ImageStore":
+        """The images of this Runtime's root (see ocirt.images)."""
+        if self._images is None:
+            from .images.store import ImageStore
+
+            self._images = ImageStore(self.root or self.tmp_dir)
+        return self._images
+
+    def pull(self, ref: str, *, policy: str = "missing", tls_verify: bool = True, authfile: Optional[str] = None) -> "Image":
+        """The image `ref` names (docker://HOST/REPO:TAG or HOST/REPO:TAG, oci:DIR[:TAG],
+        oci-archive:FILE, docker-archive:FILE), pulled through skopeo as `policy`
+        says (podman's --pull: missing, always, never). ImageError for a bad
+        reference, an unreachable registry, a missing tag or a corrupt blob."""
+        return self.image_store.pull(ref, policy=policy, tls_verify=tls_verify, authfile=authfile)
+
+    def _pulled(self, ref: str, policy: str) -> "Tuple[Image, List[str]]":
+        """The image `ref` names, pulled as `policy` says, with its unpacked layers (topmost first)."""
+        image = self.pull(ref, policy=policy)
+        return image, self.image_store.lower_dirs(image)
+
+    def images(self) -> "List[Image]":
+        """The images this root holds, newest pull first."""
+        return self.image_store.list()
+
+    def remove_image(self, ref: str, force: bool = False) -> "Image":
+        """Remove the image `ref` names with its layers no other image uses.
+        InvalidState while a container uses it, unless `force` (the
+        containers are force-deleted first); ImageError if it is not held."""
+        image = self.image_store.get(ref)
+        users = [c for c in self.list() if (c.spec.get("annotations") or {}).get(IMAGE_ID_ANNOTATION) == image.id]
+        if users and not force:
+            raise InvalidState(f"image {image.name} is in use by container {users[0].name}: remove it first, or force")
+        for c in users:
+            try:
+                c.delete(force=True)
+            except ContainerNotFound:
+                pass
+        return self.image_store.remove(ref)
 
     def _create_steps(self, container_id: str, bundle: "str | os.PathLike[str] | None", o: "CreateOptions") -> Steps[Container]:
         """create, as steps (see ocirt.steps): every input is checked before anything is made."""
@@ -520,6 +572,11 @@ def _find_binary(path: Optional[str], default: str, what: str) -> str:
     if not os.path.isfile(full) or not os.access(full, os.X_OK):
         raise BinaryNotFound(f"{what} binary {full} does not exist or is not executable")
     return full
+
+
+def _builtin(ref: object) -> bool:
+    """Whether `ref` names the built-in busybox image (the busybox tree: no pull)."""
+    return ref in ("busybox", "busybox:latest")
 
 
 def _recorded(store: Store, cid: str) -> bool:

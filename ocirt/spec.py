@@ -16,6 +16,8 @@ from .validate import parse_signal
 Spec = Dict[str, Any]
 
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
+IMAGE_ANNOTATION = "io.ocirt.image.name"  # the image a container was made from, by name
+IMAGE_ID_ANNOTATION = "io.ocirt.image.id"  # and by id: its config digest
 STOP_TIMEOUT_ANNOTATION = "io.ocirt.stop-timeout"  # seconds `ocirt stop` waits before SIGKILL, when not told
 DEFAULT_STOP_TIMEOUT = 10.0
 

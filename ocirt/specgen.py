@@ -80,6 +80,8 @@ def generate(
     cpus: Optional[float] = None,
     cap_add: Sequence[str] = (),
     layer: Optional[Tuple[str, str]] = None,
+    lowers: Sequence[str] = (),
+    accounts: Optional[str] = None,
     mounts: Sequence[Sequence[str]] = (),
     network: str = "none",
     cap_drop: Sequence[str] = (),
@@ -95,7 +97,10 @@ def generate(
     With `layer` = (upper, work), two directories of the container's own,
     the rootfs is only the lower layer of an overlay mounted at / inside the
     container: what the container writes lands in `upper`, and `rootfs`
-    itself (a tree shared by many containers) is never written.
+    itself (a tree shared by many containers) is never written. `lowers`
+    (an image's layers, topmost first) stand for `rootfs` in that overlay
+    (then an empty directory), and users are named in `accounts` (the root
+    whose /etc/passwd and /etc/group count) instead of `rootfs`.
     Rlimits are capped at this process's hard limits: raising one needs
     CAP_SYS_RESOURCE, which these hosts may lack. `mounts` are bind mounts,
     each (host path, container path) or (host path, container path, "ro").
@@ -119,7 +124,7 @@ def generate(
     for key, value in check_env(env).items():
         process["env"] = [e for e in process["env"] if not e.startswith(key + "=")] + [f"{key}={value}"]
     if user is not None:
-        process["user"] = parse_user(check_text(user, "user"), rootfs)
+        process["user"] = parse_user(check_text(user, "user"), accounts or rootfs)
     for cap in check_sequence(cap_add, "cap_add"):
         name = _cap_name(check_text(cap, "capability"))
         for key in process["capabilities"]:
@@ -147,7 +152,7 @@ def generate(
         spec["annotations"] = dict(spec.get("annotations") or {}, **dict(annotations))
     spec["root"] = {"path": rootfs, "readonly": bool(read_only)}
     if layer is not None:
-        spec["mounts"].insert(0, _overlay(rootfs, *layer))
+        spec["mounts"].insert(0, _overlay(list(lowers) or [rootfs], *layer))
     spec["hostname"] = check_text(hostname, "hostname") if hostname else "ocirt"
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
     spec["mounts"] += [_bind(m) for m in check_sequence(mounts, "mounts")]
@@ -179,17 +184,26 @@ def generate(
     return spec
 
 
-def write_bundle(bundle: str, args: Sequence[str], *, rootfs: Optional[str], cache_dir: str, **options: Any) -> None:
+def write_bundle(
+    bundle: str, args: Sequence[str], *, rootfs: Optional[str], cache_dir: str, image_layers: Sequence[str] = (), **options: Any
+) -> None:
     """Make `bundle`, a new private directory, an OCI bundle for `args`.
 
-    Its config.json is `generate(args, **options)` on `rootfs`, or, when that
-    is None, on the busybox tree built once in `cache_dir` (see
+    Its config.json is `generate(args, **options)` on `rootfs`; when that
+    is None, on `image_layers` (an image's unpacked layers, topmost first),
+    or else on the busybox tree built once in `cache_dir` (see
     rootfs.busybox_rootfs) and shared: each container writes to an overlay
     layer of its own inside its bundle. Bad options raise before anything is
     made; a failure leaves nothing behind.
     """
     layer = None
-    if rootfs is not None:
+    if image_layers:
+        if rootfs is not None:
+            raise InvalidArgument("give an image or a rootfs, not both")
+        fs = os.path.join(bundle, "rootfs")  # empty: the overlay of the layers is mounted over it
+        layer = (os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
+        options = dict(options, lowers=list(image_layers), accounts=_accounts_root(image_layers))
+    elif rootfs is not None:
         fs = os.path.abspath(check_path(rootfs, "rootfs"))  # never "": that would be the current directory
         if not os.path.isdir(fs):
             raise InvalidArgument(f"root filesystem {fs} does not exist or is not a directory")
@@ -203,10 +217,21 @@ def write_bundle(bundle: str, args: Sequence[str], *, rootfs: Optional[str], cac
         if layer is not None:
             os.mkdir(layer[0], 0o755)  # the container's / : others need to get through
             os.mkdir(layer[1], 0o700)
+        if image_layers:
+            os.mkdir(fs, 0o755)
         write_private(os.path.join(bundle, "config.json"), json.dumps(spec).encode())  # env may hold secrets
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
+
+
+def _accounts_root(layers: Sequence[str]) -> str:
+    """The topmost layer that holds /etc/passwd: where users are named (an
+    image's accounts live in one layer, as a rule)."""
+    for layer in layers:
+        if os.path.lexists(os.path.join(layer, "etc", "passwd")):
+            return layer
+    return layers[-1]
 
 
 def _limit(value: object, what: str) -> int:
@@ -250,17 +275,19 @@ def _bind(mount: object) -> Dict[str, Any]:
     return {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "nosuid", "nodev", mode]}
 
 
-def _overlay(lower: str, upper: str, work: str) -> Dict[str, Any]:
+OVERLAY_OPTIONS_MAX = 4000  # the kernel takes an overlay's mount options in one page (4096 bytes, less runc's own)
+
+
+def _overlay(lowers: Sequence[str], upper: str, work: str) -> Dict[str, Any]:
     """An overlay at / (mounted in the container's own mount namespace: nothing on the host to leak)."""
-    for path in (lower, upper, work):
+    for path in (*lowers, upper, work):
         if not path.startswith("/") or any(c in path for c in ",:\\"):
             raise InvalidArgument(f"an overlay layer needs an absolute path without ',', ':' or '\\', not {path!r}")
-    return {
-        "destination": "/",
-        "type": "overlay",
-        "source": "overlay",
-        "options": [f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"],
-    }
+    options = [f"lowerdir={':'.join(lowers)}", f"upperdir={upper}", f"workdir={work}"]
+    if len(",".join(options)) > OVERLAY_OPTIONS_MAX:
+        # Past one page the kernel answers a misleading ENOENT: say what it is instead.
+        raise InvalidArgument(f"{len(lowers)} layers make the overlay's mount options longer than one page: too many layers for this root's path")
+    return {"destination": "/", "type": "overlay", "source": "overlay", "options": options}
 
 
 def _cap_name(cap: str) -> str:

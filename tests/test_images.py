@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+import ocirt
 from ocirt import ImageError, InvalidArgument
 from ocirt.images.reference import parse
 from ocirt.images.store import ImageStore
@@ -149,3 +150,60 @@ def test_a_pull_from_a_registry_and_its_errors(tmp_path, source, registry):
     with pytest.raises(ImageError, match="cannot pull"):
         store.pull("127.0.0.1:9/test/app:v1", tls_verify=False)  # nobody listens there
     assert [i.name for i in store.list()] == [ref]
+
+
+# -- containers from images, on real runc and conmon ----------------------------
+
+
+def test_a_container_runs_an_image_with_its_config_and_the_callers_options_over_it(runtime, source):
+    ref = f"oci:{source}:v1"
+    r = runtime.run(["cat /etc/motd; id -un; pwd; echo A=$A; cat /etc/group || echo no group"], image=ref)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "v1\napp\n/tmp\nA=1\nno group\n"  # the image's Cmd replaced; its whiteout hides /etc/group
+    r = runtime.run(["id"], image=ref, entrypoint=[], user="root", env={"A": "2"}, workdir="/")
+    assert r.stdout.startswith("uid=0(root)")
+    assert runtime.run([], image=ref, entrypoint=["/bin/echo"]).stdout == "\n"  # an entrypoint drops the image's Cmd
+    with runtime.run(["sh", "-c", "echo mine > /etc/motd; sleep 1000"], image=ref, entrypoint=[], detach=True) as c:
+        assert c.labels == {"tier": "test"}
+        assert (c.spec.get("annotations") or {})["io.ocirt.image.name"] == ref
+    assert runtime.run(["cat", "/etc/motd"], image=ref, entrypoint=[]).stdout == "v1\n"  # each container writes to a layer of its own
+    assert runtime.run(["echo", "hi"], image="busybox").stdout == "hi\n"  # built in: no pull
+
+
+def test_an_image_in_use_is_not_removed_unless_forced_and_bad_input_makes_nothing(runtime, source):
+    ref = f"oci:{source}:v1"
+    with pytest.raises(ocirt.InvalidArgument, match="one of an image, a rootfs or a bundle"):
+        runtime.run(["true"], image=ref, rootfs="/")
+    with pytest.raises(ocirt.InvalidArgument, match="entrypoint"):
+        runtime.run(["true"], entrypoint=["sh"])
+    with pytest.raises(ImageError, match="not in the store"):
+        runtime.run(["true"], image=ref, pull="never")
+    assert runtime.list() == []
+    c = runtime.run(["sleep", "1000"], image=ref, entrypoint=[], detach=True)
+    with pytest.raises(ocirt.InvalidState, match="in use by container"):
+        runtime.remove_image(ref)
+    assert runtime.remove_image(ref, force=True).name == ref
+    assert runtime.list() == [] and runtime.images() == []
+    assert c.deleted
+
+
+def test_a_container_from_an_image_survives_its_managers_end_like_any_other(tmp_path, source):
+    ref = f"oci:{source}:v2"
+    root = str(tmp_path / "stored")
+    first = ocirt.Runtime.open(root)
+    try:
+        c = first.run(["sleep", "1000"], image=ref, entrypoint=[], detach=True)
+    finally:
+        first.close()  # the manager goes; the container runs on
+    again = ocirt.Runtime.open(root)
+    try:
+        found = again.get(c.id)
+        assert found.state.status is ocirt.ContainerStatus.RUNNING
+        assert found.exec_run(["cat", "/etc/motd"])[1] == "v2\n"
+        found.stop(0)
+        found.delete()
+        assert [i.name for i in again.images()] == [ref]
+    finally:
+        for leftover in again.list():
+            leftover.delete(force=True)
+        again.close()
