@@ -37,7 +37,8 @@ from .container import Container
 from .errors import ContainerNotFound, InvalidState, OcirtError, Terminated
 from .exec import ExecOptions, ExecSession
 from .logs import LogRecord
-from .runtime import CreateOptions, Runtime
+from .options import CreateOptions
+from .runtime import Runtime
 from .state import ContainerState, Timings
 from .steps import P, Readable, Steps, T
 from .validate import check_argv, check_input, check_sequence

@@ -29,7 +29,8 @@ from . import layout, specgen
 from .container import Container
 from .errors import ContainerNotFound, InvalidArgument, OcirtError, Timeout, raise_terminated
 from .logs import LogRecord
-from .runtime import CreateOptions, Runtime
+from .options import CreateOptions
+from .runtime import Runtime
 from .state import Timings
 from .steps import Cancelled, Steps, block
 from .validate import check_timeout

@@ -10,12 +10,11 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, overload
 
 from . import cgroups, conmon, layout, lifecycle, process, spec as specs
 from .background import Deleter
-from .cgroups.limits import INT64_MAX, Limits
+from .cgroups.limits import Limits
 from .container import Container
 from .core import ContainerCore, Services
 from .errors import (
@@ -32,11 +31,12 @@ from .launcher import Launcher, LaunchOptions
 from .layout import RuntimeDirs
 from .lifecycle import DEFAULT_CREATE_TIMEOUT
 from .oci import OCIRuntime
+from .options import CreateOptions, check_log_size_max, whole_seconds
 from .spec import IMAGE_ID_ANNOTATION
 from .state import ContainerStatus
 from .steps import Steps, block
 from .store import Record, Store
-from .validate import check_argv, check_id, check_labels, check_name, check_path, check_sequence, check_timeout
+from .validate import check_argv, check_id, check_labels, check_path, check_sequence, check_timeout
 
 if TYPE_CHECKING:
     from .images.store import Image, ImageStore
@@ -46,42 +46,6 @@ DEFAULT_ROOT = "/var/lib/ocirt"
 RUNTIME_ID_TAKEN = ("container with given ID already exists", "container with id exists")  # runc's words (1.1, older)
 log = logging.getLogger("ocirt")
 DEFAULT_RUN_DIR = "/run/ocirt"
-
-
-@dataclass(frozen=True)
-class CreateOptions:
-    """Runtime.create's options (see there); the asyncio API takes the same.
-    Each is checked when the object is made: InvalidArgument names a bad one."""
-
-    stdin: bool = False
-    terminal: bool = False
-    timeout: Optional[float] = DEFAULT_CREATE_TIMEOUT
-    name: Optional[str] = None
-    owned_bundle: bool = False
-    auto_remove: bool = False
-    exit_command: Tuple[str, ...] = ()
-    listen_fds: Tuple[int, ...] = ()
-    limits: Optional[Limits] = None
-    spec: Optional[Mapping[str, object]] = None
-    rootfs: Optional[str] = None
-    labels: Optional[Mapping[str, str]] = None
-    kill_after: Optional[float] = None
-    log_size_max: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        check_timeout(self.timeout)
-        if self.name is not None:
-            check_name(self.name)
-        check_argv(self.exit_command, "exit_command", empty_ok=True)
-        check_sequence(self.listen_fds, "listen_fds")  # each an open socket: checked at create
-        if self.limits is not None and not isinstance(self.limits, Limits):
-            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(self.limits).__name__}")
-        if self.rootfs is not None:
-            check_path(self.rootfs, "rootfs")
-        check_labels(self.labels)
-        _whole_seconds(self.kill_after)
-        if self.log_size_max is not None:
-            _check_log_size_max(self.log_size_max)
 
 
 class Runtime:
@@ -121,7 +85,7 @@ class Runtime:
             raise InvalidArgument(
                 f"unknown cgroup manager {cgroup_manager!r}; valid are {', '.join(map(repr, cgroups.MANAGERS))}"
             )
-        _check_log_size_max(log_size_max)
+        check_log_size_max(log_size_max)
         self.runtime_path = _find_binary(runtime_path, "runc", "OCI runtime")
         self.conmon_path = _find_binary(conmon_path, "conmon", "conmon")
         self.conmon_env = dict(conmon_env) if conmon_env is not None else None
@@ -408,7 +372,7 @@ class Runtime:
     def _launch_steps(self, container: Container, o: "CreateOptions", limit: Optional[float]) -> Steps[None]:
         """Launch conmon for a recorded container; on failure, undo everything, the record too."""
         cid = container.id
-        container.launch_options = LaunchOptions(o.exit_command, _whole_seconds(o.kill_after), o.log_size_max)
+        container.launch_options = LaunchOptions(o.exit_command, whole_seconds(o.kill_after), o.log_size_max)
         try:
             yield from lifecycle.launch(container, limit, o.listen_fds)
         except BaseException as e:
@@ -585,18 +549,3 @@ def _recorded(store: Store, cid: str) -> bool:
         return store.get(cid) is not None
     except (StoreError, InvalidArgument):
         return True
-
-
-def _whole_seconds(value: Optional[float]) -> int:
-    """kill_after as conmon takes it: whole seconds from 1, 0 for none; InvalidArgument otherwise."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < 1 << 31 or value != int(value):
-        raise InvalidArgument(f"kill_after must be a whole number of seconds from 1, or None, not {value!r}")
-    return int(value)
-
-
-def _check_log_size_max(value: object) -> None:
-    """InvalidArgument unless `value` is -1 or a size conmon takes (an int64)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= INT64_MAX:
-        raise InvalidArgument(f"log_size_max must be -1 (no limit) or a size in bytes up to {INT64_MAX}, not {value!r}")

@@ -10,7 +10,7 @@ import os
 import pytest
 
 import ocirt
-from ocirt.runtime import CreateOptions
+from ocirt.options import CreateOptions
 
 
 def nothing_made(rt: ocirt.Runtime) -> bool:

@@ -13,7 +13,8 @@ from typing import Any, Dict, List
 from .. import conmon, layout, specgen
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
-from ..runtime import CreateOptions, Runtime
+from ..options import CreateOptions
+from ..runtime import Runtime
 from ..validate import check_name, check_path
 from . import values
 from .attached import DETACHED, attached_session, check_terminal, detach_keys_option
