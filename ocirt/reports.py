@@ -74,6 +74,11 @@ def status_text(c: Container, now: float) -> str:
     return str(st.status.value).capitalize()
 
 
+def image_name(c: Container) -> str:
+    """The image the container was made from ("" for a rootfs or a bundle)."""
+    return str((c.spec.get("annotations") or {}).get(specs.IMAGE_ANNOTATION, ""))
+
+
 def ps_record(c: Container, now: float) -> Dict[str, Any]:
     """One container as `podman ps --format json` shows it."""
     st, process = c.state, c.spec.get("process", {})
@@ -87,7 +92,7 @@ def ps_record(c: Container, now: float) -> Dict[str, Any]:
         "ExitedAt": _unix(st.finished_at) if exited else GO_ZERO_UNIX,
         "ExitCode": st.exit_code if exited and st.exit_code is not None else 0,
         "Id": c.id,
-        "Image": "",
+        "Image": image_name(c),
         "Labels": dict(c.labels) or None,
         "Mounts": [m.get("destination", "") for m in _binds(c)],
         "Names": [c.name],
@@ -150,6 +155,8 @@ def inspect_record(c: Container, sessions: Sequence[Any], live_limits: Optional[
             "CgroupPath": _cgroup_path(c),
             "Note": c.note,
         },
+        "Image": str((c.spec.get("annotations") or {}).get(specs.IMAGE_ID_ANNOTATION, "")).removeprefix("sha256:"),
+        "ImageName": image_name(c),
         "Name": c.name,
         "Bundle": c.bundle,
         "LogPath": c.log_path,

@@ -207,3 +207,44 @@ def test_a_container_from_an_image_survives_its_managers_end_like_any_other(tmp_
         for leftover in again.list():
             leftover.delete(force=True)
         again.close()
+
+
+# -- the command line: pull, images, rmi ----------------------------------------
+
+
+@pytest.fixture
+def ocirt_cli(ocirt):  # noqa: F811  (the CLI fixture, beside the module of that name)
+    return ocirt
+
+
+def test_pull_images_and_rmi_on_the_command_line(ocirt_cli, source):
+    cli = ocirt_cli
+    v1, v2 = f"oci:{source}:v1", f"oci:{source}:v2"
+    image_id = cli.ok("pull", v1).strip()
+    assert len(image_id) == 64
+    cli.ok("pull", "-q", v2)
+    table = cli.ok("images").splitlines()
+    assert table[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "PULLED", "SIZE"]
+    assert any(line.startswith(v1) and image_id[:12] in line for line in table[1:])
+    listed = json.loads(cli.ok("images", "--format", "json"))
+    assert sorted(i["Names"][0] for i in listed) == sorted([v1, v2])
+    assert sorted(cli.ok("images", "-q").split()) == sorted(i["Id"][:12] for i in listed)
+    bad = cli("pull", f"oci:{source}:nope")
+    assert bad.returncode == 125 and "cannot pull" in bad.stderr
+    assert cli("pull", "Not/Valid").returncode == 125
+    rt = ocirt.Runtime.open(cli.root)  # a container using v1, made through the library
+    try:
+        c = rt.run(["sleep", "1000"], image=v1, entrypoint=[], detach=True)
+        assert json.loads(cli.ok("ps", "--format", "json"))[0]["Image"] == v1
+        assert json.loads(cli.ok("inspect", c.id))[0]["ImageName"] == v1
+        refused = cli("rmi", v1)
+        assert refused.returncode == 125 and "in use" in refused.stderr
+        assert cli.ok("rmi", "-f", v1).splitlines() == [f"Untagged: {v1}", f"Deleted: {image_id}"]
+        assert cli.ok("ps", "-a", "-q") == ""
+    finally:
+        for leftover in rt.list():
+            leftover.delete(force=True)
+        rt.close()
+    assert cli("rmi", v1).returncode == 125  # not held any more
+    cli.ok("rmi", "-a")
+    assert cli.ok("images", "-q") == ""
