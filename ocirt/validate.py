@@ -40,16 +40,7 @@ def check_id(value: object, what: str = "container id") -> str:
 def check_labels(labels: object) -> Dict[str, str]:
     """A copy of `labels` if it maps non-empty strings without "=" or NUL to
     strings without NUL, else InvalidArgument naming the bad one."""
-    if labels is None:
-        return {}
-    if not isinstance(labels, Mapping):
-        raise InvalidArgument(f"labels must be a dict of strings, not {type(labels).__name__}")
-    for key, value in labels.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise InvalidArgument(f"invalid label name {key!r}: a non-empty string without '=' or NUL")
-        if not isinstance(value, str) or "\0" in value:
-            raise InvalidArgument(f"invalid value {value!r} of label {key!r}: a string without NUL")
-    return dict(labels)
+    return _string_map(labels, "labels", "label")
 
 
 def check_name(value: object, what: str = "container name") -> str:
@@ -145,15 +136,21 @@ def check_sequence(value: object, what: str) -> Tuple[Any, ...]:
 def check_env(value: object, what: str = "env") -> Dict[str, str]:
     """A copy of `value` if it maps names (non-empty, without '=' or NUL) to
     strings without NUL; {} for None; else InvalidArgument naming the bad entry."""
+    return _string_map(value, what, "environment variable")
+
+
+def _string_map(value: object, what: str, entry: str) -> Dict[str, str]:
+    """A copy of `value` if it maps `entry` names (non-empty, without '=' or
+    NUL) to strings without NUL; {} for None; else InvalidArgument."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"{what} must be a dict of strings, not {type(value).__name__} {value!r:.80}")
     for key, text in value.items():
         if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise InvalidArgument(f"invalid environment variable name {key!r} in {what}: a non-empty string without '=' or NUL")
+            raise InvalidArgument(f"invalid {entry} name {key!r} in {what}: a non-empty string without '=' or NUL")
         if not isinstance(text, str) or "\0" in text:
-            raise InvalidArgument(f"invalid value {text!r:.80} of environment variable {key!r} in {what}: a string without NUL")
+            raise InvalidArgument(f"invalid value {text!r:.80} of {entry} {key!r} in {what}: a string without NUL")
     return dict(value)
 
 
