@@ -137,8 +137,8 @@ class Runtime:
         store = Store(os.path.join(root, "state.db"), os.path.join(run_dir, "locks"), bundles=os.path.join(root, "bundles"))
         rt = cls(run_dir, store=store, **options)  # type: ignore[arg-type]
         rt.root = root
-        rt.list()  # reconciles every container
-        layout.remove_orphan_bundles(os.path.join(root, "bundles"), functools.partial(_recorded, store))
+        listed = {c.id for c in rt.list()}  # reconciles every container
+        layout.remove_orphan_bundles(os.path.join(root, "bundles"), lambda cid: cid in listed or _recorded(store, cid))
         return rt
 
     def close(self) -> None:
