@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import signal
+import stat
 import struct
 import termios
 import time
@@ -65,21 +66,31 @@ def resize(ctl: str, rows: int, columns: int, process: Optional[ProcessHandle] =
 
 
 def open_terminal(process: ProcessHandle) -> Optional[int]:
-    """The terminal `process` has open as its stdin, stdout or stderr (the
-    first that is one), opened for reading its size: never as the caller's
-    controlling terminal, never blocking. None if it has none, or has exited
-    (checked after the open, so the fd is that process's)."""
+    """The pseudo-terminal `process` has open as its stdin, stdout or stderr
+    (the first that is one), opened for reading its size: never as the
+    caller's controlling terminal, never blocking. What the process holds is
+    the container's: only a pty slave is opened (looked at before and after
+    the open), never a FIFO or another device. None if it has none, or has
+    exited (checked after the open, so the fd is that process's)."""
     for n in (0, 1, 2):
         if process.exited():
             return None
+        path = f"/proc/{process.pid}/fd/{n}"
         try:
-            fd = os.open(f"/proc/{process.pid}/fd/{n}", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not _is_pty_slave(os.stat(path)):
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
-        if os.isatty(fd) and not process.exited():
+        if _is_pty_slave(os.fstat(fd)) and not process.exited():
             return fd
         os.close(fd)
     return None
+
+
+def _is_pty_slave(st: os.stat_result) -> bool:
+    """A Unix 98 pty slave (/dev/pts/N): character devices of majors 136-143."""
+    return stat.S_ISCHR(st.st_mode) and 136 <= os.major(st.st_rdev) <= 143
 
 
 def _size_of(fd: int) -> Tuple[int, int]:

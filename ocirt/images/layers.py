@@ -247,7 +247,10 @@ class _Unpacker:
 
     def _times(self, root: int, path: str, m: tarfile.TarInfo) -> None:
         parts = path.split("/")
-        parent = self._open_parent(root, parts[:-1], path)
+        try:
+            parent = self._open_parent(root, parts[:-1], path)
+        except ImageError:
+            return  # a later entry made a level of it something else: those times are gone with it
         try:
             self._times_at(parent, parts[-1], m)
         finally:
