@@ -21,8 +21,8 @@ from . import attach, layout, logs as logfile, spec as specs, specgen
 from .cgroups.limits import Limits
 from .container import Container
 from .errors import ContainerError, ContainerNotFound, InvalidArgument, Timeout
+from .images.config import settle
 from .logs import LogRecord
-from .spec import IMAGE_ANNOTATION, IMAGE_ID_ANNOTATION
 from .state import Timings
 from .validate import check_argv, check_env, check_id, check_input, check_labels, check_name, check_path, check_text, check_timeout
 
@@ -112,14 +112,9 @@ def run(
         chosen = check_argv(entrypoint, "entrypoint", empty_ok=True) if entrypoint is not None else None
         assert pull_image is not None
         pulled, lowers = pull_image(image)  # the last check: every other one passed
-        config = pulled.config  # as podman makes it the container's: the caller's own options win
-        argv = check_argv(config.args(argv or None, chosen), "the image's command")
-        variables = config.environment(variables)
-        user = user if user is not None else config.user or None
-        workdir = workdir or config.workdir or None
-        common["labels"] = {**config.labels, **common["labels"]}
-        annotations = {IMAGE_ANNOTATION: pulled.name, IMAGE_ID_ANNOTATION: pulled.id}
-        from_image = dict(image_layers=lowers, stop_signal=config.stop_signal or None, annotations=annotations)
+        settled = settle(pulled, lowers, command=argv, entrypoint=chosen, env=variables, user=user, workdir=workdir, labels=common["labels"])
+        argv, variables, user, workdir = check_argv(settled.argv, "the image's command"), settled.env, settled.user, settled.workdir
+        common["labels"], from_image = settled.labels, settled.bundle
     if bundle is not None:
         given = dict(rootfs=rootfs, user=user, workdir=workdir, mounts=mounts or None, network=network)
         refused = [k for k, v in given.items() if v is not None]

@@ -264,8 +264,6 @@ class Runtime:
         from .run import run  # the high-level layer sits on this one
 
         policy = options.pop("pull", "missing")
-        if _builtin(options.get("image")):
-            del options["image"]  # the busybox tree, as without an image
         options["pull_image"] = functools.partial(self._pulled, policy=policy)
         return run(self.create, self.root or self.tmp_dir, self.dirs.sockets, cmd, detach=detach, **options)
 
@@ -291,8 +289,22 @@ class Runtime:
         return image, self.image_store.lower_dirs(image)
 
     def images(self) -> "List[Image]":
-        """The images this root holds, newest pull first."""
-        return self.image_store.list()
+        """The images this root holds, newest pull first, and the built-in busybox last (where this host has a static busybox)."""
+        from .images.store import builtin
+
+        try:
+            return [*self.image_store.list(), builtin(described=True)]
+        except OcirtError:
+            return self.image_store.list()
+
+    def load(self, path: str) -> "List[Image]":
+        """The images of the archive at `path` (a docker-archive or an oci-archive), loaded (see ImageStore.load)."""
+        return self.image_store.load(path)
+
+    def prune_images(self, all: bool = False) -> "List[Image]":
+        """Remove the layers and blobs no image uses; with `all`, every image no container uses too. The images removed."""
+        used = {(c.spec.get("annotations") or {}).get(IMAGE_ID_ANNOTATION) for c in self.list()}
+        return self.image_store.prune(keep={i.id for i in self.image_store.list() if not all or i.id in used})
 
     def remove_image(self, ref: str, force: bool = False) -> "Image":
         """Remove the image `ref` names with its layers no other image uses.
@@ -536,11 +548,6 @@ def _find_binary(path: Optional[str], default: str, what: str) -> str:
     if not os.path.isfile(full) or not os.access(full, os.X_OK):
         raise BinaryNotFound(f"{what} binary {full} does not exist or is not executable")
     return full
-
-
-def _builtin(ref: object) -> bool:
-    """Whether `ref` names the built-in busybox image (the busybox tree: no pull)."""
-    return ref in ("busybox", "busybox:latest")
 
 
 def _recorded(store: Store, cid: str) -> bool:

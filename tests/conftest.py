@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -13,6 +14,7 @@ import ocirt as ocirt_lib  # `ocirt` is the CLI fixture below
 from .cli_support import Ocirt, reap_orphans
 from .gates import Gate
 from .leaks import Snapshot
+from .registry import Registry, running
 
 _session_start: List[Snapshot] = []
 
@@ -108,6 +110,14 @@ def ocirt(tmp_path: Any, rootfs: str) -> Iterator[Ocirt]:
         cli("rm", "-f", *leftover)
     reap_orphans()
     assert not leftover, f"test left containers: {leftover}"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: Any) -> Iterator[Registry]:
+    """A real registry on 127.0.0.1 (Debian's docker-registry), for the session's tests."""
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
+        pytest.skip("docker-registry or skopeo is not installed (.ci/install installs them)")
+    yield from running(str(tmp_path_factory.mktemp("registry")))
 
 
 @pytest.fixture

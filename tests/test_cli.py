@@ -30,7 +30,7 @@ def names(cli: Ocirt) -> list:
 
 
 def test_run_rm_echo_hello_leaves_nothing(ocirt):
-    proc = ocirt("run", "--rm", "--", "echo", "hello")
+    proc = ocirt("run", "--rm", "busybox", "echo", "hello")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "hello\n", "")
     assert names(ocirt) == []
     run_dir = os.path.join(ocirt.root, "run")
@@ -41,7 +41,7 @@ def test_run_rm_echo_hello_leaves_nothing(ocirt):
 
 def test_output_is_flushed_before_the_quick_exit_and_a_gone_reader_is_no_error(ocirt):
     # ps writes its table through a buffer that only the script's final flush empties.
-    made = ocirt.ok("create", "--name", "flushed", "--", "true").strip()
+    made = ocirt.ok("create", "--name", "flushed", "busybox", "true").strip()
     try:
         assert ocirt.ok("ps", "-a", "--format", "{{.ID}} {{.Names}}") == f"{made[:12]} flushed\n"
         read_end, write_end = os.pipe()
@@ -56,36 +56,36 @@ def test_output_is_flushed_before_the_quick_exit_and_a_gone_reader_is_no_error(o
 
 
 def test_run_exit_code_and_streams(ocirt):
-    proc = ocirt("run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    proc = ocirt("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
 
 
 def test_run_i_sends_stdin_to_its_end_and_megabytes_of_binary_round_trip(ocirt):
-    proc = ocirt("run", "--rm", "-i", "--", "sh", "-c", "cat; echo done", input="hello\n")
+    proc = ocirt("run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done", input="hello\n")
     assert (proc.returncode, proc.stdout) == (0, "hello\ndone\n")
     data = os.urandom(4 << 20)  # far more than the socket buffers, every byte value, both ways
-    proc = subprocess.run(ocirt.argv("run", "--rm", "-i", "--", "cat"), input=data, capture_output=True, env=ocirt.env, timeout=120)
+    proc = subprocess.run(ocirt.argv("run", "--rm", "-i", "busybox", "cat"), input=data, capture_output=True, env=ocirt.env, timeout=120)
     assert (proc.returncode, len(proc.stdout), proc.stdout == data) == (0, len(data), True)
-    assert ocirt("run", "--rm", "--", "cat", input="not sent\n").stdout == ""  # without -i: no stdin
+    assert ocirt("run", "--rm", "busybox", "cat", input="not sent\n").stdout == ""  # without -i: no stdin
     assert names(ocirt) == []
 
 
 def test_stdout_and_stderr_stay_apart_each_in_its_order(ocirt):
     script = "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo out$i; echo err$i >&2; done"
-    proc = ocirt("run", "--rm", "--", "sh", "-c", script)
+    proc = ocirt("run", "--rm", "busybox", "sh", "-c", script)
     assert proc.returncode == 0
     assert proc.stdout == "".join(f"out{i}\n" for i in range(1, 2001))
     assert proc.stderr == "".join(f"err{i}\n" for i in range(1, 2001))
 
 
 def test_run_i_with_d_is_refused(ocirt):
-    proc = ocirt("run", "-i", "-d", "--", "cat")
+    proc = ocirt("run", "-i", "-d", "busybox", "cat")
     assert proc.returncode == 125 and "not with -d" in proc.stderr
     assert names(ocirt) == []
 
 
 def test_run_streams_output_while_running(ocirt):
-    with ocirt.running("run", "--name", "streamer", "--", "sh", "-c", "echo first; exec sleep 1000") as run:
+    with ocirt.running("run", "--name", "streamer", "busybox", "sh", "-c", "echo first; exec sleep 1000") as run:
         assert run.stdout.readline() == "first\n"  # before the container has exited
         assert ocirt("ps", "--format", "json").stdout.count('"running"') == 1
         ocirt.ok("kill", "streamer")
@@ -104,15 +104,15 @@ def test_run_forwards_sigterm_to_the_container(ocirt, tmp_path, make_bundle):
 
 
 def test_command_that_cannot_run(ocirt):
-    missing = ocirt("run", "--rm", "--", "no-such-command")
+    missing = ocirt("run", "--rm", "busybox", "no-such-command")
     assert missing.returncode == 127 and "no-such-command" in missing.stderr
-    denied = ocirt("run", "--rm", "--", "/etc/passwd")
+    denied = ocirt("run", "--rm", "busybox", "/etc/passwd")
     assert denied.returncode == 126 and "permission denied" in denied.stderr.lower()
     assert names(ocirt) == []
 
 
 def test_detached_lifecycle_through_every_verb(ocirt):
-    cid = ocirt.ok("run", "-d", "--name", "svc", "-e", "GREETING=hi", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "--name", "svc", "-e", "GREETING=hi", "busybox", "sleep", "1000").strip()
     assert len(cid) == 64
     row = ocirt.ok("ps").splitlines()[1].split()
     assert (row[0], row[-1]) == (cid[:12], "svc")  # podman's columns: the id first, the names last
@@ -132,7 +132,7 @@ def test_detached_lifecycle_through_every_verb(ocirt):
 
 
 def test_create_start_wait_logs(ocirt):
-    ocirt.ok("create", "--name", "job", "--", "sh", "-c", "echo one; echo two >&2")
+    ocirt.ok("create", "--name", "job", "busybox", "sh", "-c", "echo one; echo two >&2")
     assert json.loads(ocirt.ok("inspect", "job"))[0]["State"]["Status"] == "created"
     ocirt.ok("start", "job")
     assert ocirt.ok("wait", "job") == "0\n"
@@ -147,7 +147,7 @@ def test_create_start_wait_logs(ocirt):
 
 
 def test_logs_tail_since_and_until(ocirt):
-    ocirt.ok("run", "--name", "counted", "--", "seq", "1", "5")
+    ocirt.ok("run", "--name", "counted", "busybox", "seq", "1", "5")
     assert ocirt.ok("logs", "--tail", "2", "counted") == "4\n5\n"
     assert ocirt.ok("logs", "-n", "0", "counted") == ""
     assert ocirt.ok("logs", "--tail", "-1", "counted") == ocirt.ok("logs", "counted") == "1\n2\n3\n4\n5\n"
@@ -165,7 +165,7 @@ def test_logs_tail_since_and_until(ocirt):
 
 
 def test_logs_follow_until_exit(ocirt):
-    ocirt.ok("run", "-d", "--name", "talker", "--", "sh", "-c", "echo a; echo b; exec sleep 1000")
+    ocirt.ok("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo a; echo b; exec sleep 1000")
     with ocirt.running("logs", "-f", "talker") as follow:
         assert follow.stdout.readline() == "a\n"
         assert follow.stdout.readline() == "b\n"
@@ -178,7 +178,7 @@ def test_logs_follow_until_exit(ocirt):
 
 
 def test_limits_land_in_the_containers_cgroups(ocirt):
-    ocirt.ok("run", "-d", "--name", "lim", "--memory", "32m", "--pids-limit", "64", "--cpus", "0.5", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "lim", "--memory", "32m", "--pids-limit", "64", "--cpus", "0.5", "busybox", "sleep", "1000")
     pid = json.loads(ocirt.ok("inspect", "lim"))[0]["State"]["Pid"]
     v1 = {c for h in hierarchies() if h.version == 1 for c in h.controllers}
     if "memory" in v1:
@@ -204,7 +204,7 @@ def cgroup_file(pid: int, controller: str, name: str) -> str:
 def test_user_hostname_read_only_and_workdir(ocirt):
     out = ocirt.ok(
         "run", "--rm", "-u", "nobody", "--read-only", "--hostname", "box", "-w", "/tmp",
-        "--", "sh", "-c", "id -u; hostname; pwd; touch /x 2>/dev/null || echo ro",
+        "busybox", "sh", "-c", "id -u; hostname; pwd; touch /x 2>/dev/null || echo ro",
     )  # fmt: skip
     assert out.split() == ["65534", "box", "/tmp", "ro"]
 
@@ -218,14 +218,18 @@ def test_rootfs_and_bundle_options(ocirt, rootfs, make_bundle):
     "args, words",
     [
         (["stop", "nope"], "no container named 'nope'"),
-        (["run", "--memory", "lots", "--", "true"], "invalid size 'lots'"),
-        (["run", "--pids-limit", "0", "--", "true"], "must be positive"),
-        (["run", "--cpus", "0", "--", "true"], "must be positive"),
+        (["run", "--memory", "lots", "busybox", "true"], "invalid size 'lots'"),
+        (["run", "--pids-limit", "0", "busybox", "true"], "must be positive"),
+        (["run", "--cpus", "0", "busybox", "true"], "must be positive"),
         (["run", "--rootfs", "/no/such/dir", "--", "true"], "/no/such/dir"),
-        (["run", "--name", "bad/name", "--", "true"], "invalid container name"),
-        (["run", "-e", "=x", "--", "true"], "invalid environment variable"),
+        (["run", "--name", "bad/name", "busybox", "true"], "invalid container name"),
+        (["run", "-e", "=x", "busybox", "true"], "invalid environment variable"),
         (["kill", "-s", "NOPE", "x"], "unknown signal"),
-        (["run"], "a command is needed"),
+        (["run"], "an image is needed"),
+        (["run", "--rootfs", "/"], "a command is needed"),
+        (["run", "--pull", "sometimes", "busybox", "true"], "invalid choice"),
+        (["run", "--pull", "never", "127.0.0.1:1/nope:1", "true"], "is not in the store, and the pull policy is never"),
+        (["run", "Not/Valid", "true"], "not a valid image name"),
         (["run", "--rootfs", "/", "--bundle", "/", "--", "true"], "not allowed with"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -242,7 +246,7 @@ def test_an_empty_rootfs_or_bundle_is_refused_not_taken_for_the_current_director
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     for option in ("--rootfs", "--bundle"):
-        argv = ocirt.argv("run", "--rm", option, "", "--", "true")
+        argv = ocirt.argv("run", "--rm", option, "", "busybox", "true")
         proc = subprocess.run(argv, cwd=cwd, env=ocirt.env, capture_output=True, text=True, timeout=120)
         assert (proc.returncode, proc.stderr) == (125, f"Error: {option} must be a non-empty path, not ''\n")
     assert os.listdir(cwd) == []  # runc made no dev, proc, sys or tmp here
@@ -261,7 +265,7 @@ def test_env_files_are_regular_files_of_bounded_size(ocirt, tmp_path):
         (fifo, "not a regular file"), ("/dev/zero", "not a regular file"), (big, f"larger than {1 << 20} bytes"),
         (bad_text, "not UTF-8 text"), (nul, "environment variable 'A'"),
     ]:  # fmt: skip
-        proc = ocirt("run", "--rm", "--env-file", str(path), "--", "true", timeout=60)
+        proc = ocirt("run", "--rm", "--env-file", str(path), "busybox", "true", timeout=60)
         assert (proc.returncode, words in proc.stderr) == (125, True), (path, proc.stderr)
     assert names(ocirt) == []
 
@@ -270,7 +274,7 @@ def test_e_with_a_name_not_set_here_is_skipped_as_podman_does(ocirt):
     ocirt.env["OCIRT_TEST_SET"] = "here"
     ocirt.env.pop("OCIRT_TEST_UNSET", None)
     script = "echo ${OCIRT_TEST_SET-unset} ${OCIRT_TEST_UNSET-unset}"
-    assert ocirt.ok("run", "--rm", "-e", "OCIRT_TEST_SET", "-e", "OCIRT_TEST_UNSET", "--", "sh", "-c", script) == "here unset\n"
+    assert ocirt.ok("run", "--rm", "-e", "OCIRT_TEST_SET", "-e", "OCIRT_TEST_UNSET", "busybox", "sh", "-c", script) == "here unset\n"
 
 
 def test_update_errors_name_the_options_given(ocirt):
@@ -285,8 +289,8 @@ def test_update_errors_name_the_options_given(ocirt):
 
 
 def test_taken_name(ocirt):
-    ocirt.ok("create", "--name", "dup", "--", "true")
-    proc = ocirt("create", "--name", "dup", "--", "true")
+    ocirt.ok("create", "--name", "dup", "busybox", "true")
+    proc = ocirt("create", "--name", "dup", "busybox", "true")
     assert proc.returncode == 125 and "dup" in proc.stderr and "exists" in proc.stderr
     assert names(ocirt) == ["dup"]
     ocirt.ok("rm", "dup")
@@ -312,8 +316,8 @@ def test_the_installed_script_runs_the_command_line(ocirt):
 
 
 def test_several_names_per_verb_each_reported(ocirt):
-    ocirt.ok("run", "-d", "--name", "one", "--", "sleep", "1000")
-    ocirt.ok("run", "-d", "--name", "two", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "one", "busybox", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "two", "busybox", "sleep", "1000")
     proc = ocirt("stop", "-t", "0", "one", "nope", "two")
     assert proc.returncode == 125
     assert proc.stdout == "one\ntwo\n" and proc.stderr == "Error: nope: no container named 'nope' or with an id starting with it\n"
@@ -322,13 +326,13 @@ def test_several_names_per_verb_each_reported(ocirt):
 
 
 def test_exec_as_another_user(ocirt):
-    ocirt.ok("run", "-d", "--name", "u", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "u", "busybox", "sleep", "1000")
     assert ocirt.ok("exec", "-u", "nobody", "u", "id", "-u") == "65534\n"
     ocirt.ok("rm", "-f", "u")
 
 
 def test_exec_i_sends_stdin_to_its_end(ocirt):
-    ocirt.ok("run", "-d", "--name", "ei", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "ei", "busybox", "sleep", "1000")
     proc = ocirt("exec", "-i", "ei", "sh", "-c", "cat; echo done", input="one\ntwo\n")
     assert (proc.returncode, proc.stdout) == (0, "one\ntwo\ndone\n")
     assert ocirt("exec", "ei", "cat", input="not sent\n").stdout == ""  # without -i: no stdin
@@ -337,7 +341,7 @@ def test_exec_i_sends_stdin_to_its_end(ocirt):
 
 def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
     other = str(tmp_path / "other-root")
-    ocirt.ok("--root", other, "run", "-d", "--name", "elsewhere", "--", "sleep", "1000")
+    ocirt.ok("--root", other, "run", "-d", "--name", "elsewhere", "busybox", "sleep", "1000")
     assert names(ocirt) == []
     assert [c["Names"][0] for c in json.loads(ocirt.ok("--root", other, "ps", "-a", "--format", "json"))] == ["elsewhere"]
     ocirt.ok("--root", other, "rm", "-f", "elsewhere")
@@ -345,13 +349,13 @@ def test_root_flag_keeps_containers_apart(ocirt, tmp_path):
 
 
 def test_create_timeout_ends_a_hanging_create(ocirt, fakes_dir):
-    proc = ocirt("--conmon", os.path.join(fakes_dir, "conmon-hang"), "run", "--rm", "--create-timeout", "0.5", "--", "true")
+    proc = ocirt("--conmon", os.path.join(fakes_dir, "conmon-hang"), "run", "--rm", "--create-timeout", "0.5", "busybox", "true")
     assert proc.returncode == 125 and "timed out waiting for conmon" in proc.stderr
     assert names(ocirt) == []
 
 
 def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
-    cid = ocirt.ok("run", "-d", "--rm", "--name", "brief", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "1000").strip()
     conmon = json.loads(ocirt.ok("inspect", "brief"))[0]["State"]["ConmonPid"]
     ocirt.ok("kill", "brief")
     assert _native.wait_pids([conmon], 60) == []  # conmon ran the cleanup before it exited
@@ -370,7 +374,7 @@ def test_detached_rm_is_removed_by_conmons_exit_command(ocirt):
 
 
 def test_rm_f_of_a_detached_rm_container_leaves_its_exit_command_nothing_to_wait_for(ocirt):
-    ocirt.ok("run", "-d", "--rm", "--name", "brief", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "1000")
     conmon = json.loads(ocirt.ok("inspect", "brief"))[0]["State"]["ConmonPid"]
     ocirt.ok("rm", "-f", "brief")
     # conmon ended under this subreaper: by itself once its exit command stepped
@@ -381,7 +385,7 @@ def test_rm_f_of_a_detached_rm_container_leaves_its_exit_command_nothing_to_wait
 
 
 def test_exec_streams_output_while_running(ocirt):
-    ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "host", "busybox", "sleep", "1000")
     with ocirt.running("exec", "host", "sh", "-c", "echo first; echo oops >&2; exec sleep 1000") as run:
         assert run.stdout.readline() == "first\n"  # while the exec still runs
         assert run.stderr.readline() == "oops\n"
@@ -432,7 +436,7 @@ def test_bench_failures_and_bad_input(ocirt, tmp_path):
 
 
 def test_exec_detached_prints_its_session_and_inspect_shows_its_exit_code(ocirt):
-    cid = ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "--name", "host", "busybox", "sleep", "1000").strip()
     sid = ocirt.ok("exec", "-d", "host", "sh", "-c", "exit 7").strip()
     assert _native.wait_file(os.path.join(ocirt.root, "run", "containers", cid, "exec", sid, "exit"), cid, 60)
     [session] = json.loads(ocirt.ok("inspect", "host"))[0]["ExecSessions"]
@@ -446,17 +450,17 @@ def test_exec_detached_prints_its_session_and_inspect_shows_its_exit_code(ocirt)
 
 
 def test_start_a_attaches_before_the_start_and_attach_refuses_what_cannot_work(ocirt):
-    ocirt.ok("create", "-i", "--name", "cat", "--", "sh", "-c", "cat; exit 3")
+    ocirt.ok("create", "-i", "--name", "cat", "busybox", "sh", "-c", "cat; exit 3")
     proc = ocirt("attach", "cat")
     assert (proc.returncode, proc.stdout) == (125, "") and "it is created (start -a attaches to a created one)" in proc.stderr
     proc = ocirt("start", "-a", "-i", "cat", input="through\n")
     assert (proc.returncode, proc.stdout) == (3, "through\n")  # the container's exit code
     for args, words in [
-        (["run", "-it", "--", "true"], "the input device is not a TTY"),
+        (["run", "-it", "busybox", "true"], "the input device is not a TTY"),
         (["exec", "-it", "cat", "true"], "the input device is not a TTY"),
         (["start", "-i", "cat"], "-i sends this stdin to the container: it needs -a"),
         (["attach", "cat"], "it is stopped"),
-        (["run", "--detach-keys", "ctrl-1", "--", "true"], "bad detach keys 'ctrl-1'"),
+        (["run", "--detach-keys", "ctrl-1", "busybox", "true"], "bad detach keys 'ctrl-1'"),
     ]:
         proc = ocirt(*args, input="")
         assert (proc.returncode, proc.stdout) == (125, ""), (args, proc.stderr)
@@ -465,9 +469,9 @@ def test_start_a_attaches_before_the_start_and_attach_refuses_what_cannot_work(o
 
 
 def test_ps_and_inspect_speak_podmans_formats(ocirt):
-    ocirt.ok("run", "-d", "--name", "up", "-l", "tier=web", "--", "sleep", "1000")
-    assert ocirt("run", "--name", "done", "--", "sh", "-c", "exit 3").returncode == 3
-    ocirt.ok("create", "--name", "new", "--", "true")
+    ocirt.ok("run", "-d", "--name", "up", "-l", "tier=web", "busybox", "sleep", "1000")
+    assert ocirt("run", "--name", "done", "busybox", "sh", "-c", "exit 3").returncode == 3
+    ocirt.ok("create", "--name", "new", "busybox", "true")
     records = {r["Names"][0]: r for r in json.loads(ocirt.ok("ps", "-a", "--format", "json"))}
     up, done, new = records["up"], records["done"], records["new"]
     assert (up["State"], up["ExitCode"], up["Exited"], up["Labels"], up["Command"]) == ("running", 0, False, {"tier": "web"}, ["sleep", "1000"])
@@ -503,8 +507,8 @@ def test_ps_and_inspect_speak_podmans_formats(ocirt):
 
 
 def test_rm_stop_and_kill_take_all_and_filters_with_podmans_exit_codes(ocirt):
-    ocirt.ok("run", "-d", "--name", "a", "-l", "group=x", "--", "sleep", "1000")
-    ocirt.ok("run", "-d", "--name", "b", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "a", "-l", "group=x", "busybox", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "b", "busybox", "sleep", "1000")
     assert ocirt("start", "a").returncode == 0  # already running: what was asked
     proc = ocirt("rm", "nosuch")
     assert proc.returncode == 1 and "nosuch" in proc.stderr
@@ -533,18 +537,18 @@ def test_run_flags_scripts_bring_from_podman(ocirt, tmp_path):
     script = 'cat /v/f; touch /v/g || echo read-only; echo "$A $FROM_HERE"; grep -c " /scratch tmpfs" /proc/mounts; ulimit -n'
     proc = ocirt(
         "run", "--rm", "-v", f"{shared}:/v:ro", "--mount", "type=tmpfs,target=/scratch", "--env-file", str(env_file),
-        "--ulimit", "nofile=512:512", "--entrypoint", "sh", "--", "-c", script,
+        "--ulimit", "nofile=512:512", "--entrypoint", "sh", "busybox", "-c", script,
     )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (0, "data\nread-only\n1 here\n1\n512\n")
-    proc = ocirt("run", "--rm", "--mount", f"type=bind,source={shared},target=/w", "--", "sh", "-c", "echo new > /w/g")
+    proc = ocirt("run", "--rm", "--mount", f"type=bind,source={shared},target=/w", "busybox", "sh", "-c", "echo new > /w/g")
     assert proc.returncode == 0 and (shared / "g").read_text() == "new\n"
     cidfile = tmp_path / "cid"
     ocirt.ok("create", "--name", "c", "--stop-signal", "SIGUSR1", "--annotation", "io.example=1", "--cap-drop", "kill", "--cidfile", str(cidfile),
-             "--", "sleep", "1000")  # fmt: skip
+             "busybox", "sleep", "1000")  # fmt: skip
     info = json.loads(ocirt.ok("inspect", "c"))[0]
     assert cidfile.read_text() == info["Id"]
     assert (info["Config"]["StopSignal"], info["Config"]["Annotations"]["io.example"], info["HostConfig"]["CapDrop"]) == (10, "1", ["CAP_KILL"])
-    proc = ocirt("create", "--cidfile", str(cidfile), "--", "true")
+    proc = ocirt("create", "--cidfile", str(cidfile), "busybox", "true")
     assert proc.returncode == 125 and "exists already" in proc.stderr
     for args, words in [
         (["-v", "/nonexistent:/x"], "mount source '/nonexistent'"),
@@ -555,14 +559,14 @@ def test_run_flags_scripts_bring_from_podman(ocirt, tmp_path):
         (["--stop-signal", "SIGNOPE"], "SIGNOPE"),
         (["--entrypoint", "[1]"], "not a JSON array of strings"),
     ]:
-        proc = ocirt("run", "--rm", *args, "--", "true")
+        proc = ocirt("run", "--rm", *args, "busybox", "true")
         assert (proc.returncode, words in proc.stderr) == (125, True), (args, proc.stderr)
     ocirt.ok("rm", "c")
     assert names(ocirt) == []
 
 
 def test_run_timeout_kills_the_container_as_podman_does(ocirt):
-    proc = ocirt("run", "--name", "slow", "--timeout", "1", "--", "sleep", "100")
+    proc = ocirt("run", "--name", "slow", "--timeout", "1", "busybox", "sleep", "100")
     assert proc.returncode == 255  # podman's code for it too
     state = json.loads(ocirt.ok("inspect", "slow"))[0]["State"]
     assert (state["Status"], state["ExitCode"], "kill_after" in state["Note"]) == ("exited", -1, True)
@@ -585,10 +589,10 @@ def test_help_version_completion_and_the_verbs_around_containers(ocirt):
         assert "ocirt" in script and "--detach-keys" in script, shell
     info = json.loads(ocirt.ok("info"))
     assert info["cgroups"] in ("v1", "v2", "hybrid") and info["runtime"]["version"].startswith("runc version")
-    ocirt.ok("run", "-d", "--name", "busy", "--", "sh", "-c", "sleep 1000 & exec sleep 999")
+    ocirt.ok("run", "-d", "--name", "busy", "busybox", "sh", "-c", "sleep 1000 & exec sleep 999")
     top = ocirt.ok("top", "busy").splitlines()
     assert top[0].split() == ["USER", "PID", "PPID", "COMMAND"] and sorted(line.split(None, 3)[3] for line in top[1:]) == ["sleep 1000", "sleep 999"]
-    ocirt.ok("run", "--name", "finished", "--", "true")
+    ocirt.ok("run", "--name", "finished", "busybox", "true")
     assert ocirt.ok("container", "prune", "--filter", "name=nomatch") == ""
     ocirt.ok("container", "prune")
     assert ocirt.ok("ps", "-a", "--format", "{{.Names}}") == "busy\n"
@@ -601,19 +605,19 @@ def test_a_bad_backend_setting_is_one_line(ocirt):
 
 
 def test_log_opt_max_size_and_stop_timeout_stay_with_the_container(ocirt):
-    ocirt.ok("run", "--name", "chatty", "--log-opt", "max-size=4k", "--stop-timeout", "3", "--", "seq", "1", "3000")
+    ocirt.ok("run", "--name", "chatty", "--log-opt", "max-size=4k", "--stop-timeout", "3", "busybox", "seq", "1", "3000")
     info = json.loads(ocirt.ok("inspect", "chatty"))[0]
     assert os.path.getsize(info["LogPath"]) <= 4096  # about 15 KB written: conmon rotated it
     assert ocirt.ok("logs", "--tail", "1", "chatty") == "3000\n"
     assert info["Config"]["StopTimeout"] == 3
     for option in ("tag=x", "max-size=lots"):
-        proc = ocirt("run", "--rm", "--log-opt", option, "--", "true")
+        proc = ocirt("run", "--rm", "--log-opt", option, "busybox", "true")
         assert proc.returncode == 125 and f"--log-opt '{option}'" in proc.stderr
     ocirt.ok("rm", "chatty")
 
 
 def test_restart_runs_the_same_container_again(ocirt):
-    ocirt.ok("run", "-d", "--name", "again", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "again", "busybox", "sleep", "1000")
     first = json.loads(ocirt.ok("inspect", "again"))[0]["State"]
     assert ocirt.ok("restart", "-t", "0", "again") == "again\n"
     second = json.loads(ocirt.ok("inspect", "again"))[0]["State"]
@@ -621,14 +625,14 @@ def test_restart_runs_the_same_container_again(ocirt):
     ocirt.ok("stop", "-t", "0", "again")
     ocirt.ok("restart", "again")  # an exited one starts again
     assert json.loads(ocirt.ok("inspect", "again"))[0]["State"]["Status"] == "running"
-    ocirt.ok("create", "--name", "idle", "--", "true")
+    ocirt.ok("create", "--name", "idle", "busybox", "true")
     assert ocirt.ok("restart", "-a", "--running", "-t", "0") == json.loads(ocirt.ok("inspect", "again"))[0]["Id"] + "\n"
     assert json.loads(ocirt.ok("inspect", "idle"))[0]["State"]["Status"] == "created"  # --running left it alone
     ocirt.ok("rm", "-f", "again", "idle")
 
 
 def test_restart_refuses_what_it_cannot_do(ocirt):
-    ocirt.ok("run", "-d", "--rm", "--name", "gone-after", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--rm", "--name", "gone-after", "busybox", "sleep", "1000")
     proc = ocirt("restart", "gone-after")
     assert proc.returncode == 125 and "removed when it exits" in proc.stderr
     assert ocirt("restart", "no-such").returncode == 125
@@ -637,7 +641,7 @@ def test_restart_refuses_what_it_cannot_do(ocirt):
 
 
 def test_wait_condition_sees_another_process_start_it(ocirt):
-    ocirt.ok("create", "--name", "later", "--", "sleep", "1000")
+    ocirt.ok("create", "--name", "later", "busybox", "sleep", "1000")
     with ocirt.running("wait", "--condition", "running", "-i", "10ms", "later") as waiting:
         ocirt.ok("start", "later")
         out, err = waiting.communicate(timeout=60)
@@ -654,7 +658,7 @@ def test_wait_condition_sees_another_process_start_it(ocirt):
 
 def test_rm_stop_kill_take_cidfiles(ocirt, tmp_path):
     cidfile = str(tmp_path / "cid")
-    ocirt.ok("run", "-d", "--cidfile", cidfile, "--name", "byfile", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--cidfile", cidfile, "--name", "byfile", "busybox", "sleep", "1000")
     cid = open(cidfile).read()
     assert ocirt.ok("kill", "-s", "STOP", "--cidfile", cidfile) == cid + "\n"
     assert ocirt.ok("stop", "-t", "0", "--cidfile", cidfile) == cid + "\n"

@@ -36,8 +36,8 @@ def test_a_full_filesystem_still_lists_shows_and_removes(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", root], check=True)
     cli, flood = Ocirt(root), ""
     try:
-        cli.ok("run", "-d", "--name", "other", "--", "sleep", "1000")
-        flood = cli.ok("run", "-d", "--name", "flood", "--", "yes").strip()
+        cli.ok("run", "-d", "--name", "other", "busybox", "sleep", "1000")
+        flood = cli.ok("run", "-d", "--name", "flood", "busybox", "yes").strip()
         fill_up(root, os.path.join(root, "run", "containers", flood, "ctr.log"))
 
         ps = cli("ps", "-a", "--format", "json")

@@ -103,7 +103,7 @@ def test_oom_kill_is_counted_by_the_cgroup_and_reported(run):
 
 
 def test_cli_update_shows_in_inspect_and_stats(ocirt):
-    cid = ocirt.ok("run", "-d", "--memory", "32m", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "--memory", "32m", "busybox", "sleep", "1000").strip()
     ocirt.ok("update", "--memory", "64m", "--memory-swap", "64m", "--pids-limit", "40", cid)
     limits = json.loads(ocirt.ok("inspect", cid))[0]["Limits"]
     assert (limits["memory"], limits["pids_limit"]) == (64 * MB, 40)
@@ -115,9 +115,9 @@ def test_cli_update_shows_in_inspect_and_stats(ocirt):
 
 
 def test_cli_limit_options_that_do_not_fit_are_named(ocirt):
-    result = ocirt("run", "--memory", "64m", "--memory-swap", "32m", "--", "true")
+    result = ocirt("run", "--memory", "64m", "--memory-swap", "32m", "busybox", "true")
     assert result.returncode == 125 and "--memory-swap" in result.stderr
-    result = ocirt("run", "--memory", "lots", "--", "true")
+    result = ocirt("run", "--memory", "lots", "busybox", "true")
     assert result.returncode != 0 and "--memory" in result.stderr
     assert json.loads(ocirt.ok("ps", "-a", "--format", "json")) == []
 
@@ -145,7 +145,7 @@ def test_v2_limits_and_stats_use_v2_files_and_units(tmp_path):
 
 
 def test_cli_stats_streams_until_ctrl_c_and_leaves_the_terminal_clean(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sleep", "1000").strip()
     master, slave = os.openpty()
     proc = ocirt.popen("stats", "-i", "0.05", cid, stdout=slave, stderr=subprocess.PIPE)
     os.close(slave)

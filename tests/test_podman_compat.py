@@ -1,5 +1,5 @@
-"""The same command lines through ocirt and podman, on the same root
-filesystem: what scripts read (exit codes, ps JSON keys and types, inspect
+"""The same command lines through ocirt and podman, on the same image pulled
+from the same local registry: what scripts read (exit codes, ps JSON keys and types, inspect
 templates, logs, rm/stop -a) must agree. The ocirt half always runs; the
 podman half is skipped, saying so, where podman is not installed."""
 
@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from .cli_support import Ocirt, reap_orphans
+from .image_support import busybox_files, tar_layer, write_layout
 from .podman_support import PODMAN, Podman
 
 PS_KEYS = {
@@ -23,37 +24,43 @@ INSPECT = (
 )
 
 
+@pytest.fixture(scope="module")
+def image(tmp_path_factory, registry) -> str:
+    """A busybox image (Cmd sh, as a registry's busybox) in the registry on 127.0.0.1, built here and pushed with skopeo."""
+    layout = str(tmp_path_factory.mktemp("compat") / "layout")
+    write_layout(layout, [tar_layer(busybox_files())], {"Cmd": ["sh"]}, tag="1")
+    return registry.push(f"oci:{layout}:1", "compat/busybox:1")
+
+
 @pytest.fixture(params=["ocirt", "podman"])
-def tool(request, tmp_path, rootfs) -> Iterator[Any]:
-    """`ocirt`, or `podman` with a store of its own; either runs `run`/`create` on the test's busybox tree."""
+def tool(request, tmp_path, image) -> Iterator[Any]:
+    """`ocirt`, or `podman` with a store of its own; either pulls the registry's image on its first run/create."""
     if request.param == "podman":
         if PODMAN is None:
             pytest.skip("podman is not installed: the podman half of the compatibility tests did not run")
         podman = Podman()
         try:
-            yield _OnRootfs(podman, rootfs)
+            yield _OnImage(podman, image)
         finally:
             podman.close()
             reap_orphans()  # podman's conmons end as this subreaper's children
     else:
         cli = Ocirt(str(tmp_path / "root"))
-        yield _OnRootfs(cli, rootfs)
+        yield _OnImage(cli, image)
         cli("rm", "-a", "-f")
         reap_orphans()
 
 
-class _OnRootfs:
-    """A tool whose run/create get `--rootfs PATH` in place of their `--`
-    (podman reads the path where the image goes, after every flag, and the
-    command follows it: both take `run FLAGS --rootfs PATH CMD...`)."""
+class _OnImage:
+    """A tool whose run/create take the registry's image where a test names
+    `busybox` (the registry is plain HTTP: --tls-verify=false, as podman)."""
 
-    def __init__(self, tool: Any, rootfs: str) -> None:
-        self.tool, self.rootfs = tool, rootfs
+    def __init__(self, tool: Any, image: str) -> None:
+        self.tool, self.image = tool, image
 
     def __call__(self, *args: str, **kw: Any) -> Any:
         if args and args[0] in ("run", "create"):
-            at = args.index("--")
-            args = (*args[:at], "--rootfs", self.rootfs, *args[at + 1 :])
+            args = (args[0], "--tls-verify=false", *(self.image if a == "busybox" else a for a in args[1:]))
         return self.tool(*args, **kw)
 
     def ok(self, *args: str) -> str:
@@ -63,25 +70,25 @@ class _OnRootfs:
 
 
 def test_exit_codes(tool):
-    assert tool("run", "--rm", "--", "sh", "-c", "exit 3").returncode == 3
-    assert tool("run", "--rm", "--", "no-such-binary").returncode == 127
-    assert tool("run", "--rm", "--", "/etc").returncode == 126  # not executable
-    assert tool("run", "--rm", "--timeout", "1", "--", "sleep", "100").returncode == 255  # killed by conmon
-    tool.ok("run", "-d", "--name", "live", "--", "sleep", "1000")
+    assert tool("run", "--rm", "busybox", "sh", "-c", "exit 3").returncode == 3
+    assert tool("run", "--rm", "busybox", "no-such-binary").returncode == 127
+    assert tool("run", "--rm", "busybox", "/etc").returncode == 126  # not executable
+    assert tool("run", "--rm", "--timeout", "1", "busybox", "sleep", "100").returncode == 255  # killed by conmon
+    tool.ok("run", "-d", "--name", "live", "busybox", "sleep", "1000")
     assert tool("start", "live").returncode == 0  # running already
     assert tool("rm", "live").returncode == 2  # running, no -f
     assert tool("rm", "nosuch").returncode == 1
     assert tool("rm", "-i", "nosuch").returncode == 0
     assert tool("stop", "nosuch").returncode == 125
     assert tool("inspect", "nosuch").returncode == 125
-    assert tool("run", "--no-such-flag", "--", "true").returncode == 125
+    assert tool("run", "--no-such-flag", "busybox", "true").returncode == 125
     tool.ok("rm", "-f", "live")
 
 
 def test_ps_json_keys_and_types(tool):
-    tool.ok("run", "-d", "--name", "up", "--", "sleep", "1000")
-    assert tool("run", "--name", "done", "--", "sh", "-c", "exit 3").returncode == 3
-    tool.ok("create", "--name", "new", "--", "true")
+    tool.ok("run", "-d", "--name", "up", "busybox", "sleep", "1000")
+    assert tool("run", "--name", "done", "busybox", "sh", "-c", "exit 3").returncode == 3
+    tool.ok("create", "--name", "new", "busybox", "true")
     records: Dict[str, Dict[str, Any]] = {r["Names"][0]: r for r in json.loads(tool.ok("ps", "-a", "--format", "json"))}
     assert sorted(records) == ["done", "new", "up"]
     for name, record in records.items():
@@ -97,8 +104,8 @@ def test_ps_json_keys_and_types(tool):
 
 
 def test_inspect_templates(tool):
-    tool.ok("run", "-d", "--name", "up", "--", "sleep", "1000")
-    assert tool("run", "--name", "done", "--", "sh", "-c", "exit 3").returncode == 3
+    tool.ok("run", "-d", "--name", "up", "busybox", "sleep", "1000")
+    assert tool("run", "--name", "done", "busybox", "sh", "-c", "exit 3").returncode == 3
     assert tool.ok("inspect", "--format", INSPECT, "up", "done").splitlines() == [
         'running true false 0 sleep ["1000"] ["sleep","1000"] false',
         'exited false false 3 sh ["-c","exit 3"] ["sh","-c","exit 3"] false',
@@ -110,7 +117,7 @@ def test_inspect_templates(tool):
 
 
 def test_logs_tail_and_since(tool):
-    tool.ok("run", "--name", "talk", "--", "sh", "-c", "echo 1; echo 2; echo 3")
+    tool.ok("run", "--name", "talk", "busybox", "sh", "-c", "echo 1; echo 2; echo 3")
     assert tool.ok("logs", "--tail", "2", "talk") == "2\n3\n"
     assert tool.ok("logs", "--since", "10m", "talk") == "1\n2\n3\n"
     assert tool.ok("logs", "--until", "10m", "talk") == "1\n2\n3\n"  # a duration ahead of now
@@ -122,7 +129,7 @@ def test_logs_tail_and_since(tool):
 
 def test_rm_and_stop_all(tool):
     for name in ("one", "two"):
-        tool.ok("run", "-d", "--name", name, "--", "sleep", "1000")
+        tool.ok("run", "-d", "--name", name, "busybox", "sleep", "1000")
     tool.ok("stop", "-a", "-t", "0")
     states: List[str] = sorted(r["State"] for r in json.loads(tool.ok("ps", "-a", "--format", "json")))
     assert states == ["exited", "exited"]
@@ -131,7 +138,7 @@ def test_rm_and_stop_all(tool):
 
 
 def test_restart_and_wait_condition(tool):
-    tool.ok("run", "-d", "--name", "again", "--", "sleep", "1000")
+    tool.ok("run", "-d", "--name", "again", "busybox", "sleep", "1000")
     pid = tool.ok("inspect", "--format", "{{.State.Pid}}", "again")
     assert tool.ok("restart", "-t", "0", "again") == "again\n"
     assert tool.ok("inspect", "--format", "{{.State.Status}}", "again") == "running\n"

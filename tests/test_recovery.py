@@ -29,7 +29,7 @@ def state(cli: Ocirt, name: str) -> dict:
 
 
 def test_killed_in_create_leaves_a_half_created_container_rm_f_removes(ocirt, gate):
-    manager = ocirt.popen("--runtime", gate.runtime("create"), "create", "--name", "half", "--", "sleep", "1000")
+    manager = ocirt.popen("--runtime", gate.runtime("create"), "create", "--name", "half", "busybox", "sleep", "1000")
     gate.reached("reached.main")
     kill(manager)
     gate.release("main")  # the runtime goes on creating for a manager that is gone
@@ -41,7 +41,7 @@ def test_killed_in_create_leaves_a_half_created_container_rm_f_removes(ocirt, ga
 
 
 def test_killed_in_start_shows_running(ocirt, gate):
-    ocirt.ok("create", "--name", "s", "--", "sleep", "1000")
+    ocirt.ok("create", "--name", "s", "busybox", "sleep", "1000")
     manager = ocirt.popen("--runtime", gate.runtime("start"), "start", "s")
     gate.reached("reached.main")
     kill(manager)
@@ -108,7 +108,7 @@ def wait_recorded_session(ocirt, name: str) -> str:
 
 
 def test_killed_in_delete_then_exit_code_from_exit_file(ocirt, gate):
-    ocirt.ok("run", "-d", "--name", "d", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "d", "busybox", "sleep", "1000")
     manager = ocirt.popen("--runtime", gate.runtime("delete"), "rm", "-f", "d")
     gate.reached("reached.main")
     kill(manager)
@@ -121,7 +121,7 @@ def test_killed_in_delete_then_exit_code_from_exit_file(ocirt, gate):
 
 
 def test_killed_in_pause_shows_paused(ocirt, gate):
-    ocirt.ok("run", "-d", "--name", "p", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "p", "busybox", "sleep", "1000")
     manager = ocirt.popen("--runtime", gate.runtime("pause"), "pause", "p")
     gate.reached("reached.main")
     kill(manager)
@@ -151,7 +151,7 @@ def test_a_container_that_outlives_its_conmon_runs_on_until_stopped(ocirt):
     """conmon SIGKILLed under a running container: the runtime is asked, so
     ps shows it running (with a note), stop ends it for real (its exit code
     unknown: -1), wait then fails at once, and a plain rm removes it."""
-    ocirt.ok("run", "-d", "--name", "orphan", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "1000")
     st = state(ocirt, "orphan")
     conmon, init = st["ConmonPid"], st["Pid"]
     fd = _native.pidfd_open(conmon)

@@ -170,8 +170,8 @@ def row_of(cli, name: str) -> str:
 
 @pytest.mark.parametrize("how", DAMAGE)
 def test_every_command_works_past_a_damaged_record_and_rm_f_removes_its_container(ocirt, how):
-    victim = ocirt.ok("run", "-d", "--name", "victim", "--", "sleep", "1000").strip()
-    ocirt.ok("run", "-d", "--name", "other", "--", "sleep", "1000")
+    victim = ocirt.ok("run", "-d", "--name", "victim", "busybox", "sleep", "1000").strip()
+    ocirt.ok("run", "-d", "--name", "other", "busybox", "sleep", "1000")
     bad = damage_row(ocirt, "victim", DAMAGE[how])
 
     ps = ocirt("ps", "-a", "--format", "json")
@@ -186,7 +186,7 @@ def test_every_command_works_past_a_damaged_record_and_rm_f_removes_its_containe
     assert refused.returncode == 125 and "rm -f" in refused.stderr
     assert row_of(ocirt, "victim") == bad  # read, reconciled and refused: never written over
 
-    assert ocirt("run", "--rm", "--", "echo", "hi").stdout == "hi\n"
+    assert ocirt("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
     ocirt.ok("stop", "-t", "0", "other")
     assert ocirt.ok("rm", "-f", "victim") == "victim\n"
     assert ocirt.ok("ps", "-a", "--format", "{{.Names}}") == "other\n"
@@ -197,7 +197,7 @@ def test_every_command_works_past_a_damaged_record_and_rm_f_removes_its_containe
 def test_rm_f_a_removes_a_container_whose_record_is_damaged_and_signals_no_pid_it_names(ocirt):
     bystander = subprocess.Popen(["sleep", "1000"])  # a process the damaged record claims
     try:
-        made = [ocirt.ok("run", "-d", "--name", name, "--", "sleep", "1000").strip() for name in ("victim", "other")]
+        made = [ocirt.ok("run", "-d", "--name", name, "busybox", "sleep", "1000").strip() for name in ("victim", "other")]
         ocirt.ok("exec", "-d", "victim", "sleep", "1000")  # an exec conmon too, in the victim's conmon cgroup
         claims = dict(pid=bystander.pid, conmon_pid=bystander.pid, status="zombie", exec_sessions={"s": {"pid": bystander.pid}})
         damage_row(ocirt, "victim", lambda text: json.dumps(dict(json.loads(text), **claims)))

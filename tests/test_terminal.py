@@ -107,7 +107,7 @@ def size_becomes(term: Tmux, rows: int, columns: int) -> None:
 
 
 def test_a_shell_follows_resizes_detaches_with_ctrl_p_ctrl_q_and_attach_picks_it_up(tmux, ocirt):
-    tmux.type('$ocirt run -it --rm --name shell -- sh; echo "run-ended-$((1+$?))"')
+    tmux.type('$ocirt run -it --rm --name shell busybox sh; echo "run-ended-$((1+$?))"')
     tmux.expect("/ # ")  # the container's prompt
     size_becomes(tmux, 30, 100)
     tmux.resize(80, 20)
@@ -130,7 +130,7 @@ def test_a_shell_follows_resizes_detaches_with_ctrl_p_ctrl_q_and_attach_picks_it
 
 
 def test_exec_it_gets_a_terminal_of_its_own_sized_like_the_callers(tmux, ocirt):
-    ocirt.ok("run", "-d", "--name", "host", "--", "sleep", "1000")
+    ocirt.ok("run", "-d", "--name", "host", "busybox", "sleep", "1000")
     tmux.type('$ocirt exec -it host sh; echo "exec-ended-$((1+$?))"')
     tmux.expect("/ # ")
     tmux.type("tty")
@@ -145,13 +145,13 @@ def test_exec_it_gets_a_terminal_of_its_own_sized_like_the_callers(tmux, ocirt):
 
 
 def test_an_error_in_a_terminal_session_restores_the_terminal(tmux, ocirt):
-    tmux.type('$ocirt run -it --rm --name gone -- no-such-binary; echo "run-ended-$?"')
+    tmux.type('$ocirt run -it --rm --name gone busybox no-such-binary; echo "run-ended-$?"')
     tmux.expect("run-ended-127")
     sane(tmux, "1")
 
 
 def test_sigterm_goes_to_the_container_and_the_terminal_is_restored(tmux, ocirt):
-    tmux.type("$ocirt run -it --rm --name sig -- sh -c 'trap \"exit 7\" TERM; echo armed; sleep 1000 & wait'; echo \"run-ended-$?\"")
+    tmux.type("$ocirt run -it --rm --name sig busybox sh -c 'trap \"exit 7\" TERM; echo armed; sleep 1000 & wait'; echo \"run-ended-$?\"")
     tmux.expect("\narmed")
     [manager] = tmux.pane_children()  # ocirt, attached in raw mode
     manager.terminate()

@@ -8,11 +8,13 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import conmon, layout, specgen
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
+from ..images.config import settle
+from ..images.store import PULL_POLICIES
 from ..options import CreateOptions
 from ..runtime import Runtime
 from ..validate import check_name, check_path
@@ -24,8 +26,8 @@ from .common import STOP_TIMEOUT, Out, Usage, Verb, attending, log
 def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--name", help="a name for the container (default: from its id)")
     sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
-    sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the rootfs")
-    sp.add_argument("-w", "--workdir", default="/", help="working directory inside the container")
+    sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the image (default: the image's)")
+    sp.add_argument("-w", "--workdir", help="working directory inside the container (default: the image's, else /)")
     sp.add_argument("--hostname", help="the container's host name (default: ocirt)")
     sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
     values.limit_options(sp)
@@ -48,14 +50,20 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
     sp.add_argument("--cidfile", help="write the container's id to this file (which must not exist)")
     src = sp.add_mutually_exclusive_group()
-    src.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
-    src.add_argument("--bundle", help="an existing OCI bundle, run as is")
+    src.add_argument("--rootfs", help="a root filesystem directory instead of an image: the first argument is then the command")
+    src.add_argument("--bundle", help="an existing OCI bundle, run as is, instead of an image")
+    sp.add_argument("--pull", choices=PULL_POLICIES, default="missing", help="pull the image: if it is missing, always, or never")
+    sp.add_argument("--tls-verify", type=values.truth, default=True, metavar="BOOL", help="require HTTPS and a verified certificate to pull")
+    sp.add_argument("--authfile", help="credentials for the registry (podman's auth.json)")
     sp.add_argument("--timeout", type=values.positive_int, help="seconds the container may run before it is killed (default: no limit)")
     sp.add_argument("--create-timeout", type=values.positive_float, default=240, help="seconds the create may take (default 240)")
     sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep the container's stdin open (run: send this stdin to it)")
     sp.add_argument("-t", "--tty", action="store_true", help="give the container a terminal")
-    sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after its options, or after --)")
+    sp.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="IMAGE [COMMAND [ARG...]]",
+        help="the image (a reference, as pull takes; busybox is built in), then the command replacing its Cmd",
+    )  # fmt: skip
 
 
 def _run_options(sp: argparse.ArgumentParser) -> None:
@@ -70,9 +78,8 @@ def _run_options(sp: argparse.ArgumentParser) -> None:
 
 def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
     """Create the container described by the run/create options; every
-    option is checked before anything is made."""
-    if not args.cmd and args.bundle is None:
-        raise Usage("ocirt: a command is needed (after --), or --bundle")
+    option is checked, and the image pulled, before anything is made."""
+    image, command = _image_and_command(args)
     for option, path in (("--rootfs", args.rootfs), ("--bundle", args.bundle)):
         if path is not None:
             check_path(path, option)  # "" would be the current directory
@@ -102,18 +109,30 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
         log_size_max=values.log_size_max(args.log_opt),
     )
     CreateOptions(**options)  # checks them now, before the bundle is written
+    entrypoint = values.entrypoint(args.entrypoint)
+    argv, user, workdir, stop_signal, layers = entrypoint + command, args.user, args.workdir, args.stop_signal, []
+    annotations = values.labels(args.annotation)
+    if image is not None:
+        pulled = rt.pull(image, policy=args.pull, tls_verify=args.tls_verify, authfile=args.authfile)  # the last check
+        settled = settle(
+            pulled, rt.image_store.lower_dirs(pulled), command=command, entrypoint=entrypoint if args.entrypoint is not None else None,
+            env=env, user=user, workdir=workdir, labels=options["labels"],
+        )  # fmt: skip
+        argv, env, user, workdir, options["labels"] = settled.argv, settled.env, settled.user, settled.workdir, settled.labels
+        layers, stop_signal = settled.bundle["image_layers"], stop_signal or settled.bundle["stop_signal"]
+        annotations = {**settled.bundle["annotations"], **annotations}
     if not owned:
         bundle = args.bundle
     with layout.making(bundle) if owned else contextlib.nullcontext():
         if owned:
             specgen.write_bundle(
                 bundle,
-                values.entrypoint(args.entrypoint) + list(args.cmd),
+                argv,
                 rootfs=args.rootfs,
                 cache_dir=os.path.join(state_root, "rootfs"),
                 env=env,
-                cwd=args.workdir,
-                user=args.user,
+                cwd=workdir or "/",
+                user=user,
                 hostname=args.hostname,
                 read_only=args.read_only,
                 cap_add=args.cap_add,
@@ -123,9 +142,10 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
                 tmpfs=tmpfs + list(args.tmpfs),
                 network=args.network,
                 ulimits=values.ulimits(args.ulimit),
-                annotations=values.labels(args.annotation),
-                stop_signal=args.stop_signal,
+                annotations=annotations,
+                stop_signal=stop_signal,
                 stop_timeout=args.stop_timeout,
+                image_layers=layers,
             )
         try:
             c = rt.create(cid, bundle, **options)
@@ -141,6 +161,18 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
             c.delete(force=True)
             raise OcirtError(f"cannot write the container id to {args.cidfile}: {e.strerror}") from e
     return c
+
+
+def _image_and_command(args: argparse.Namespace) -> Tuple[Optional[str], List[str]]:
+    """The image and the command the positional arguments name: with
+    --rootfs or --bundle, all of them are the command (podman's --rootfs)."""
+    if args.rootfs is not None or args.bundle is not None:
+        if args.rootfs is not None and not args.cmd:
+            raise Usage("ocirt: a command is needed after the options (with --rootfs, the first argument is the command)")
+        return None, list(args.cmd)
+    if not args.cmd:
+        raise Usage("ocirt: an image is needed (busybox is built in), then the command: ocirt run [OPTIONS] IMAGE [COMMAND [ARG...]]")
+    return args.cmd[0], list(args.cmd[1:])
 
 
 def _create(rt: Runtime, args: argparse.Namespace, out: Out) -> int:

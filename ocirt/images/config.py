@@ -10,9 +10,13 @@ merged under the caller's. Volumes and ExposedPorts are ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ImageError
+from ..spec import IMAGE_ANNOTATION, IMAGE_ID_ANNOTATION
+
+if TYPE_CHECKING:
+    from .store import Image
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,47 @@ class ImageConfig:
             list(d.get("entrypoint") or ()), list(d.get("cmd") or ()), dict(d.get("env") or {}), str(d.get("workdir") or ""),
             str(d.get("user") or ""), str(d.get("stop_signal") or ""), dict(d.get("labels") or {}),
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A container's process as its image and its caller give it; `bundle`
+    is what specgen.write_bundle takes from the image (its layers, its stop
+    signal, the annotations naming it)."""
+
+    argv: List[str]
+    env: Dict[str, str]
+    user: Optional[str]
+    workdir: Optional[str]
+    labels: Dict[str, str]
+    bundle: Dict[str, Any]
+
+
+def settle(
+    image: "Image",
+    lowers: Sequence[str],
+    *,
+    command: Sequence[str] = (),
+    entrypoint: Optional[Sequence[str]] = None,
+    env: Optional[Mapping[str, str]] = None,
+    user: Optional[str] = None,
+    workdir: Optional[str] = None,
+    labels: Optional[Mapping[str, str]] = None,
+) -> Settled:
+    """The image's config made the container's, the caller's own options
+    winning (see the module); ImageError if no command results."""
+    config = image.config
+    annotations = {IMAGE_ANNOTATION: image.name}
+    if image.id:
+        annotations[IMAGE_ID_ANNOTATION] = image.id
+    return Settled(
+        argv=config.args(list(command) or None, entrypoint),
+        env=config.environment(env),
+        user=user if user is not None else config.user or None,
+        workdir=workdir or config.workdir or None,
+        labels={**config.labels, **(labels or {})},
+        bundle=dict(image_layers=list(lowers), stop_signal=config.stop_signal or None, annotations=annotations),
+    )
 
 
 def _strings(c: Mapping[str, Any], key: str) -> List[str]:

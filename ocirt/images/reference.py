@@ -22,6 +22,8 @@ from typing import Optional
 from ..errors import ImageError
 
 ARCHIVES = ("oci-archive", "docker-archive")
+REF_NAME = "org.opencontainers.image.ref.name"  # an OCI index's tag annotation
+BUILTIN_NAMES = ("busybox", "busybox:latest")  # the built-in image (see store.builtin), never pulled
 # The distribution spec's grammar, simplified to what a name may hold.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"

@@ -26,8 +26,8 @@ DEEP = 1500  # levels: past Python's recursion limit, and paths past PATH_MAX
 def test_a_container_that_leaves_a_deep_tree_is_removed_and_rm_all_goes_on(ocirt: Ocirt):
     # Each round wraps the tree in a new top directory: the paths used stay short.
     made = f"cd / && mkdir d && ln -s / d/up && i=0 && while [ $i -lt {DEEP} ]; do mkdir n && mv d n/ && mv n d || exit 1; i=$((i+1)); done"
-    ocirt.ok("run", "--name", "deep", "--", "sh", "-c", made)
-    ocirt.ok("run", "-d", "--name", "bystander", "--", "sleep", "600")
+    ocirt.ok("run", "--name", "deep", "busybox", "sh", "-c", made)
+    ocirt.ok("run", "-d", "--name", "bystander", "busybox", "sleep", "600")
     removed = ocirt("rm", "-f", "-a")
     assert removed.returncode == 0, removed.stderr
     assert "Traceback" not in removed.stderr
@@ -150,7 +150,7 @@ def test_a_run_rm_killed_in_create_leaves_no_cgroup_once_cleaned_up(ocirt: Ocirt
     """The record is made before conmon's cgroup and names it: conmon's exit
     command (run from inside that cgroup) and rm -f find it however the
     caller's own cgroup lies, and remove it."""
-    manager = ocirt.popen("--runtime", gate.runtime("create"), "run", "-d", "--rm", "--name", "half", "--", "sleep", "1000")
+    manager = ocirt.popen("--runtime", gate.runtime("create"), "run", "-d", "--rm", "--name", "half", "busybox", "sleep", "1000")
     gate.reached("reached.main")
     os.kill(manager.pid, signal.SIGKILL)
     manager.wait()
@@ -167,7 +167,7 @@ def test_a_run_rm_killed_in_create_leaves_no_cgroup_once_cleaned_up(ocirt: Ocirt
 def test_a_foreground_run_rm_killed_still_has_its_container_removed_when_it_exits(ocirt: Ocirt, gate):
     """conmon's exit command is given to foreground --rm runs too: with the
     run gone (SIGKILL), it removes the container when the container exits."""
-    run = ocirt.popen("run", "--rm", "--name", "fg", "-v", f"{gate.path}:/gate", "--", "sh", "-c", "touch /gate/up; read x < /gate/go")
+    run = ocirt.popen("run", "--rm", "--name", "fg", "-v", f"{gate.path}:/gate", "busybox", "sh", "-c", "touch /gate/up; read x < /gate/go")
     try:
         gate.reached("up")
         os.kill(run.pid, signal.SIGKILL)

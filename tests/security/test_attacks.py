@@ -58,7 +58,7 @@ def readable_by_nobody(path: str) -> bool:
 
 
 def test_rm_never_kills_a_process_that_reused_conmons_pid(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "true").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "true").strip()
     conmon = inspect(ocirt, cid)["State"]["ConmonPid"]
     assert ocirt.ok("wait", cid) == "0\n"
     assert _native.wait_pids([conmon], 60) == []  # conmon has finished too
@@ -73,7 +73,7 @@ def test_rm_never_kills_a_process_that_reused_conmons_pid(ocirt):
 
 
 def test_a_conmon_whose_pid_was_reused_is_not_waited_on_or_followed(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sleep", "1000").strip()
     conmon = inspect(ocirt, cid)["State"]["ConmonPid"]
     fd = _native.pidfd_open(conmon)
     try:
@@ -100,8 +100,8 @@ def test_a_conmon_whose_pid_was_reused_is_not_waited_on_or_followed(ocirt):
 
 
 def test_a_containers_writes_never_reach_the_next_container_or_the_cache(ocirt):
-    ocirt.ok("run", "--rm", "--", "sh", "-c", "echo planted > /bin/planted; echo changed > /etc/passwd")
-    proc = ocirt("run", "--rm", "--", "sh", "-c", "cat /bin/planted; grep -c root /etc/passwd")
+    ocirt.ok("run", "--rm", "busybox", "sh", "-c", "echo planted > /bin/planted; echo changed > /etc/passwd")
+    proc = ocirt("run", "--rm", "busybox", "sh", "-c", "cat /bin/planted; grep -c root /etc/passwd")
     assert proc.stdout == "1\n" and "No such file" in proc.stderr
     cache = os.path.join(ocirt.root, "rootfs", "busybox")
     assert not os.path.exists(os.path.join(cache, "bin", "planted"))
@@ -109,7 +109,7 @@ def test_a_containers_writes_never_reach_the_next_container_or_the_cache(ocirt):
 
 
 def test_a_planted_setuid_binary_is_out_of_other_users_reach(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "sh", "-c", "cp /bin/busybox /bin/rootme; chmod 4755 /bin/rootme; sleep 1000").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sh", "-c", "cp /bin/busybox /bin/rootme; chmod 4755 /bin/rootme; sleep 1000").strip()
     ocirt.ok("exec", cid, "test", "-u", "/bin/rootme")  # planted
     upper = os.path.join(ocirt.root, "bundles", cid, "upper", "bin", "rootme")
     assert os.stat(upper).st_mode & stat.S_ISUID  # where it landed on the host
@@ -122,12 +122,12 @@ def test_a_planted_setuid_binary_is_out_of_other_users_reach(ocirt):
 
 
 def test_a_cached_rootfs_without_a_valid_stamp_is_rebuilt(ocirt):
-    ocirt.ok("run", "--rm", "--", "true")
+    ocirt.ok("run", "--rm", "busybox", "true")
     cache = os.path.join(ocirt.root, "rootfs")
     with open(os.path.join(cache, "busybox", "bin", "planted"), "w") as f:  # as an older ocirt's containers could
         f.write("x")
     os.unlink(os.path.join(cache, ".ocirt-rootfs"))
-    assert "No such file" in ocirt("run", "--rm", "--", "cat", "/bin/planted").stderr
+    assert "No such file" in ocirt("run", "--rm", "busybox", "cat", "/bin/planted").stderr
     assert not os.path.exists(os.path.join(cache, "busybox", "bin", "planted"))
 
 
@@ -136,7 +136,7 @@ def test_a_cached_rootfs_without_a_valid_stamp_is_rebuilt(ocirt):
 
 @pytest.fixture
 def victim(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sleep", "1000").strip()
     yield cid
     ocirt.ok("rm", "-f", cid)
 
@@ -172,7 +172,7 @@ def test_run_user_lookup_refuses_a_symlinked_passwd_in_a_given_rootfs(ocirt, roo
 
 def test_container_output_cannot_forge_a_log_record(ocirt):
     forged = r"hello\0341999-01-01T00:00:00.000000000Z stderr F FORGED"
-    cid = ocirt.ok("run", "-d", "--", "sh", "-c", f"printf 'progress 10%%\\rprogress 100%%\\n{forged}\\n'").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sh", "-c", f"printf 'progress 10%%\\rprogress 100%%\\n{forged}\\n'").strip()
     ocirt.ok("wait", cid)
     logs = subprocess.run(ocirt.argv("logs", cid), env=ocirt.env, capture_output=True, timeout=60)  # bytes: \r as written
     assert (logs.returncode, logs.stderr) == (0, b"")
@@ -184,7 +184,7 @@ def test_container_output_cannot_forge_a_log_record(ocirt):
 
 
 def test_secrets_in_specs_and_the_state_database_are_unreadable_to_others(ocirt):
-    cid = ocirt.ok("run", "-d", "-e", "DB_PASSWORD=hunter2", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "-e", "DB_PASSWORD=hunter2", "busybox", "sleep", "1000").strip()
     with ocirt.running("exec", "-e", "TOKEN=s3cr3t", cid, "sh", "-c", "echo up; sleep 1000") as exe:
         assert exe.stdout.readline() == "up\n"
         process = next(
@@ -212,8 +212,8 @@ def test_secrets_in_specs_and_the_state_database_are_unreadable_to_others(ocirt)
 
 
 def test_a_name_that_looks_like_an_id_is_refused(ocirt):
-    cid = ocirt.ok("create", "--", "true").strip()
-    proc = ocirt("create", "--name", cid, "--", "true")
+    cid = ocirt.ok("create", "busybox", "true").strip()
+    proc = ocirt("create", "--name", cid, "busybox", "true")
     assert proc.returncode == 125 and "a container id, not a name" in proc.stderr
     ocirt.ok("rm", cid)
 
@@ -227,9 +227,9 @@ def test_notify_socket_never_reaches_conmon_runc_or_the_container(ocirt, tmp_pat
     try:
         env = dict(ocirt.env, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
         check = "echo ${NOTIFY_SOCKET:-none}; test -e /run/notify && echo proxy || echo no-proxy"
-        proc = subprocess.run(ocirt.argv("run", "--rm", "--", "sh", "-c", check), env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(ocirt.argv("run", "--rm", "busybox", "sh", "-c", check), env=env, capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stdout) == (0, "none\nno-proxy\n"), proc.stderr
-        cid = subprocess.run(ocirt.argv("run", "-d", "--", "sleep", "1000"), env=env, capture_output=True, text=True, timeout=60)
+        cid = subprocess.run(ocirt.argv("run", "-d", "busybox", "sleep", "1000"), env=env, capture_output=True, text=True, timeout=60)
         assert cid.returncode == 0, cid.stderr  # returned at once: start did not wait for READY=1
         conmon = inspect(ocirt, cid.stdout.strip())["State"]["ConmonPid"]
         with open(f"/proc/{conmon}/environ", "rb") as f:
@@ -259,7 +259,7 @@ def test_a_socket_activated_container_serves_a_connection_made_on_the_host(ocirt
     try:
         client.sendall(b"world\n")
         serve = 'echo "fds=$LISTEN_FDS pid=$LISTEN_PID"; read line <&3; echo "hello $line" >&3'
-        proc = activated(ocirt, server.fileno(), "1", "run", "--rm", "--", "sh", "-c", serve)
+        proc = activated(ocirt, server.fileno(), "1", "run", "--rm", "busybox", "sh", "-c", serve)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "fds=1 pid=1\n"
         assert client.recv(100) == b"hello world\n"
@@ -272,7 +272,7 @@ def test_a_socket_activated_container_serves_a_connection_made_on_the_host(ocirt
 def test_bad_socket_activation_is_a_clear_error(ocirt, tmp_path, count, words):
     fd = os.open(tmp_path / "not-a-socket", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
     try:
-        proc = activated(ocirt, fd, count, "run", "--rm", "--", "true")
+        proc = activated(ocirt, fd, count, "run", "--rm", "busybox", "true")
     finally:
         os.close(fd)
     assert proc.returncode == 125 and words in proc.stderr and "Traceback" not in proc.stderr
@@ -281,7 +281,7 @@ def test_bad_socket_activation_is_a_clear_error(ocirt, tmp_path, count, words):
 def test_no_host_fd_reaches_conmon_without_listen_pid(ocirt, tmp_path):
     fd = os.open(tmp_path / "secret-db", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
     try:
-        proc = activated(ocirt, fd, "1", "run", "-d", "--", "sleep", "1000", listen_pid=False)
+        proc = activated(ocirt, fd, "1", "run", "-d", "busybox", "sleep", "1000", listen_pid=False)
     finally:
         os.close(fd)
     assert proc.returncode == 0, proc.stderr
@@ -356,7 +356,7 @@ def _in_poll(pid: int) -> bool:
 
 
 def test_ctrl_c_ends_ocirt_wait_and_logs_follow(ocirt):
-    cid = ocirt.ok("run", "-d", "--", "sh", "-c", "echo up; exec sleep 1000").strip()
+    cid = ocirt.ok("run", "-d", "busybox", "sh", "-c", "echo up; exec sleep 1000").strip()
     for verb in (["wait", cid], ["logs", "-f", cid]):
         with ocirt.running(*verb) as proc:
             if verb[0] == "logs":
@@ -373,7 +373,7 @@ def test_ctrl_c_ends_ocirt_wait_and_logs_follow(ocirt):
 def test_run_rm_into_a_closed_pipe_leaves_nothing_running(ocirt):
     head = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     loop = "trap 'exit 1' TERM; i=0; while :; do echo line $i; i=$((i+1)); done"
-    run = ocirt.popen("run", "--rm", "--", "sh", "-c", loop, stdout=head.stdin)
+    run = ocirt.popen("run", "--rm", "busybox", "sh", "-c", loop, stdout=head.stdin)
     head.stdin.close()
     assert head.stdout.read() == b"line 0\n"
     head.wait()
@@ -420,7 +420,7 @@ def test_ctrl_c_at_each_step_of_create_leaves_nothing(runtime, make_bundle, new_
 
 
 def test_sigterm_during_create_undoes_it(ocirt, gate):
-    manager = ocirt.popen("--runtime", gate.runtime("create"), "create", "--name", "t", "--", "sleep", "1000")
+    manager = ocirt.popen("--runtime", gate.runtime("create"), "create", "--name", "t", "busybox", "sleep", "1000")
     gate.reached("reached.main")
     manager.send_signal(signal.SIGTERM)  # the gated runtime it waits for is killed with conmon's cgroup
     assert manager.wait(60) == 128 + signal.SIGTERM
@@ -460,8 +460,8 @@ def test_a_lock_file_unlinked_while_held_is_never_held_twice(tmp_path):
 
 
 def test_an_exec_session_named_like_a_container_cannot_take_its_attach_socket(ocirt):
-    a = ocirt.ok("run", "-d", "--", "sleep", "1000").strip()
-    b = ocirt.ok("run", "-d", "--", "sleep", "1000").strip()
+    a = ocirt.ok("run", "-d", "busybox", "sleep", "1000").strip()
+    b = ocirt.ok("run", "-d", "busybox", "sleep", "1000").strip()
     link = os.path.join(ocirt.root, "run", "socket", a)
     before = os.readlink(link)
     with ocirt_runtime(ocirt) as rt:
@@ -479,7 +479,7 @@ def ocirt_runtime(cli: Ocirt) -> ocirt.Runtime:
 
 
 def test_a_runtime_message_with_control_bytes_is_reported(ocirt):
-    proc = ocirt("run", "--rm", "--", "/no\x01such")
+    proc = ocirt("run", "--rm", "busybox", "/no\x01such")
     assert proc.returncode == 127 and "Traceback" not in proc.stderr and "no" in proc.stderr
 
 
@@ -488,13 +488,13 @@ def test_a_runtime_message_with_control_bytes_is_reported(ocirt):
     [["--memory", "nan"], ["--memory", "inf"], ["--memory", "1e30"], ["--cpus", "inf"], ["--cpus", "0.000001"], ["--timeout", "nan"]],
 )
 def test_numbers_that_are_not_limits_are_refused_before_anything_is_made(ocirt, args):
-    proc = ocirt("run", "--rm", *args, "--", "true")
+    proc = ocirt("run", "--rm", *args, "busybox", "true")
     assert proc.returncode == 125 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert json.loads(ocirt.ok("ps", "-a", "--format", "json")) == []
 
 
 def test_the_exit_command_runs_python_isolated(ocirt):
-    cid = ocirt.ok("run", "-d", "--rm", "--", "sleep", "1000").strip()
+    cid = ocirt.ok("run", "-d", "--rm", "busybox", "sleep", "1000").strip()
     conmon = inspect(ocirt, cid)["State"]["ConmonPid"]
     with open(f"/proc/{conmon}/cmdline", "rb") as f:
         argv = f.read().split(b"\0")

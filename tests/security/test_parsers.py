@@ -278,7 +278,7 @@ def test_sizes_as_podman_takes_them(text, size):
                                            ("--pids-limit", "\u0663"), ("--cpus", "\u0661.5"), ("--pids-limit", "1e3")])  # fmt: skip
 def test_the_command_line_refuses_numbers_that_are_not_finite_ascii(option, value):
     with pytest.raises(cli.Usage):
-        cli.build_parser().parse_args(["run", option, value, "--", "true"])
+        cli.build_parser().parse_args(["run", option, value, "busybox", "true"])
 
 
 def test_stop_time_must_be_a_finite_number():
@@ -363,7 +363,7 @@ def test_a_name_must_not_look_like_a_container_id():
 
 
 def test_the_command_line_refuses_such_a_name_before_anything_is_made():
-    args = cli.build_parser().parse_args(["create", "--name", FULL_ID, "--", "true"])
+    args = cli.build_parser().parse_args(["create", "--name", FULL_ID, "busybox", "true"])
     with pytest.raises(ocirt.InvalidArgument, match="container id"):
         cmd_create(None, args, print)  # type: ignore[arg-type]  # refused before the runtime is used
 
