@@ -3,20 +3,23 @@ pull policies, removal, bad references and corrupt blobs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 
 import pytest
 
 import ocirt
-from ocirt import ImageError, InvalidArgument
+from ocirt import ImageError, InvalidArgument, aio
+from ocirt.churn import Job, run_jobs
 from ocirt.images.reference import parse
 from ocirt.images.store import ImageStore
 
+from .cli_support import Ocirt
 from .image_support import busybox_files, tar_layer, write_layout
-from .registry import running
 
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (.ci/install installs it)")
 
@@ -74,7 +77,7 @@ def test_pull_policies_and_removal_of_what_no_image_uses(tmp_path, source):
     [
         ("", "not an image reference"),
         ("Upper/Case", "not a valid image name"),
-        ("busybox", "names no registry"),
+        ("alpine", "names no registry"),
         ("oci:/nonexistent/layout:v1", "cannot pull"),
         ("SRC:nope", "cannot pull"),
         ("oci-archive:/nonexistent.tar", "cannot pull"),
@@ -129,14 +132,6 @@ def test_references_name_images_as_podman_does():
     assert parse("a/b:1").key != parse("a/b:2").key
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A real registry on 127.0.0.1, for this module's tests."""
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry is not installed (.ci/install installs it)")
-    yield from running(str(tmp_path_factory.mktemp("registry")))
-
-
 def test_a_pull_from_a_registry_and_its_errors(tmp_path, source, registry):
     ref = registry.push(f"oci:{source}:v1", "test/app:v1")
     store = ImageStore(str(tmp_path / "root"))
@@ -183,7 +178,7 @@ def test_an_image_in_use_is_not_removed_unless_forced_and_bad_input_makes_nothin
     with pytest.raises(ocirt.InvalidState, match="in use by container"):
         runtime.remove_image(ref)
     assert runtime.remove_image(ref, force=True).name == ref
-    assert runtime.list() == [] and runtime.images() == []
+    assert runtime.list() == [] and [i.name for i in runtime.images()] == ["busybox:latest"]  # the built-in one stays
     assert c.deleted
 
 
@@ -202,7 +197,7 @@ def test_a_container_from_an_image_survives_its_managers_end_like_any_other(tmp_
         assert found.exec_run(["cat", "/etc/motd"])[1] == "v2\n"
         found.stop(0)
         found.delete()
-        assert [i.name for i in again.images()] == [ref]
+        assert [i.name for i in again.images()] == [ref, "busybox:latest"]
     finally:
         for leftover in again.list():
             leftover.delete(force=True)
@@ -227,7 +222,7 @@ def test_pull_images_and_rmi_on_the_command_line(ocirt_cli, source):
     assert table[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "PULLED", "SIZE"]
     assert any(line.startswith(v1) and image_id[:12] in line for line in table[1:])
     listed = json.loads(cli.ok("images", "--format", "json"))
-    assert sorted(i["Names"][0] for i in listed) == sorted([v1, v2])
+    assert sorted(i["Names"][0] for i in listed) == sorted([v1, v2, "busybox:latest"])
     assert sorted(cli.ok("images", "-q").split()) == sorted(i["Id"][:12] for i in listed)
     bad = cli("pull", f"oci:{source}:nope")
     assert bad.returncode == 125 and "cannot pull" in bad.stderr
@@ -247,4 +242,71 @@ def test_pull_images_and_rmi_on_the_command_line(ocirt_cli, source):
         rt.close()
     assert cli("rmi", v1).returncode == 125  # not held any more
     cli.ok("rmi", "-a")
-    assert cli.ok("images", "-q") == ""
+    assert cli.ok("images", "--format", "json").count('"Id"') == 1  # the built-in busybox, which rmi -a keeps
+
+
+def test_the_built_in_busybox_is_an_image_that_runs_offline(ocirt_cli):
+    cli = ocirt_cli
+    listed = json.loads(cli.ok("images", "--format", "json"))
+    assert [i["Names"] for i in listed] == [["busybox:latest"]] and len(listed[0]["Id"]) == 64
+    assert cli.ok("run", "--rm", "busybox", "echo", "hi") == "hi\n"
+    assert cli("run", "--rm", "-i", "busybox", input="echo from sh\n").stdout == "from sh\n"  # its Cmd: sh
+    refused = cli("rmi", "busybox")
+    assert refused.returncode == 125 and "built-in image" in refused.stderr
+    assert json.loads(cli.ok("images", "--format", "json")) == listed
+
+
+def test_load_save_inspect_and_prune_on_the_command_line(ocirt_cli, source, tmp_path):
+    cli = ocirt_cli
+    docker_archive = str(tmp_path / "docker.tar")
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source}:v1", f"docker-archive:{docker_archive}:example.com/app:v1"], check=True)
+    assert cli.ok("load", "-i", docker_archive) == "Loaded image: example.com/app:v1\n"
+    assert cli.ok("run", "--rm", "example.com/app:v1", "echo $A; cat /etc/motd") == "1\nv1\n"  # its Entrypoint sh -c, its Env
+    [shown] = json.loads(cli.ok("image", "inspect", "example.com/app:v1"))
+    assert shown["RepoTags"] == ["example.com/app:v1"] and shown["Config"]["Entrypoint"] == ["/bin/sh", "-c"]
+    assert shown["Config"]["Env"] == ["A=1"] and len(shown["RootFS"]["Layers"]) == 2 and shown["Os"] == "linux"
+    saved = str(tmp_path / "saved.tar")
+    cli.ok("save", "-o", saved, "example.com/app:v1")
+    other = Ocirt(str(tmp_path / "other"))  # another root reads it back, under the same name and id
+    assert other.ok("load", "-q", "-i", saved) == "example.com/app:v1\n"
+    assert json.loads(other.ok("image", "inspect", "example.com/app:v1"))[0]["Id"] == shown["Id"]
+    assert other.ok("image", "prune") == ""  # no image is unused by being untagged: each has its name
+    assert other.ok("image", "prune", "-a").split() == [shown["Id"]]  # no container uses it
+    assert os.listdir(os.path.join(other.root, "images", "layers")) == []
+    # Bad input: one clear error, nothing written.
+    for args, words in [
+        (["load", "-i", str(tmp_path / "none.tar")], "No such file"),
+        (["load", "-i", source], "not a regular file"),
+        (["load", "-i", os.path.join(source, "index.json")], "cannot read the image archive"),
+        (["save", "-o", str(tmp_path / "x.tar"), "nope/missing:1"], "not in the store"),
+        (["save", "-o", str(tmp_path / "no-dir" / "x.tar"), "example.com/app:v1"], "cannot save"),
+        (["save", "-o", str(tmp_path / "x.tar"), "busybox"], "built-in image"),
+        (["image", "inspect", "nope/missing:1"], "not in the store"),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 125 and words in proc.stderr, (args, proc.stderr)
+    assert not os.path.exists(tmp_path / "x.tar") and not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert json.loads(cli.ok("image", "inspect", "busybox"))[0]["Config"]["Cmd"] == ["sh"]
+
+
+def test_churn_jobs_asyncio_and_the_plugins_take_images(runtime, source):
+    ref = f"oci:{source}:v2"
+    jobs = [Job(["echo $A-%d" % i], image=ref) for i in range(3)] + [Job(["echo", "plain"], image="busybox")]
+    results = run_jobs(runtime, jobs, concurrency=2)
+    assert [r.stdout for r in results] == ["1-0\n", "1-1\n", "1-2\n", "plain\n"]
+    assert [i.name for i in runtime.images()] == [ref, "busybox:latest"]  # pulled once, before the jobs
+    with pytest.raises(InvalidArgument, match="an image or a rootfs"):
+        Job(["true"], image=ref, rootfs="/")
+    with pytest.raises(ImageError, match="not a valid image name"):
+        Job(["true"], image="Not/Valid")
+
+    async def on_a_loop() -> None:
+        rt = aio.AsyncRuntime(runtime=runtime)
+        assert (await rt.pull(f"oci:{source}:v1")).name == f"oci:{source}:v1"
+        assert len(rt.images()) == 3
+        [r] = await aio.run_jobs(rt, [Job(["cat /etc/motd"], image=f"oci:{source}:v1")])
+        assert r.stdout == "v1\n"
+        assert (await rt.remove_image(f"oci:{source}:v1")).name == f"oci:{source}:v1"
+        await rt.finish_deletes()
+
+    asyncio.run(on_a_loop())

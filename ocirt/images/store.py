@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -29,10 +30,9 @@ from ..errors import ImageError, InvalidArgument
 from ..layout import PRIVATE_DIR, read_small, remove_tree, write_private
 from . import layers as layerfs
 from .config import ImageConfig
-from .reference import Reference, parse
+from .reference import BUILTIN_NAMES, REF_NAME, Reference, parse
 
 PULL_POLICIES = ("missing", "always", "never")
-REF_NAME = "org.opencontainers.image.ref.name"
 MAX_JSON = 4 << 20  # a manifest or config larger than this is not one
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",)
 
@@ -49,6 +49,11 @@ class Image:
     pulled_at: float = 0.0
     size: int = 0  # bytes of its layer blobs
 
+    @property
+    def builtin(self) -> bool:
+        """Whether this is the built-in busybox (see builtin)."""
+        return not self.digest
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "name": self.name, "digest": self.digest, "id": self.id, "layers": list(self.layers),
@@ -61,6 +66,25 @@ class Image:
             str(d["name"]), str(d["digest"]), str(d["id"]), [str(x) for x in d["layers"]], ImageConfig.from_dict(d.get("config") or {}),
             float(d.get("pulled_at") or 0), int(d.get("size") or 0),
         )  # fmt: skip
+
+
+def builtin(described: bool = False) -> Image:
+    """The built-in image: the host's static busybox as a tree (see
+    ocirt.rootfs), run offline, its command `sh` as a registry's busybox
+    has it. It has no layers: a container of it is made on the busybox
+    tree. `described`: with an id (the binary's digest), a size and a
+    time, as `images` shows it (OcirtError without a static busybox)."""
+    if not described:
+        return Image(BUILTIN_NAMES[1], "", "", [], ImageConfig(cmd=["sh"]))
+    from ..rootfs import find_busybox
+
+    path = find_busybox()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    st = os.stat(path)
+    return Image(BUILTIN_NAMES[1], "", "sha256:" + digest.hexdigest(), [], ImageConfig(cmd=["sh"]), st.st_mtime, st.st_size)
 
 
 class ImageStore:
@@ -76,15 +100,21 @@ class ImageStore:
     # -- reading ------------------------------------------------------------
 
     def list(self) -> List[Image]:
-        """Every image held, newest pull first."""
+        """Every image pulled, newest first (the built-in one is not pulled: see builtin)."""
         return sorted(self._load().values(), key=lambda i: -i.pulled_at)
 
     def get(self, ref: str) -> Image:
         """The image `ref` names (a reference, or an image id or its prefix of 12+); ImageError if not held."""
+        if ref in BUILTIN_NAMES:
+            return builtin()
         found = self._find(self._load(), ref)
         if found is None:
             raise ImageError(f"image {ref!r} is not in the store: pull it first")
         return found
+
+    def config_blob(self, image: Image) -> Dict[str, Any]:
+        """The image's whole config, as its blob holds it (checked against its digest); {} for the built-in one."""
+        return {} if image.builtin else self._json_blob(image.id, "config")
 
     def lower_dirs(self, image: Image) -> List[str]:
         """The image's unpacked layers, topmost first (overlayfs's lowerdir order)."""
@@ -108,6 +138,8 @@ class ImageStore:
             raise InvalidArgument(f"pull policy must be one of {', '.join(PULL_POLICIES)}, not {policy!r}")
         if authfile is not None and not os.path.isfile(authfile):
             raise InvalidArgument(f"authfile {authfile!r} is not a file")
+        if ref in BUILTIN_NAMES:
+            return builtin()
         parsed = parse(ref)
         if policy != "always":
             held = self._find(self._load(), ref)
@@ -119,34 +151,107 @@ class ImageStore:
             raise ImageError(f"image {ref!r} is not in the store and names no registry to pull it from (give HOST/REPO:TAG)")
         with self._locked():
             images = self._load()
-            try:
-                self._copy(parsed, tls_verify, authfile)
-                image = self._read(parsed)
-                for diff_id, (digest, _) in zip(image.layers, self._layer_blobs(image), strict=True):
-                    if layerfs.layer_of(self.layers, diff_id) is None:
-                        layerfs.unpack(self._blob(digest), os.path.join(self.layers, layerfs.short_name(diff_id)), digest=digest, diff_id=diff_id)
-            except BaseException:
-                self._prune(images)  # what the copy brought: its tag, its blobs, layers no held image uses
-                raise
-            images[parsed.key] = image
-            self._save(images)
+            held = self._find(images, ref) if policy == "missing" else None
+            if held is not None and all(layerfs.layer_of(self.layers, d) for d in held.layers):
+                return held  # pulled by another while this one waited for the lock
+            return self._fetch(parsed, images, tls_verify, authfile)
+
+    def load(self, path: str) -> List[Image]:
+        """Every image of the archive at `path` (a docker-archive, as `docker
+        save` writes, or an oci-archive), named by the tags it carries (see
+        archive.references), copied in and unpacked; an image held under the
+        same name is replaced. ImageError as pull: then nothing of that image is left."""
+        from .archive import references
+
+        refs = references(path)
+        with self._locked():
+            return [self._fetch(ref, self._load(), True, None, "load") for ref in refs]
+
+    def _fetch(self, ref: Reference, images: Dict[str, Image], tls_verify: bool, authfile: Optional[str], verb: str = "pull") -> Image:
+        """Copy `ref` in, unpack its new layers and record it in `images`; under the lock."""
+        try:
+            self._copy(ref, tls_verify, authfile, verb)
+            image = self._read(ref)
+            blobs = zip(image.layers, self._layer_blobs(image), strict=True)
+            self._unpack_all({d: digest for d, (digest, _) in blobs if layerfs.layer_of(self.layers, d) is None})
+        except BaseException:
+            self._prune(images)  # what the copy brought: its tag, its blobs, layers no held image uses
+            raise
+        images[ref.key] = image
+        self._save(images)
+        self._prune(images)  # what an image of that name held before, where no other image uses it
         return image
 
-    def _copy(self, ref: Reference, tls_verify: bool, authfile: Optional[str]) -> None:
+    def _unpack_all(self, missing: Dict[str, str]) -> None:
+        """Unpack each layer of `missing` ({diff_id: blob digest}), a thread a core:
+        making files is the kernel's work, which threads share out; on any
+        failure the others are stopped or finished before the error goes on."""
+        def unpack(diff_id: str) -> None:
+            digest = missing[diff_id]
+            layerfs.unpack(self._blob(digest), os.path.join(self.layers, layerfs.short_name(diff_id)), digest=digest, diff_id=diff_id)
+
+        if len(missing) < 2:
+            for diff_id in missing:
+                unpack(diff_id)
+            return
+        pool = ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1), thread_name_prefix="ocirt-unpack")
+        try:
+            for done in [pool.submit(unpack, diff_id) for diff_id in missing]:
+                done.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # no thread still writes when the caller prunes
+
+    def save(self, ref: str, path: str) -> Image:
+        """Write the image `ref` names to `path` as an oci-archive, tagged by
+        its name where that is a registry's or a short one (what `load` reads
+        back; else unnamed); the file appears whole or not at all.
+        ImageError if it is not held (or built in)."""
+        image = self.get(ref)
+        if image.builtin:
+            raise ImageError("the built-in image (the host's busybox) has no layers to save: pull or load an image")
+        dest = os.path.abspath(path)
+        tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.{os.getpid()}.tmp")
+        with self._locked():
+            try:
+                parsed = parse(image.name)
+                named = parsed.source is None or parsed.source.startswith("docker://")  # an archive's or layout's name is no tag
+                dest_ref = f"oci-archive:{tmp}" + (f":{image.name}" if named else "")
+                self._skopeo_copy([f"oci:{self.layout}:{parsed.key}", dest_ref], image.name, "save")
+                os.rename(tmp, dest)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        return image
+
+    def prune(self, keep: "set[str]") -> List[Image]:
+        """Remove every image whose id is not in `keep`, with its layers and
+        blobs no kept image uses, and whatever no image uses; the images removed."""
+        with self._locked():
+            images = self._load()
+            gone = [i for i in images.values() if i.id not in keep]
+            kept = {k: i for k, i in images.items() if i.id in keep}
+            self._save(kept)
+            self._prune(kept)
+        return gone
+
+    def _copy(self, ref: Reference, tls_verify: bool, authfile: Optional[str], verb: str) -> None:
         assert ref.source is not None
-        argv = [self._skopeo, "copy", "--quiet", "--remove-signatures"]
+        argv = ["--remove-signatures"]
         if ref.source.startswith("docker://"):
             argv.append(f"--src-tls-verify={'true' if tls_verify else 'false'}")
             if authfile is not None:
                 argv += ["--src-authfile", authfile]
-        argv += [ref.source, f"oci:{self.layout}:{ref.key}"]
+        self._skopeo_copy([*argv, ref.source, f"oci:{self.layout}:{ref.key}"], ref.name, verb)
+
+    def _skopeo_copy(self, argv: List[str], name: str, verb: str) -> None:
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=3600)
+            proc = subprocess.run([self._skopeo, "copy", "--quiet", *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=3600)
         except FileNotFoundError as e:
             raise ImageError(f"skopeo is not installed ({self._skopeo}): it copies every image") from e
         if proc.returncode != 0:
             said = proc.stderr.strip().splitlines()
-            raise ImageError(f"cannot pull {ref.name}: {said[-1] if said else f'skopeo exited with {proc.returncode}'}")
+            raise ImageError(f"cannot {verb} {name}: {said[-1] if said else f'skopeo exited with {proc.returncode}'}")
 
     def _read(self, ref: Reference) -> Image:
         """The image tagged `ref.key` in the layout, its manifest and config checked against their digests."""
@@ -192,7 +297,9 @@ class ImageStore:
 
     def remove(self, ref: str) -> Image:
         """Forget the image `ref` names, and remove its layers and blobs that
-        no other image uses. ImageError if it is not held."""
+        no other image uses. ImageError if it is not held, or built in."""
+        if ref in BUILTIN_NAMES:
+            raise ImageError("the built-in image (the host's busybox) cannot be removed")
         with self._locked():
             images = self._load()
             image = self._find(images, ref)
