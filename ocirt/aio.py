@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Concatenate, Coroutine, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, Coroutine, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import attach, churn
 from .churn import Job, OnResult, Result
@@ -42,6 +42,9 @@ from .runtime import Runtime
 from .state import ContainerState, Timings
 from .steps import P, Readable, Steps, T
 from .validate import check_argv, check_input, check_sequence
+
+if TYPE_CHECKING:
+    from .images.store import Image
 
 log = logging.getLogger("ocirt")
 
@@ -155,6 +158,22 @@ class AsyncRuntime:
         """Runtime.list (it does not wait on other containers' verbs: see there)."""
         return [AsyncContainer(c) for c in self.runtime.list()]
 
+    async def pull(self, ref: str, *, policy: str = "missing", tls_verify: bool = True, authfile: Optional[str] = None) -> "Image":
+        """Runtime.pull, in a thread: skopeo's copy and the unpack never block the loop."""
+        return await asyncio.to_thread(self.runtime.pull, ref, policy=policy, tls_verify=tls_verify, authfile=authfile)
+
+    async def load(self, path: str) -> "List[Image]":
+        """Runtime.load, in a thread."""
+        return await asyncio.to_thread(self.runtime.load, path)
+
+    def images(self) -> "List[Image]":
+        """Runtime.images (the store's index, read at once)."""
+        return self.runtime.images()
+
+    async def remove_image(self, ref: str, force: bool = False) -> "Image":
+        """Runtime.remove_image, in a thread (with `force`, it deletes the containers using it)."""
+        return await asyncio.to_thread(self.runtime.remove_image, ref, force)
+
     def delete_later(self, container: "Container | AsyncContainer") -> None:
         """Force-delete `container` in a task of this loop; `finish_deletes()` awaits it."""
         c = container.container if isinstance(container, AsyncContainer) else container
@@ -200,6 +219,8 @@ async def run_jobs(runtime: AsyncRuntime, jobs: Iterable[Job], concurrency: int 
     in the main thread) stops every job and removes every container first.
     """
     jobs, results = churn._check(jobs, concurrency)
+    if any(job.image is not None for job in jobs):
+        await asyncio.to_thread(churn.pull_images, runtime.runtime, jobs)  # a pull's copy and unpack: off the loop
     claim = iter(range(len(jobs)))
 
     async def worker() -> None:

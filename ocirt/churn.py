@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
 from . import layout, specgen
 from .container import Container
 from .errors import ContainerNotFound, InvalidArgument, OcirtError, Timeout, raise_terminated
+from .images.config import settle
+from .images.reference import BUILTIN_NAMES, parse
 from .logs import LogRecord
 from .options import CreateOptions
 from .runtime import Runtime
@@ -45,8 +47,11 @@ class Job:
 
     `cmd` (an argv) on `rootfs` (a directory; default: the busybox tree
     ocirt builds once and shares, each container writing to a layer of its
-    own) with `env` added to a standard environment; or a ready OCI
-    `bundle`, which is left untouched (then give no cmd, env or rootfs).
+    own) with `env` added to a standard environment; or on `image` (a
+    reference, see Runtime.pull: pulled where it is missing, its config the
+    container's, `cmd` replacing its Cmd, `env` over its Env); or a ready
+    OCI `bundle`, which is left untouched (then give no cmd, env, rootfs or
+    image).
     After `timeout` seconds of running the job is killed: its result has
     a Timeout error. Bad values raise InvalidArgument here, before any job runs.
     """
@@ -56,14 +61,20 @@ class Job:
     rootfs: Optional[str] = None
     bundle: Optional[str] = None
     timeout: Optional[float] = None
+    image: Optional[str] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.cmd, (str, bytes)) or not all(isinstance(a, str) and a for a in self.cmd):
             raise InvalidArgument(f"a job's cmd is a list of non-empty strings, not {self.cmd!r}")
-        if self.bundle is None and not self.cmd:
-            raise InvalidArgument("a job needs a cmd, or a bundle")
-        if self.bundle is not None and (self.cmd or self.env or self.rootfs):
-            raise InvalidArgument("a job with a bundle runs the bundle's own process: give no cmd, env or rootfs")
+        if self.bundle is None and self.image is None and not self.cmd:
+            raise InvalidArgument("a job needs a cmd, an image or a bundle")
+        if self.bundle is not None and (self.cmd or self.env or self.rootfs or self.image):
+            raise InvalidArgument("a job with a bundle runs the bundle's own process: give no cmd, env, rootfs or image")
+        if self.image is not None:
+            if self.rootfs is not None:
+                raise InvalidArgument("a job runs on an image or a rootfs, not both")
+            if self.image not in BUILTIN_NAMES:
+                parse(self.image)  # ImageError for a bad reference, now
         for key, value in dict(self.env).items():
             if not isinstance(key, str) or not key or "=" in key or "\0" in key or not isinstance(value, str) or "\0" in value:
                 raise InvalidArgument(f"invalid environment variable {key!r}={value!r}")
@@ -115,10 +126,20 @@ def job_steps(runtime: Runtime, job: Job, result: Result, exited: Callable[[Cont
             root = runtime.root or runtime.tmp_dir
             bundle, owned = os.path.join(root, "bundles", cid), True
         with layout.making(bundle) if owned else contextlib.nullcontext():
-            if owned:
+            labels = {}
+            if owned and job.image is not None:
+                image = runtime.pull(job.image)  # held already, as a rule: see pull_images
+                settled = settle(image, runtime.image_store.lower_dirs(image), command=job.cmd, env=job.env)
+                labels = settled.labels
+                specgen.write_bundle(
+                    bundle, settled.argv, rootfs=None, cache_dir=os.path.join(root, "rootfs"), env=settled.env,
+                    user=settled.user, cwd=settled.workdir or "/", **settled.bundle,
+                )  # fmt: skip
+            elif owned:
                 specgen.write_bundle(bundle, job.cmd, rootfs=job.rootfs, cache_dir=os.path.join(root, "rootfs"), env=job.env)
             try:
-                container = yield from runtime._create_steps(cid, bundle, CreateOptions(name=cid[:12], owned_bundle=owned))
+                options = CreateOptions(name=cid[:12], owned_bundle=owned, labels=labels)
+                container = yield from runtime._create_steps(cid, bundle, options)
             except BaseException:
                 if owned:
                     shutil.rmtree(bundle, ignore_errors=True)
@@ -142,6 +163,12 @@ def job_steps(runtime: Runtime, job: Job, result: Result, exited: Callable[[Cont
     exited(container)
 
 
+def pull_images(runtime: Runtime, jobs: Sequence[Job]) -> None:
+    """Pull the images `jobs` name that `runtime` lacks, each once, before any job runs."""
+    for ref in dict.fromkeys(job.image for job in jobs if job.image is not None):
+        runtime.pull(ref)
+
+
 def _delete_now(container: Container) -> None:
     """Force-delete a job's container, blocking (steps may be closing: no waiting as steps)."""
     try:
@@ -160,6 +187,7 @@ def run_jobs(runtime: Runtime, jobs: Iterable[Job], concurrency: int = 4, on_res
     deleted; an OcirtError then if a background delete failed.
     """
     jobs, results = _check(jobs, concurrency)
+    pull_images(runtime, jobs)
     cancel_r, cancel_w = os.pipe2(os.O_CLOEXEC)
     claim = iter(range(len(jobs)))
     claim_lock = threading.Lock()

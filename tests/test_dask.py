@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing.resource_tracker
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -17,6 +18,7 @@ from ocirt import claims
 from ocirt.churn import Job
 
 from .cli_support import reap_orphans
+from .image_support import busybox_files, tar_layer, write_layout
 from .observe import until
 
 distributed = pytest.importorskip("distributed")
@@ -126,3 +128,13 @@ def test_another_user_cannot_take_the_default_base_first(tmp_path, monkeypatch):
     root, lock = claims.claim(os.path.join(default_base(), "worker"))
     os.close(lock)
     assert root == str(tmp_path / "run" / "ocirt" / "dask" / "worker")
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed (.ci/install installs it)")
+def test_a_worker_pulls_the_image_a_job_names_where_it_lacks_it(cluster, tmp_path):
+    ref = f"oci:{tmp_path / 'layout'}:1"
+    write_layout(str(tmp_path / "layout"), [tar_layer(busybox_files({"etc/motd": b"from the image\n"}))], {"Cmd": ["cat", "/etc/motd"]}, tag="1")
+    results = list(map_jobs(cluster, [Job(image=ref) for _ in range(2 * WORKERS)]))
+    assert [(r.ok, r.stdout) for r in results] == [(True, "from the image\n")] * len(results), [r.error for r in results]
+    held = cluster.run(lambda dask_worker: [i.name for i in dask_worker.plugins["ocirt"].runtime.images()])
+    assert all(held[worker] == [ref, "busybox:latest"] for worker in {r.worker for r in results})

@@ -24,6 +24,7 @@ def test_run(ocirt_run):
     assert (result.exit_code, result.stdout, result.stderr) == (3, "out\\n", "err\\n")
     assert "run" in result.timings.phases()
     assert ocirt_run(["cat"], stdin=b"in\\n", memory=64 << 20).stdout == "in\\n"
+    assert ocirt_run(["echo", "hi"], image="busybox").stdout == "hi\\n"  # image= as rt.run takes it
 
 def test_container(ocirt_container):
     c = ocirt_container(["sleep", "1000"], env={"A": "1"})
