@@ -7,7 +7,8 @@ import errno
 import json
 import os
 import signal as _signal
-from typing import Any, Dict, List, Mapping, Optional, Union
+import stat
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import native as _native
 from .errors import InvalidArgument
@@ -212,7 +213,9 @@ def _merge_env(base: list[str], extra: Dict[str, str]) -> list[str]:
 ACCOUNTS_MAX = 1 << 20  # a passwd or group file larger than this is refused
 ID_MAX = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
 
-Root = Union[str, int]  # a root filesystem directory, or an open directory fd (a container's /proc/<pid>/root)
+# A root filesystem directory, an open directory fd (a container's /proc/<pid>/root),
+# or an overlay's layers, topmost first (an image's: see shown_by).
+Root = Union[str, int, Tuple[str, ...]]
 
 
 def parse_user(user: str | int, root: Optional[Root]) -> Spec:
@@ -264,8 +267,47 @@ def _id_number(text: str, user: object) -> Optional[int]:
     return value
 
 
+def shown_by(layers: Sequence[str], path: str) -> Optional[str]:
+    """The layer (of `layers`, topmost first) whose `path` an overlay of
+    them shows, as overlayfs decides it: the topmost layer holding the path;
+    none where a higher layer whites it (or a directory above it) out,
+    makes a directory above it opaque, or holds a non-directory there.
+    Nothing is followed: a link on the way counts as a non-directory."""
+    parts = [p for p in path.split("/") if p]
+    for layer in layers:
+        at, opaque = layer, False
+        for depth, part in enumerate(parts):
+            at = os.path.join(at, part)
+            try:
+                st = os.lstat(at)
+            except FileNotFoundError:
+                break
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None  # a whiteout
+            if depth == len(parts) - 1:
+                return layer
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            opaque = opaque or _is_opaque(at)
+        if opaque:
+            return None  # the layers below are hidden there
+    return None
+
+
+def _is_opaque(directory: str) -> bool:
+    try:
+        return os.getxattr(directory, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
 def _read_in_root(root: Root, path: str, limit: int) -> bytes:
     """The regular file `path` of `root`, opened inside it; OSError(EFBIG) above `limit` bytes."""
+    if isinstance(root, tuple):
+        layer = shown_by(root, path)
+        if layer is None:
+            raise OSError(errno.ENOENT, "no such file in the image's layers", path)
+        root = layer
     dirfd = root if isinstance(root, int) else os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = _native.open_in_root(dirfd, path)

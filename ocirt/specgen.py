@@ -81,7 +81,7 @@ def generate(
     cap_add: Sequence[str] = (),
     layer: Optional[Tuple[str, str]] = None,
     lowers: Sequence[str] = (),
-    accounts: Optional[str] = None,
+    accounts: Optional[Root] = None,
     mounts: Sequence[Sequence[str]] = (),
     network: str = "none",
     cap_drop: Sequence[str] = (),
@@ -99,8 +99,8 @@ def generate(
     container: what the container writes lands in `upper`, and `rootfs`
     itself (a tree shared by many containers) is never written. `lowers`
     (an image's layers, topmost first) stand for `rootfs` in that overlay
-    (then an empty directory), and users are named in `accounts` (the root
-    whose /etc/passwd and /etc/group count) instead of `rootfs`.
+    (then an empty directory), and users are named in `accounts` (the root,
+    or the layers, whose /etc/passwd and /etc/group count) instead of `rootfs`.
     Rlimits are capped at this process's hard limits: raising one needs
     CAP_SYS_RESOURCE, which these hosts may lack. `mounts` are bind mounts,
     each (host path, container path) or (host path, container path, "ro").
@@ -202,7 +202,7 @@ def write_bundle(
             raise InvalidArgument("give an image or a rootfs, not both")
         fs = os.path.join(bundle, "rootfs")  # empty: the overlay of the layers is mounted over it
         layer = (os.path.join(bundle, "upper"), os.path.join(bundle, "work"))
-        options = dict(options, lowers=list(image_layers), accounts=_accounts_root(image_layers))
+        options = dict(options, lowers=list(image_layers), accounts=tuple(image_layers))
     elif rootfs is not None:
         fs = os.path.abspath(check_path(rootfs, "rootfs"))  # never "": that would be the current directory
         if not os.path.isdir(fs):
@@ -223,15 +223,6 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
-
-
-def _accounts_root(layers: Sequence[str]) -> str:
-    """The topmost layer that holds /etc/passwd: where users are named (an
-    image's accounts live in one layer, as a rule)."""
-    for layer in layers:
-        if os.path.lexists(os.path.join(layer, "etc", "passwd")):
-            return layer
-    return layers[-1]
 
 
 def _limit(value: object, what: str) -> int:

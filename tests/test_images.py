@@ -310,3 +310,21 @@ def test_churn_jobs_asyncio_and_the_plugins_take_images(runtime, source):
         await rt.finish_deletes()
 
     asyncio.run(on_a_loop())
+
+
+def test_users_are_named_by_the_passwd_and_group_the_layer_stack_shows(runtime, tmp_path):
+    """passwd from the base, group from the layer above it; a whiteout or an
+    opaque directory above hides them, as the container's overlay does."""
+    path = str(tmp_path / "accounts")
+    base = tar_layer(busybox_files())
+    group = tar_layer({"etc/group": b"root:x:0:\nstaff:x:50:\n"})
+    write_layout(path, [base, group], {"Cmd": ["id"]}, tag="group")
+    write_layout(path, [base, group, tar_layer({"etc/.wh.passwd": b""})], {"Cmd": ["id"]}, tag="whiteout")
+    write_layout(path, [base, tar_layer({"etc/.wh..wh..opq": b"", "etc/hostname": b"x\n"})], {"Cmd": ["id"]}, tag="opaque")
+    r = runtime.run([], image=f"oci:{path}:group", user="app:staff")
+    assert r.stdout.startswith("uid=1000(app) gid=50(staff)"), r.stdout
+    assert runtime.run(["sh", "-c", "echo $HOME"], image=f"oci:{path}:group", user="app").stdout == "/home/app\n"  # HOME: the image's passwd
+    for tag in ("whiteout", "opaque"):
+        with pytest.raises(InvalidArgument, match="cannot read the container's /etc/passwd"):
+            runtime.run([], image=f"oci:{path}:{tag}", user="app")
+    assert runtime.list() == []
