@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import InvalidArgument
 from .layout import make_private_dirs, write_private
 from .rootfs import busybox_rootfs
-from .spec import STOP_SIGNAL_ANNOTATION, STOP_TIMEOUT_ANNOTATION, parse_user
+from .spec import STOP_SIGNAL_ANNOTATION, STOP_TIMEOUT_ANNOTATION, Root, parse_user
 from .validate import check_argv, check_env, check_path, check_sequence, check_text, parse_signal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
