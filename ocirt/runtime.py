@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -202,11 +203,15 @@ class Runtime:
         limits: Optional[Limits] = None,
         kill_after: Optional[float] = None,
         log_size_max: Optional[int] = None,
+        image: Optional[str] = None,
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`, or
         from `spec` (an OCI runtime spec as a dict) on the root filesystem
-        `rootfs` (or the spec's own absolute root.path). The caller's files
-        are never written.
+        `rootfs` (or the spec's own absolute root.path), or from `image` (a
+        reference, see pull: pulled if missing), whose layers and config
+        make the container, in a bundle ocirt makes and removes with it
+        (for a command of your own, run(cmd, image=, detach=True)). The
+        caller's files are never written.
 
         Every input is checked before anything is made. On any failure the
         container is deleted from the runtime, conmon is gone and no file or
@@ -230,7 +235,32 @@ class Runtime:
             check_sequence(listen_fds, "listen_fds"), limits, spec, check_path(rootfs, "rootfs") if rootfs is not None else None,
             labels, kill_after, log_size_max,
         )  # fmt: skip
+        if image is not None:
+            return self._create_from_image(container_id, bundle, image, options)
         return block(self._create_steps(container_id, bundle, options))
+
+    def _create_from_image(self, container_id: str, bundle: object, ref: str, o: "CreateOptions") -> Container:
+        """create's image= (see there)."""
+        if bundle is not None or o.spec is not None or o.rootfs is not None:
+            raise InvalidArgument("an image gives the root filesystem and the process: give no bundle, spec or rootfs with it")
+        from . import specgen
+        from .images.config import settle
+
+        cid = check_id(container_id)
+        image = self.pull(ref)  # the last check
+        settled = settle(image, self.image_store.lower_dirs(image), labels=o.labels)
+        files_root = self.root or self.tmp_dir
+        made = os.path.join(files_root, "bundles", cid)
+        with layout.making(made):
+            specgen.write_bundle(
+                made, settled.argv, rootfs=None, cache_dir=os.path.join(files_root, "rootfs"), env=settled.env,
+                cwd=settled.workdir or "/", user=settled.user, tty=o.terminal, **settled.bundle,
+            )  # fmt: skip
+            try:
+                return block(self._create_steps(cid, made, dataclasses.replace(o, owned_bundle=True, labels=settled.labels)))
+            except BaseException:
+                layout.remove_tree(made)
+                raise
 
     @overload
     def run(self, cmd: Sequence[str], *, detach: Literal[False] = ..., **options: Any) -> "RunResult": ...

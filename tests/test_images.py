@@ -328,3 +328,21 @@ def test_users_are_named_by_the_passwd_and_group_the_layer_stack_shows(runtime, 
         with pytest.raises(InvalidArgument, match="cannot read the container's /etc/passwd"):
             runtime.run([], image=f"oci:{path}:{tag}", user="app")
     assert runtime.list() == []
+
+
+def test_create_makes_an_images_own_container_and_refuses_a_second_root(runtime, source, rootfs):
+    ref = f"oci:{source}:v1"
+    c = runtime.create("from-image", image=ref, labels={"mine": "1"})
+    assert c.labels == {"tier": "test", "mine": "1"}
+    c.start()
+    assert c.wait(60) == 0
+    assert [r.text for r in c.logs()] == ["hi"]  # its Entrypoint and Cmd: sh -c "echo hi"
+    c.delete()
+    bundles = os.path.join(runtime.tmp_dir, "bundles")
+    assert not os.path.isdir(bundles) or os.listdir(bundles) == []  # the bundle made for it went with it
+    for given in (dict(rootfs=rootfs), dict(spec={"root": {"path": "/"}})):
+        with pytest.raises(InvalidArgument, match="give no bundle, spec or rootfs"):
+            runtime.create("refused", image=ref, **given)
+    with pytest.raises(ImageError, match="not in the store"):
+        runtime.create("refused", image="nope/missing:1")
+    assert runtime.list() == [] and (not os.path.isdir(bundles) or os.listdir(bundles) == [])
