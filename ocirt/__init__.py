@@ -24,6 +24,7 @@ from .errors import (
     OcirtError,
     RuntimeCommandError,
     StoreError,
+    StoreFull,
     Timeout,
 )
 
@@ -97,6 +98,7 @@ __all__ = [
     "RuntimeCommandError",
     "Stats",
     "StoreError",
+    "StoreFull",
     "Timeout",
     "Timings",
     "__version__",

@@ -91,6 +91,10 @@ class StoreError(OcirtError):
     """The state database cannot be opened, read or written."""
 
 
+class StoreFull(StoreError):
+    """The state database cannot be written: its filesystem is full."""
+
+
 class CgroupError(OcirtError):
     """A cgroup could not be created, joined or removed."""
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import ContextManager, Iterator, Optional, Protocol
 
-from .errors import StoreError
+from .errors import StoreError, StoreFull
 from .lock import ContainerLock, Hold
 from .state import ContainerState
 from .steps import Steps, block
@@ -73,12 +73,19 @@ class Recorder:
 
     @contextlib.contextmanager
     def _saving(self, hold: Hold) -> Iterator[None]:
+        """Save when the outermost hold is left. On a full filesystem the
+        verb's work stands (a stopped container is stopped) and the record
+        stays as it was, which the next reader reconciles with the runtime
+        (logged); any other store error goes on."""
         with hold:
             try:
                 yield
             finally:
                 if hold.outermost:
-                    self.save()
+                    try:
+                        self.save()
+                    except StoreFull as e:
+                        log.warning("container %s: %s: recorded once there is room", self._c.id, e)
 
     def refresh(self, blocking: bool) -> ContainerState:
         """refresh_steps, blocking."""

@@ -25,7 +25,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError
+from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError, StoreFull
 from .layout import check_private_dir
 from .validate import ID_MAX_LENGTH, ID_PATTERN
 
@@ -251,7 +251,9 @@ class Store:
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.Error as e:
-                raise StoreError(f"state database {self.path}: {e}{_space_note(self.path)}") from e
+                if _full(self.path):
+                    raise StoreFull(f"state database {self.path}: {e} (its filesystem is full)") from e
+                raise StoreError(f"state database {self.path}: {e}") from e
 
     def _connect(self, write: bool) -> Tuple[sqlite3.Connection, bool]:
         """A connection that can write, and False; else, unless to `write`, a
@@ -446,13 +448,12 @@ def _open(path: str, *, read_only: bool) -> sqlite3.Connection:
     return conn
 
 
-def _space_note(path: str) -> str:
-    """Why SQLite's error may have come, when the database's filesystem is full."""
+def _full(path: str) -> bool:
+    """Whether the database's filesystem is full (why SQLite's error may have come)."""
     try:
-        full = os.statvfs(os.path.dirname(path)).f_bavail == 0
+        return os.statvfs(os.path.dirname(path)).f_bavail == 0
     except OSError:
-        return ""
-    return " (its filesystem is full)" if full else ""
+        return False
 
 
 def _private_database(path: str) -> None:
