@@ -272,7 +272,7 @@ class Container(ContainerCore):
         self._require_exists()
         if follow:
             return logfile.follow(self._files.log, self._files.exit_file, self._monitor.conmon, keep=keep, tail=tail)
-        return logfile.last(filter(keep, logfile.read_log(self._files.log)), tail)
+        return logfile.chosen(self._files.log, keep, tail)
 
     def wait_for_log(self, match: "Union[str, re.Pattern[str], Callable[[LogRecord], bool]]", timeout: Optional[float] = 60) -> LogRecord:
         """The first record of the container's output that `match` (a regular

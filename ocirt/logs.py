@@ -8,7 +8,7 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import BinaryIO, Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
+from typing import BinaryIO, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 from . import native as _native
 from .errors import InvalidArgument, InvalidState, Timeout
@@ -17,6 +17,7 @@ from .validate import check_timeout
 
 CHUNK_SIZE = 1 << 20  # bytes read from the log at a time
 MAX_TEXT = 1 << 20  # bytes of text in one record: a longer run of partial lines is split into records of this size
+STREAMS = (b"stdout", b"stderr")
 MAX_LINE = 1 << 20  # conmon writes at most 8 KiB of text a line: a longer line is not its own, and is skipped
 
 
@@ -134,6 +135,14 @@ class LogReader:
                 out.append(LogRecord(when, stream, text.decode("utf-8", errors="replace")))
             self._pending.clear()
         return out
+
+    def skip_to_tail(self, tail: int) -> None:
+        """Start reading where tail_start finds the log's last `tail` records
+        (before any read): they and what follows are read as from the start."""
+        if self._open():
+            assert self._file is not None
+            self.offset = tail_start(self._file, os.fstat(self._file.fileno()).st_size, tail)
+            self._file.seek(self.offset)
 
     def close(self) -> None:
         """Close the file open (a later read() opens the log again, from its start)."""
@@ -269,6 +278,8 @@ def follow(
     """
     keep = keep or _everything
     with LogReader(path) as reader:
+        if tail is not None and keep is _everything:
+            reader.skip_to_tail(tail)
         if tail is not None:
             backlog: Deque[LogRecord] = collections.deque(maxlen=tail)
             while True:
@@ -341,6 +352,8 @@ def chooser(
         raise InvalidArgument(f"stream must be 'stdout' or 'stderr', not {stream!r}")
     if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
         raise InvalidArgument(f"tail must be a whole number of records, not {tail!r}")
+    if since is None and until is None and stream is None:
+        return _everything  # which lets a tail be found from the log's end (see tail_start)
     return lambda r: (since is None or r.time >= since) and (until is None or r.time <= until) and (stream is None or r.stream == stream)
 
 
@@ -348,20 +361,100 @@ def _everything(record: LogRecord) -> bool:
     return True
 
 
-def last(records: Iterable[LogRecord], tail: Optional[int]) -> Iterator[LogRecord]:
-    """The last `tail` of `records` (all of them when None).
-
-    A log's tail is read from its start, not found by seeking back from its
-    end: a record of partial (P) lines ends at its stream's next F line,
-    however much of the other stream comes between, and one still open
-    when the log ends is the log's last record. So the last records can
-    begin anywhere: in a log of stdout lines, whether a stderr P line lies
-    somewhere before them is known only by reading all of it.
-    """
+def chosen(path: str, keep: Callable[[LogRecord], bool], tail: Optional[int]) -> Iterator[LogRecord]:
+    """The records of the log at `path` that `keep` accepts, the last `tail`
+    of them (all when None). Unfiltered, a tail is read from where
+    tail_start finds it; filtered, the whole log is read."""
     if tail is None:
-        yield from records
+        yield from filter(keep, read_log(path))
     elif tail > 0:
-        yield from collections.deque(records, maxlen=tail)
+        with LogReader(path) as reader:
+            if keep is _everything:
+                reader.skip_to_tail(tail)
+            yield from collections.deque(filter(keep, _rest(reader)), maxlen=tail)
+
+
+def tail_start(f: BinaryIO, size: int, tail: int) -> int:
+    """The start of a line of the log open as `f` (its first `size` bytes)
+    from which reading it gives its last `tail` records as reading all of it
+    would; found reading back from the end, a block at a time.
+
+    It lies at or before the tail-th last F line (each F line ends at least
+    one record), where no stream has a record open: a record of partial (P)
+    lines ends at its stream's next F line, however much of the other
+    stream comes between, so each stream's last line before the start must
+    be an F line (or there is none). A P line found there moves the start
+    back to just after its stream's F line before it, and the other stream
+    is looked at again from there.
+    """
+    lines = _lines_back(f, size)
+    if tail == 0:
+        return next(lines, (0, 0))[1]  # after the last whole line: nothing of what is there
+    seen = 0
+    for line_start, _, stream, partial in lines:
+        if stream is not None and not partial:
+            seen += 1
+            if seen == tail:
+                start = line_start
+                break
+    else:
+        return 0
+    unsettled = set(STREAMS)
+    for _, end, stream, partial in lines:
+        if stream not in unsettled:
+            continue
+        if not partial:
+            unsettled.discard(stream)
+            if not unsettled:
+                return start
+            continue
+        for _, end, other, other_partial in lines:  # back to the F line before this stream's open record
+            if other == stream and not other_partial:
+                start, unsettled = end, set(STREAMS) - {stream}
+                break
+        else:
+            return 0
+    return 0
+
+
+def _lines_back(f: BinaryIO, size: int) -> Iterator[Tuple[int, int, Optional[bytes], bool]]:
+    """(start, end, stream, partial) of each whole line of the first `size`
+    bytes of `f`, the last first; stream None for a line that is not
+    conmon's (the forward parse skips those too)."""
+    pos, buf, limit = size, b"", -1  # buf holds the bytes from pos; limit: the end of the next line to give
+    while True:
+        if limit < 0:
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                limit, buf = pos + cut + 1, buf[: cut + 1]  # what follows the last newline is no whole line yet
+        if limit >= 0:
+            cut = buf.rfind(b"\n", 0, len(buf) - 1)
+            if cut >= 0 or pos == 0:
+                line = buf[cut + 1 : -1]
+                yield (pos + cut + 1, limit, *_kind(line))
+                limit, buf = pos + cut + 1, buf[: cut + 1]
+                if not buf:
+                    if pos == 0:
+                        return
+                continue
+        if pos == 0:
+            return
+        n = min(CHUNK_SIZE, pos)
+        pos -= n
+        f.seek(pos)
+        buf = f.read(n) + buf
+
+
+def _kind(line: bytes) -> Tuple[Optional[bytes], bool]:
+    """(stream, partial) of a log line, as LogReader._parse_line takes it; (None, False) for one it skips."""
+    fields = line.split(b" ", 3)
+    if len(line) > MAX_LINE or len(fields) < 3 or fields[1] not in STREAMS or fields[2] not in (b"F", b"P"):
+        return None, False
+    try:
+        parse_time(fields[0].decode("ascii"))
+    except ValueError:
+        return None, False
+    return fields[1], fields[2] == b"P"
 
 
 def read_log(path: str) -> Iterator[LogRecord]:

@@ -671,3 +671,32 @@ def test_whatever_conmon_sends_on_the_sync_pipe_is_a_message_or_a_conmon_error(d
         assert message is None or isinstance(message, dict)
     finally:
         ours.close()
+
+
+LOG_LINES = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["stdout", "stderr"]), st.sampled_from(["F", "P"]), st.binary(max_size=40).filter(lambda b: b"\n" not in b)),
+        st.just(("junk", "", b"not conmon's")),
+    ),
+    max_size=60,
+)
+
+
+@PROPERTY
+@given(LOG_LINES, st.integers(min_value=0, max_value=12), st.binary(max_size=10).filter(lambda b: b"\n" not in b), st.integers(1, 64))
+def test_a_tail_found_from_the_end_is_the_tail_of_the_whole_log(tmp_path_factory, lines, tail, unfinished, chunk):
+    """Interleaved partial records, lines that are not conmon's, an
+    unfinished last line, blocks of any size: the last N records read from
+    where tail_start begins are the last N of the whole log."""
+    path = str(tmp_path_factory.mktemp("tail") / "ctr.log")
+    with open(path, "wb") as f:
+        for stream, tag, text in lines:
+            f.write(b"junk line\n" if stream == "junk" else line(stream, tag, text))
+        f.write(unfinished)
+    whole = list(logs.read_log(path))
+    with mock.patch.object(logs, "CHUNK_SIZE", chunk):
+        assert list(logs.chosen(path, logs.chooser(), tail)) == (whole[-tail:] if tail else [])
+        with logs.LogReader(path) as reader:
+            reader.skip_to_tail(tail)
+            got = drain(reader, final=True)
+            assert (got[-tail:] if tail else got) == (whole[-tail:] if tail else [])
