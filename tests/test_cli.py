@@ -313,6 +313,19 @@ def test_the_installed_script_runs_the_command_line(ocirt):
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, ocirt.ok("version"), "")
     missing = subprocess.run([script, "rm", "no-such"], env=ocirt.env, capture_output=True, text=True, timeout=60)
     assert (missing.returncode, missing.stderr) == (1, ocirt("rm", "no-such").stderr)  # podman's code for a missing container
+    ran = subprocess.run([script, "run", "--rm", "busybox", "echo", "hi"], env=ocirt.env, capture_output=True, text=True, timeout=60)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "hi\n", "")  # every subpackage a run needs is installed
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """pyproject names the packages the wheel holds: a new one left out works from the tree, and fails installed."""
+    import tomllib
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = {os.path.relpath(d, here).replace(os.sep, ".") for d, _, files in os.walk(os.path.join(here, "ocirt")) if "__init__.py" in files}
+    assert found == listed
 
 
 def test_several_names_per_verb_each_reported(ocirt):
