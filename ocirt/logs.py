@@ -377,7 +377,8 @@ def chosen(path: str, keep: Callable[[LogRecord], bool], tail: Optional[int]) ->
 def tail_start(f: BinaryIO, size: int, tail: int) -> int:
     """The start of a line of the log open as `f` (its first `size` bytes)
     from which reading it gives its last `tail` records as reading all of it
-    would; found reading back from the end, a block at a time.
+    would; found reading back from the end (bytes.rfind over blocks, so a
+    stream with no line at all costs one quick pass).
 
     It lies at or before the tail-th last F line (each F line ends at least
     one record), where no stream has a record open: a record of partial (P)
@@ -387,62 +388,66 @@ def tail_start(f: BinaryIO, size: int, tail: int) -> int:
     back to just after its stream's F line before it, and the other stream
     is looked at again from there.
     """
-    lines = _lines_back(f, size)
+    start = _whole(f, size)
     if tail == 0:
-        return next(lines, (0, 0))[1]  # after the last whole line: nothing of what is there
-    seen = 0
-    for line_start, _, stream, partial in lines:
-        if stream is not None and not partial:
-            seen += 1
-            if seen == tail:
-                start = line_start
-                break
-    else:
-        return 0
-    unsettled = set(STREAMS)
-    for _, end, stream, partial in lines:
-        if stream not in unsettled:
-            continue
-        if not partial:
-            unsettled.discard(stream)
-            if not unsettled:
-                return start
-            continue
-        for _, end, other, other_partial in lines:  # back to the F line before this stream's open record
-            if other == stream and not other_partial:
-                start, unsettled = end, set(STREAMS) - {stream}
-                break
-        else:
+        return start
+    nearest = {s: _nearest(f, start, s, complete=True) for s in STREAMS}
+    for _ in range(tail):
+        found = [(line[0], s) for s, line in nearest.items() if line is not None]
+        if not found:
             return 0
+        start, stream = max(found)
+        nearest[stream] = _nearest(f, start, stream, complete=True)
+    unsettled = set(STREAMS)
+    while unsettled:
+        stream = unsettled.pop()
+        line = _nearest(f, start, stream, complete=False)
+        if line is None or not line[2]:
+            continue  # no line of it before the start, or an F line: nothing of it is open there
+        closed = _nearest(f, line[0], stream, complete=True)
+        if closed is None:
+            return 0
+        start, unsettled = closed[1], set(STREAMS) - {stream}
+    return start
+
+
+def _whole(f: BinaryIO, size: int) -> int:
+    """The end of the last whole line of the first `size` bytes (what follows is still being written)."""
+    hi = size
+    while hi > 0:
+        lo = max(0, hi - CHUNK_SIZE)
+        f.seek(lo)
+        cut = f.read(hi - lo).rfind(b"\n")
+        if cut >= 0:
+            return lo + cut + 1
+        hi = lo
     return 0
 
 
-def _lines_back(f: BinaryIO, size: int) -> Iterator[Tuple[int, int, Optional[bytes], bool]]:
-    """(start, end, stream, partial) of each whole line of the first `size`
-    bytes of `f`, the last first; stream None for a line that is not
-    conmon's (the forward parse skips those too)."""
-    pos, buf, limit = size, b"", -1  # buf holds the bytes from pos; limit: the end of the next line to give
-    while True:
-        if limit < 0:
-            cut = buf.rfind(b"\n")
-            if cut >= 0:
-                limit, buf = pos + cut + 1, buf[: cut + 1]  # what follows the last newline is no whole line yet
-        if limit >= 0:
-            cut = buf.rfind(b"\n", 0, len(buf) - 1)
-            if cut >= 0 or pos == 0:
-                line = buf[cut + 1 : -1]
-                yield (pos + cut + 1, limit, *_kind(line))
-                limit, buf = pos + cut + 1, buf[: cut + 1]
-                if not buf:
-                    if pos == 0:
-                        return
-                continue
-        if pos == 0:
-            return
-        n = min(CHUNK_SIZE, pos)
-        pos -= n
-        f.seek(pos)
-        buf = f.read(n) + buf
+def _nearest(f: BinaryIO, before: int, stream: bytes, *, complete: bool) -> Optional[Tuple[int, int, bool]]:
+    """(start, end, partial) of the last line of `stream` (with `complete`,
+    the last F line) that ends at or before `before`, a line's start; None if none."""
+    marker = b" " + stream + b" " + (b"F " if complete else b"")
+    hi = before
+    while hi > 0:
+        lo = max(0, hi - CHUNK_SIZE)
+        f.seek(lo)
+        block = f.read(hi - lo)  # ends at a line's start: each line found in it ends in it
+        at = len(block)
+        while (hit := block.rfind(marker, 0, at)) >= 0:
+            begin = block.rfind(b"\n", 0, hit) + 1
+            if begin == 0 and lo > 0:
+                break  # its line begins in the block before: found again there
+            end = block.index(b"\n", hit) + 1
+            kind, partial = _kind(block[begin : end - 1])
+            if kind == stream:
+                return lo + begin, lo + end, partial
+            at = begin
+        if lo == 0:
+            return None
+        first = block.find(b"\n")
+        hi = lo + first + 1 if 0 <= first < len(block) - 1 else lo  # the next block ends where this one's first whole line begins
+    return None
 
 
 def _kind(line: bytes) -> Tuple[Optional[bytes], bool]:
