@@ -1,10 +1,17 @@
-"""Build of ocirt's native extensions: csrc/*.c bound by Cython (ocirt/_native.pyx) and by cffi."""
+"""Build of ocirt's native parts: csrc/*.c bound by Cython (ocirt/_native.pyx)
+and by cffi, and csrc/stub/stub.c, the static first process of pooled
+containers (ocirt/ocirt-stub, package data)."""
 
+import os
+import shlex
 from glob import glob
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+
+STUB = "ocirt-stub"
 
 
 class build_py_without_build_scripts(build_py):
@@ -12,6 +19,22 @@ class build_py_without_build_scripts(build_py):
 
     def find_package_modules(self, package, package_dir):
         return [m for m in super().find_package_modules(package, package_dir) if m[1] != "_cffi_build"]
+
+
+class build_ext_and_stub(build_ext):
+    """The extensions, then the stub: a static program (it runs inside
+    containers, whose root filesystems have no libc of ours)."""
+
+    def run(self):
+        super().run()
+        out = "ocirt" if self.inplace else os.path.join(self.build_lib, "ocirt")
+        self.mkpath(out)
+        cc = shlex.split(os.environ.get("CC", "gcc"))
+        self.spawn([*cc, "-static", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-o", os.path.join(out, STUB), "csrc/stub/stub.c"])
+
+    def get_outputs(self):
+        out = "ocirt" if self.inplace else os.path.join(self.build_lib, "ocirt")
+        return [*super().get_outputs(), os.path.join(out, STUB)]
 
 
 native = Extension(
@@ -25,5 +48,5 @@ native = Extension(
 setup(
     ext_modules=cythonize([native], language_level=3),
     cffi_modules=["ocirt/_cffi_build.py:ffibuilder"],
-    cmdclass={"build_py": build_py_without_build_scripts},
+    cmdclass={"build_py": build_py_without_build_scripts, "build_ext": build_ext_and_stub},
 )

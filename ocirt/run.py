@@ -28,6 +28,7 @@ from .validate import check_argv, check_env, check_id, check_input, check_labels
 
 if TYPE_CHECKING:
     from .images.store import Image
+    from .options import CreateOptions
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,64 @@ def run(
             except BaseException:
                 shutil.rmtree(made, ignore_errors=True)
                 raise
+    return drive(container, sockets, data, limit, detach=detach, remove=container.delete if remove else None, check=check)
+
+
+def create_from_image(
+    create: "Callable[[str, str, CreateOptions], Container]",
+    files_root: str,
+    pull_image: "Callable[[str], Tuple[Image, Sequence[str]]]",
+    container_id: str,
+    bundle: object,
+    ref: str,
+    o: "CreateOptions",
+) -> Container:
+    """Runtime.create's image= (see there): `create(cid, bundle, options)` on a
+    bundle made here from the image's layers and config, removed on failure."""
+    if bundle is not None or o.spec is not None or o.rootfs is not None:
+        raise InvalidArgument("an image gives the root filesystem and the process: give no bundle, spec or rootfs with it")
+    cid = check_id(container_id)
+    image, lowers = pull_image(ref)  # the last check
+    settled = settle(image, lowers, labels=o.labels)
+    made = os.path.join(files_root, "bundles", cid)
+    with layout.making(made):
+        specgen.write_bundle(
+            made, settled.argv, rootfs=None, cache_dir=os.path.join(files_root, "rootfs"), env=settled.env,
+            cwd=settled.workdir or "/", user=settled.user, tty=o.terminal, **settled.bundle,
+        )  # fmt: skip
+        try:
+            return create(cid, made, dataclasses.replace(o, owned_bundle=True, labels=settled.labels))
+        except BaseException:
+            layout.remove_tree(made)
+            raise
+
+
+def drive(
+    container: Container,
+    sockets: str,
+    data: Optional[bytes],
+    limit: Optional[float],
+    *,
+    detach: bool = False,
+    remove: Optional[Callable[..., None]] = None,
+    check: bool = False,
+    started: Optional[Callable[[], None]] = None,
+) -> "RunResult | Container":
+    """Start a created container and see it to its end: `data` sent as its
+    stdin (connected before the start: nothing is missed), `started()`
+    called once it runs, its RunResult once it exited within `limit`
+    seconds (else it is removed and Timeout raised), then `remove(force=True)`
+    if given. With `detach`, the started container. On any failure the
+    container is removed."""
+    cid = container.id
     feeder: Optional[threading.Thread] = None
     try:
         if data is not None:
-            sock = attach.connect(os.path.join(sockets, cid), send_input=True)  # before the start: nothing is missed
+            sock = attach.connect(os.path.join(sockets, cid), send_input=True)
             feeder = attach.feeding(sock, data, name=f"ocirt-stdin-{cid[:12]}")
         container.start()
+        if started is not None:
+            started()
         if detach:
             return container
         if feeder is not None:
@@ -159,8 +212,8 @@ def run(
                 feeder.join()  # conmon hung up as the container exited (or was removed)
             else:
                 sock.close()  # never started
-    if remove:
-        container.delete(force=True)
+    if remove is not None:
+        remove(force=True)
     if check and code != 0:
         raise ContainerError(cid, code, result.stderr)
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -41,6 +40,7 @@ from .validate import check_argv, check_id, check_labels, check_path, check_sequ
 
 if TYPE_CHECKING:
     from .images.store import Image, ImageStore
+    from .pool import Pool
     from .run import RunResult
 
 DEFAULT_ROOT = "/var/lib/ocirt"
@@ -138,7 +138,14 @@ class Runtime:
         store = Store(os.path.join(root, "state.db"), os.path.join(run_dir, "locks"), bundles=os.path.join(root, "bundles"))
         rt = cls(run_dir, store=store, **options)  # type: ignore[arg-type]
         rt.root = root
-        listed = {c.id for c in rt.list()}  # reconciles every container
+        containers = rt.list()  # reconciles every container
+        listed = {c.id for c in containers}
+        if any(specs.POOL_OWNER_LABEL in c.labels for c in containers):
+            from .pool import orphaned
+
+            for c in filter(orphaned, containers):  # pooled, never given a job, their pool's process gone
+                with contextlib.suppress(ContainerNotFound):
+                    c.delete(force=True)
         layout.remove_orphan_bundles(os.path.join(root, "bundles"), lambda cid: cid in listed or _recorded(store, cid))
         return rt
 
@@ -236,31 +243,12 @@ class Runtime:
             labels, kill_after, log_size_max,
         )  # fmt: skip
         if image is not None:
-            return self._create_from_image(container_id, bundle, image, options)
+            from .run import create_from_image
+
+            make = lambda cid, made, o: block(self._create_steps(cid, made, o))  # noqa: E731
+            pull = functools.partial(self._pulled, policy="missing")
+            return create_from_image(make, self.root or self.tmp_dir, pull, container_id, bundle, image, options)
         return block(self._create_steps(container_id, bundle, options))
-
-    def _create_from_image(self, container_id: str, bundle: object, ref: str, o: "CreateOptions") -> Container:
-        """create's image= (see there)."""
-        if bundle is not None or o.spec is not None or o.rootfs is not None:
-            raise InvalidArgument("an image gives the root filesystem and the process: give no bundle, spec or rootfs with it")
-        from . import specgen
-        from .images.config import settle
-
-        cid = check_id(container_id)
-        image = self.pull(ref)  # the last check
-        settled = settle(image, self.image_store.lower_dirs(image), labels=o.labels)
-        files_root = self.root or self.tmp_dir
-        made = os.path.join(files_root, "bundles", cid)
-        with layout.making(made):
-            specgen.write_bundle(
-                made, settled.argv, rootfs=None, cache_dir=os.path.join(files_root, "rootfs"), env=settled.env,
-                cwd=settled.workdir or "/", user=settled.user, tty=o.terminal, **settled.bundle,
-            )  # fmt: skip
-            try:
-                return block(self._create_steps(cid, made, dataclasses.replace(o, owned_bundle=True, labels=settled.labels)))
-            except BaseException:
-                layout.remove_tree(made)
-                raise
 
     @overload
     def run(self, cmd: Sequence[str], *, detach: Literal[False] = ..., **options: Any) -> "RunResult": ...
@@ -326,6 +314,16 @@ class Runtime:
             return [*self.image_store.list(), builtin(described=True)]
         except OcirtError:
             return self.image_store.list()
+
+    def pool(self, size: int, **options: Any) -> "Pool":
+        """`size` containers created ahead, each waiting for one job (see ocirt.pool):
+        options are those fixed at create (image or rootfs, user, cap_add,
+        cap_drop, mounts, network, read_only, hostname, ulimits, tmpfs,
+        log_size_max, stdin: whether jobs send stdin); the first container
+        is made before this returns, the others in the background."""
+        from .pool import Pool
+
+        return Pool(self, size, **options)
 
     def load(self, path: str) -> "List[Image]":
         """The images of the archive at `path` (a docker-archive or an oci-archive), loaded (see ImageStore.load)."""

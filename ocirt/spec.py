@@ -19,6 +19,7 @@ Spec = Dict[str, Any]
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 IMAGE_ANNOTATION = "io.ocirt.image.name"  # the image a container was made from, by name
 IMAGE_ID_ANNOTATION = "io.ocirt.image.id"  # and by id: its config digest
+POOL_OWNER_LABEL = "io.ocirt.pool.owner"  # "<pid>:<start time>" of the process whose pool made the container (see pool.py)
 STOP_TIMEOUT_ANNOTATION = "io.ocirt.stop-timeout"  # seconds `ocirt stop` waits before SIGKILL, when not told
 DEFAULT_STOP_TIMEOUT = 10.0
 
@@ -234,6 +235,21 @@ def parse_user(user: str | int, root: Optional[Root]) -> Spec:
     if group:
         gid = _lookup(group, root, "etc/group", user)[0]
     return {"uid": uid, "gid": gid}
+
+
+def home_of(uid: int, root: Optional[Root]) -> str:
+    """The home directory of `uid` in the root's /etc/passwd, else "/" (as runc sets HOME)."""
+    if root is None:
+        return "/"
+    try:
+        text = _read_in_root(root, "etc/passwd", ACCOUNTS_MAX).decode("utf-8", errors="replace")
+    except OSError:
+        return "/"
+    for line in text.split("\n"):
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid) and fields[5].startswith("/"):
+            return fields[5]
+    return "/"
 
 
 def _lookup(name: str, root: Optional[Root], table: str, user: object) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from .spec import STOP_SIGNAL_ANNOTATION, STOP_TIMEOUT_ANNOTATION, Root, parse_u
 from .validate import check_argv, check_env, check_path, check_sequence, check_text, parse_signal
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_ENV = (f"PATH={DEFAULT_PATH}", "TERM=xterm")
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 CPU_PERIOD = 100_000
 MIN_CPUS = 0.01  # the smallest --cpus: a quota of 1000 us a period (runc reads a quota of 0 as no limit)
@@ -31,7 +32,7 @@ _DEFAULT: Dict[str, Any] = {
         "terminal": False,
         "user": {"uid": 0, "gid": 0},
         "args": ["sh"],
-        "env": [f"PATH={DEFAULT_PATH}", "TERM=xterm"],
+        "env": list(DEFAULT_ENV),
         "cwd": "/",
         "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted", "ambient")},
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],

@@ -278,12 +278,16 @@ class Store:
                 raise ContainerExists(f"a container named {record.name!r} or with id {record.id} exists") from None
 
     def save(self, record: Record) -> None:
-        """Replace the container's record, unless the stored one was unreadable
-        when last read here (that one stays until deleted)."""
+        """Replace the container's record (its name too: ContainerExists if
+        another container has it), unless the stored one was unreadable when
+        last read here (that one stays until deleted)."""
         if record.id in self._unreadable:
             return
         with self._db(write=True) as db:
-            db.execute("UPDATE containers SET record = ? WHERE id = ?", (record.to_json(), record.id))
+            try:
+                db.execute("UPDATE containers SET name = ?, record = ? WHERE id = ?", (record.name, record.to_json(), record.id))
+            except sqlite3.IntegrityError:
+                raise ContainerExists(f"a container named {record.name!r} exists") from None
 
     def delete(self, cid: str) -> None:
         with self._db(write=True) as db:

@@ -226,6 +226,11 @@ def test_pull_images_and_rmi_on_the_command_line(ocirt_cli, source):
     assert sorted(cli.ok("images", "-q").split()) == sorted(i["Id"][:12] for i in listed)
     bad = cli("pull", f"oci:{source}:nope")
     assert bad.returncode == 125 and "cannot pull" in bad.stderr
+    for image in ("127.0.0.1:9/test/app:v1", f"oci:{source}:nope"):  # nobody listens there; a missing tag
+        bad = cli("run", "--rm", "--tls-verify=false", image, "true")
+        assert bad.returncode == 125 and "cannot pull" in bad.stderr and bad.stdout == ""
+    bundles = os.path.join(cli.root, "bundles")
+    assert cli.ok("ps", "-a", "-q") == "" and (not os.path.isdir(bundles) or os.listdir(bundles) == [])
     assert cli("pull", "Not/Valid").returncode == 125
     rt = ocirt.Runtime.open(cli.root)  # a container using v1, made through the library
     try:

@@ -278,6 +278,21 @@ class Stats:
 STAT_FIELDS = tuple(f.name for f in fields(Stats))
 
 
+def reset_peak(controllers: Mapping[str, str]) -> None:
+    """Start the cgroup's memory peak over from its usage now (v1; v2 where
+    the kernel lets memory.peak be written): a pooled container's stats are
+    then its job's, not its create's."""
+    memory, v2 = controllers.get("memory"), controllers.get("v2")
+    path = os.path.join(memory, "memory.max_usage_in_bytes") if memory else os.path.join(v2, "memory.peak") if v2 else None
+    if path is None:
+        return
+    try:
+        with open(path, "w") as f:
+            f.write("0")
+    except OSError:
+        pass  # a kernel whose memory.peak is read-only: the peak stays the container's
+
+
 def read_stats(controllers: Mapping[str, str]) -> Stats:
     """The cgroup's statistics, read from its files (a few reads of small files)."""
     v2 = controllers.get("v2")

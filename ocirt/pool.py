@@ -1,0 +1,343 @@
+"""A warm pool: containers created ahead of their jobs (see Runtime.pool).
+
+runc's create (about 30 ms here) is the floor of every job that waits for
+it, yet it does not depend on the command: a pooled container's process is
+ocirt's stub (csrc/stub/stub.c), bind-mounted read-only at STUB_TARGET,
+which after the start reads its job (argv, env, working directory) from fd
+3 and execs it. That fd is one end of a socket pair, handed through conmon
+to the runtime as a socket-activation fd. A job is then its start, its
+bytes and its wait: a few milliseconds.
+
+What a container is made with is the pool's (its key): the image or root
+filesystem, user, capabilities, mounts, network, read-only root, hostname,
+ulimits, tmpfs, log size, and whether jobs send stdin. What a job brings:
+its command, env, working directory, cgroup limits (written before the
+start), stdin data, timeout (timed here: conmon's own timer counts from the
+create), name and labels. Each container runs one job and is deleted off
+the job's path; the pool refills in the background, one create per core at
+most, and a job that finds it empty creates its container cold rather than
+wait. A pooled container carries OWNER_LABEL until a job takes it: one
+whose owner process is gone is removed when a Runtime.open recovers the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Optional, Sequence, Tuple
+
+from . import layout, process, specgen
+from .cgroups.limits import Limits, reset_peak
+from .container import Container
+from .errors import ContainerNotFound, InvalidArgument, InvalidState, OcirtError
+from .images.config import ImageConfig
+from .run import RunResult, drive
+from .spec import POOL_OWNER_LABEL as OWNER_LABEL, home_of, parse_user
+from .state import ContainerStatus
+from .validate import check_argv, check_env, check_input, check_labels, check_name, check_text, check_timeout
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ocirt-stub")
+STUB_TARGET = "/dev/.ocirt-stub"  # on the container's own /dev: nothing is made in its root filesystem
+JOB_MAX = 4 << 20  # the stub's own bound (csrc/stub/stub.c)
+AT_CREATE = frozenset(
+    ("image", "rootfs", "user", "cap_add", "cap_drop", "mounts", "network", "read_only", "hostname", "ulimits", "tmpfs", "log_size_max", "stdin")
+)
+PER_JOB = frozenset(("cmd", "env", "workdir", "limits", "timeout", "check", "name", "labels"))
+
+log = logging.getLogger("ocirt")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """How a pool has done: containers `ready` now, `taken` by jobs, `made`
+    (in the background, and cold for jobs that found none), and how many
+    jobs `fell_back` to a cold create."""
+
+    ready: int
+    taken: int
+    made: int
+    fell_back: int
+
+
+class Pool:
+    """Created containers kept ready for one job each; a context manager
+    (`close()` on leaving). Make one with Runtime.pool."""
+
+    def __init__(self, runtime: "Runtime", size: int, **options: Any) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidArgument(f"a pool's size is a positive whole number, not {size!r}")
+        for key in options:
+            if key in PER_JOB:
+                raise InvalidArgument(f"{key} is a job's (give it to Pool.run or Pool.start), not the pool's")
+            if key not in AT_CREATE:
+                raise InvalidArgument(f"a pool takes no option {key!r} (it takes {', '.join(sorted(AT_CREATE))})")
+        if not os.access(STUB, os.X_OK):
+            raise OcirtError(f"the pool's stub {STUB} is missing: ocirt was installed without it")
+        self._rt = runtime
+        self._size = size
+        self._stdin = options.pop("stdin", False)
+        if not isinstance(self._stdin, bool):
+            raise InvalidArgument(f"a pool's stdin is True (its jobs may send stdin) or False, not {self._stdin!r}")
+        self._log_size_max = options.pop("log_size_max", None)
+        self._files_root = runtime.root or runtime.tmp_dir
+        self._bundle_options, self._config, self._env, self._workdir, self._labels = self._made_from(options)
+        self._owner = f"{os.getpid()}:{process.start_time(os.getpid())}"
+        self._ready: Deque[Tuple[Container, socket.socket]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._making = self._taken = self._made = self._fell_back = 0
+        self._ready.append(self._make())  # the first one now: a pool that cannot make one says why here
+        self._made = 1
+        self._workers = [threading.Thread(target=self._refill, name="ocirt-pool", daemon=True) for _ in range(min(size, os.cpu_count() or 1))]
+        for worker in self._workers:
+            worker.start()
+
+    def _made_from(self, options: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[ImageConfig], Dict[str, str], str, Dict[str, str]]:
+        """(write_bundle's options, the image's config, the base env, the default workdir, labels) of `options`."""
+        image, rootfs, user = options.pop("image", None), options.pop("rootfs", None), options.get("user")
+        env = dict(item.split("=", 1) for item in specgen.DEFAULT_ENV)
+        config: Optional[ImageConfig] = None
+        workdir, labels = "/", {}
+        if image is not None:
+            if rootfs is not None:
+                raise InvalidArgument("a pool runs on an image or a rootfs, not both")
+            from .images.config import settle
+
+            pulled = self._rt.pull(image)
+            lowers = self._rt.image_store.lower_dirs(pulled)
+            config = pulled.config
+            settled = settle(pulled, lowers, command=["-"], user=user)  # the command is each job's
+            env.update(settled.env)
+            workdir, labels, user = settled.workdir or "/", settled.labels, settled.user
+            options = dict(options, **settled.bundle)
+            accounts: Any = tuple(lowers)
+        else:
+            from .rootfs import busybox_rootfs
+
+            accounts = rootfs if rootfs is not None else busybox_rootfs(os.path.join(self._files_root, "rootfs"))
+        uid = parse_user(check_text(user, "user"), accounts)["uid"] if user is not None else 0
+        env["HOME"] = home_of(uid, accounts)  # runc's HOME is the pool's: each job gets its own from its env
+        mounts = [*options.pop("mounts", ()), (STUB, STUB_TARGET, "ro")]
+        return dict(options, rootfs=rootfs, user=user, mounts=mounts), config, env, workdir, labels
+
+    # -- jobs -------------------------------------------------------------------
+
+    def run(
+        self,
+        cmd: Sequence[str] = (),
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        limits: Optional[Limits] = None,
+        stdin: "bytes | str | None" = None,
+        timeout: Optional[float] = None,
+        check: bool = False,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> RunResult:
+        """Run `cmd` (with an image: after its Entrypoint, in place of its Cmd) in a ready container and
+        return its RunResult, exactly as Runtime.run does; the container is
+        deleted in the background. `env` goes over the pool's (the image's
+        Env, HOME of the pool's user), `limits` are written before the
+        start, `stdin` (data) needs a pool made with stdin=True. Bad input
+        raises InvalidArgument before a container is taken; InvalidState
+        once the pool is closed."""
+        job, data, limit = self._job(cmd, env, workdir, stdin, timeout, limits, name, labels)
+        c, sock = self._take()
+        try:
+            self._assign(c, name, labels, limits)
+            started = lambda: _send(sock, job)  # noqa: E731
+            result = drive(c, self._rt.dirs.sockets, data, limit, remove=lambda force: self._rt.delete_later(c), check=check, started=started)
+        finally:
+            sock.close()
+        assert isinstance(result, RunResult)
+        return result
+
+    def start(
+        self,
+        cmd: Sequence[str] = (),
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        limits: Optional[Limits] = None,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Container:
+        """Start `cmd` in a ready container and return it, running (`with`
+        deletes it); see run."""
+        job, _, _ = self._job(cmd, env, workdir, None, None, limits, name, labels)
+        c, sock = self._take()
+        try:
+            self._assign(c, name, labels, limits)
+            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=lambda: _send(sock, job))
+        finally:
+            sock.close()
+        assert isinstance(started, Container)
+        return started
+
+    def _job(
+        self, cmd: Sequence[str], env: Optional[Mapping[str, str]], workdir: Optional[str], stdin: "bytes | str | None",
+        timeout: Optional[float], limits: Optional[Limits], name: Optional[str], labels: Optional[Mapping[str, str]],
+    ) -> Tuple[bytes, Optional[bytes], Optional[float]]:  # fmt: skip
+        """The job's bytes for the stub, its stdin data and time limit; InvalidArgument for bad input."""
+        argv = list(check_argv(cmd, "cmd", empty_ok=self._config is not None))
+        if self._config is not None:  # as podman: a command replaces the image's Cmd, after its Entrypoint
+            argv = self._config.args(argv or None)
+        variables = {**self._env, **check_env(env)}
+        cwd = check_text(workdir, "workdir") if workdir is not None else self._workdir
+        if not cwd.startswith("/"):
+            raise InvalidArgument(f"workdir must be absolute, not {cwd!r}")
+        data = check_input(stdin)
+        if data is not None and not self._stdin:
+            raise InvalidArgument("stdin data needs a pool made with stdin=True")
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(limits).__name__}")
+        if name is not None:
+            check_name(name)
+        check_labels(labels)
+        payload = b"".join(
+            [*(a.encode() + b"\0" for a in argv), b"\0", *(f"{k}={v}".encode() + b"\0" for k, v in variables.items()), b"\0", cwd.encode() + b"\0"]
+        )
+        if len(payload) > JOB_MAX:
+            raise InvalidArgument(f"the job is {len(payload)} bytes (argv, env and workdir): a pooled container takes at most {JOB_MAX}")
+        return struct.pack("<I", len(payload)) + payload, data, check_timeout(timeout)
+
+    def _assign(self, c: Container, name: Optional[str], labels: Optional[Mapping[str, str]], limits: Optional[Limits]) -> None:
+        """Make a taken container the job's: its name and labels recorded, its limits written; deleted on failure."""
+        try:
+            with c._record.locked():
+                c.name = name if name is not None else c.name
+                c.labels = {**{k: v for k, v in c.labels.items() if k != OWNER_LABEL}, **(labels or {})}
+            if limits is not None:
+                c.update(limits)
+            reset_peak(c._container_cgroup("reset the memory peak of"))
+        except BaseException:
+            _delete(c)
+            raise
+
+    def _take(self) -> Tuple[Container, socket.socket]:
+        with self._cond:
+            if self._closed:
+                raise InvalidState("the pool is closed")
+            self._taken += 1
+            if self._ready:
+                self._cond.notify_all()  # a refill may start
+                return self._ready.popleft()
+            self._fell_back += 1
+            self._made += 1
+        return self._make()  # cold, rather than wait for the background
+
+    # -- the containers ---------------------------------------------------------
+
+    def _make(self) -> Tuple[Container, socket.socket]:
+        """A new pooled container, created, its process the stub; and our end of its job socket."""
+        cid = os.urandom(32).hex()
+        bundle = os.path.join(self._files_root, "bundles", cid)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with layout.making(bundle):
+                specgen.write_bundle(bundle, [STUB_TARGET], cache_dir=os.path.join(self._files_root, "rootfs"), **self._bundle_options)
+                try:
+                    c = self._rt.create(
+                        cid, bundle, name=cid[:12], owned_bundle=True, listen_fds=(theirs.fileno(),), stdin=self._stdin,
+                        labels={**self._labels, OWNER_LABEL: self._owner}, log_size_max=self._log_size_max,
+                    )  # fmt: skip
+                except BaseException:
+                    shutil.rmtree(bundle, ignore_errors=True)
+                    raise
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return c, ours
+
+    def _refill(self) -> None:
+        """Keep `size` containers ready (or being made) until closed. A create
+        that fails stops this worker (logged): jobs then create cold, and
+        see the error themselves."""
+        while True:
+            with self._cond:
+                while not self._closed and len(self._ready) + self._making >= self._size:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._making += 1
+            try:
+                made = self._make()
+            except (OcirtError, OSError) as e:
+                log.warning("the pool cannot make a container: %s (jobs create theirs cold)", e)
+                with self._cond:
+                    self._making -= 1
+                return
+            with self._cond:
+                self._making -= 1
+                self._made += 1
+                if not self._closed:
+                    self._ready.append(made)
+                    continue
+            made[1].close()
+            _delete(made[0])
+
+    def stats(self) -> PoolStats:
+        with self._cond:
+            return PoolStats(len(self._ready), self._taken, self._made, self._fell_back)
+
+    def close(self) -> None:
+        """Stop refilling and delete every ready container (jobs' containers
+        are theirs: see run and start). Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
+        while self._ready:
+            c, sock = self._ready.popleft()
+            sock.close()
+            _delete(c)
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def orphaned(c: Container) -> bool:
+    """Whether `c` is a pooled container, never given a job, whose pool's process is gone."""
+    owner = c.labels.get(OWNER_LABEL)
+    if owner is None or c.state.status is not ContainerStatus.CREATED:
+        return False
+    pid, _, started = owner.partition(":")
+    try:
+        return process.start_time(int(pid)) != int(started)
+    except ValueError:
+        return True  # not ours to keep: a label nobody could have made
+
+
+def _send(sock: socket.socket, job: bytes) -> None:
+    """The job to the stub (it reads as it comes: a job beyond the socket's buffer is fine)."""
+    try:
+        sock.sendall(job)
+    except OSError as e:  # the stub is gone (the container was killed): its exit says the rest
+        log.debug("the job did not reach its container: %s", e)
+    finally:
+        sock.close()
+
+
+def _delete(c: Container) -> None:
+    try:
+        c.delete(force=True)
+    except ContainerNotFound:
+        pass
+    except (OcirtError, OSError) as e:
+        log.warning("cannot delete the pooled container %s: %s", c.id, e)

@@ -1,0 +1,144 @@
+"""The warm pool on real runc and conmon: jobs given to created containers
+through the stub, their exit codes, sizes, images, stdin, names, labels
+and limits; the fallback to a cold create; bad input; a crashed owner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ocirt
+from ocirt import InvalidArgument, InvalidState, Limits
+from ocirt.pool import JOB_MAX, STUB, Pool
+
+from .cli_support import reap_orphans
+from .image_support import busybox_files, tar_layer, write_layout
+from .observe import until
+
+pytestmark = pytest.mark.skipif(not os.access(STUB, os.X_OK), reason="the stub is not built (pip install -e . builds it)")
+
+
+def test_a_job_runs_with_its_own_argv_env_and_workdir_and_its_exit_code(runtime):
+    with runtime.pool(size=2) as pool:
+        r = pool.run(["sh", "-c", 'echo "$A $HOME"; pwd; echo oops >&2; exit 3'], env={"A": "1"}, workdir="/tmp")
+        assert (r.exit_code, r.stdout, r.stderr) == (3, "1 /root\n/tmp\n", "oops\n")
+        assert {"start", "run"} <= set(r.timings.phases())
+        assert pool.run(["no-such-command"]).exit_code == 127
+        assert pool.run(["/etc/passwd"]).exit_code == 126  # not executable
+        bad_cwd = pool.run(["true"], workdir="/no/such/dir")
+        assert bad_cwd.exit_code == 125 and "working directory" in bad_cwd.stderr
+        with pytest.raises(ocirt.ContainerError):
+            pool.run(["false"], check=True)
+        stats = pool.stats()
+        assert stats.taken == 5 and stats.made >= 5 - stats.fell_back
+    runtime.finish_deletes()
+    assert runtime.list() == []  # every job's container deleted, every ready one too
+
+
+def test_a_job_larger_than_a_socket_buffer_and_stdin_reach_the_container(runtime):
+    env = {f"V{i}": "x" * 100_000 for i in range(4)}  # 400 kB: past the socket's buffer, each under execve's own bound
+    with runtime.pool(size=1, stdin=True) as pool:
+        assert pool.run(["sh", "-c", 'echo ${#V0} ${#V3}; cat'], env=env, stdin=b"in\n").stdout == "100000 100000\nin\n"
+        with pytest.raises(InvalidArgument, match="at most"):
+            pool.run(["true"], env={"BIG": "x" * JOB_MAX})
+    with runtime.pool(size=1) as pool:
+        with pytest.raises(InvalidArgument, match="stdin=True"):
+            pool.run(["cat"], stdin=b"x")
+    runtime.finish_deletes()
+
+
+def test_a_started_job_takes_its_name_labels_and_limits(runtime):
+    with runtime.pool(size=1) as pool:
+        c = pool.start(["sleep", "1000"], name="job-a", labels={"suite": "api"}, limits=Limits(pids_limit=64))
+        with c:
+            assert runtime.get("job-a") is c and c.labels == {"suite": "api"}  # the pool's own label gone
+            assert c.state.status is ocirt.ContainerStatus.RUNNING
+            assert c.exec_run(["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"])[1] == "sleep 1000 \n"  # the stub became the job
+            assert c.stats().pids_limit == 64
+    runtime.finish_deletes()
+
+
+def test_a_job_that_finds_the_pool_empty_creates_its_container_cold(runtime, monkeypatch):
+    monkeypatch.setattr(Pool, "_refill", lambda self: None)  # no background: the second job must fall back
+    with runtime.pool(size=2) as pool:
+        assert [pool.run(["echo", str(i)]).stdout for i in range(2)] == ["0\n", "1\n"]
+        assert pool.stats() == ocirt.pool.PoolStats(ready=0, taken=2, made=2, fell_back=1)
+    runtime.finish_deletes()
+
+
+def test_the_pool_refills_in_the_background_and_close_deletes_what_is_ready(runtime):
+    pool = runtime.pool(size=3)
+    until(lambda: pool.stats().ready == 3)
+    assert len(runtime.list(status="created")) == 3
+    pool.close()
+    assert runtime.list() == []
+    with pytest.raises(InvalidState, match="closed"):
+        pool.run(["true"])
+
+
+def test_a_pool_of_an_image_runs_its_command_user_and_env(runtime, tmp_path):
+    path = str(tmp_path / "layout")
+    config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo default"], "Env": ["A=1"], "WorkingDir": "/tmp", "User": "app"}
+    write_layout(path, [tar_layer(busybox_files())], config, tag="1")
+    with runtime.pool(size=1, image=f"oci:{path}:1") as pool:
+        assert pool.run().stdout == "default\n"
+        assert pool.run(['echo "$A $HOME $(id -un) $(pwd)"']).stdout == "1 /home/app app /tmp\n"  # a command replaces Cmd
+    runtime.finish_deletes()
+
+
+@pytest.mark.parametrize(
+    "size, options, words",
+    [
+        (0, {}, "positive whole number"),
+        (True, {}, "positive whole number"),
+        (2, {"env": {"A": "1"}}, "env is a job's"),
+        (2, {"timeout": 3}, "timeout is a job's"),
+        (2, {"colour": "red"}, "no option 'colour'"),
+        (2, {"stdin": b"data"}, "stdin is True"),
+        (2, {"user": "nobody-here"}, "no 'nobody-here'"),
+        (2, {"image": "nope/missing:1"}, "not in the store"),
+    ],
+)
+def test_bad_input_makes_nothing(runtime, size, options, words):
+    with pytest.raises(ocirt.OcirtError, match=words):
+        runtime.pool(size=size, **options)
+    assert runtime.list() == []
+    bundles = os.path.join(runtime.tmp_dir, "bundles")
+    assert not os.path.isdir(bundles) or os.listdir(bundles) == []
+
+
+def test_a_crashed_owners_pooled_containers_go_when_the_store_is_opened(tmp_path):
+    root = str(tmp_path / "root")
+    script = textwrap.dedent(f"""
+        import sys, time, ocirt
+        rt = ocirt.Runtime.open({root!r})
+        pool = rt.pool(size=2)
+        while pool.stats().ready < 2:
+            time.sleep(0.001)
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout.readline() == b"ready\n"
+    finally:
+        owner.kill()
+        owner.wait()
+    with ocirt.Runtime.open(root) as rt:
+        assert rt.list() == []
+    reap_orphans()  # the pooled containers' conmons ended as this subreaper's children
+    assert os.listdir(os.path.join(root, "bundles")) == []
+
+
+def test_the_stub_is_built_static():
+    head = open(STUB, "rb").read(4096)
+    assert head[:4] == b"\x7fELF" and b"ld-linux" not in head
+    if shutil.which("file"):
+        assert "statically linked" in subprocess.run(["file", STUB], capture_output=True, text=True).stdout
+    json.dumps({})
