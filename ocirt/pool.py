@@ -30,7 +30,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Deque, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Mapping, Optional, Sequence, Tuple
 
 from . import layout, process, specgen
 from .cgroups.limits import Limits, reset_peak
@@ -106,7 +106,7 @@ class Pool:
         image, rootfs, user = options.pop("image", None), options.pop("rootfs", None), options.get("user")
         env = dict(item.split("=", 1) for item in specgen.DEFAULT_ENV)
         config: Optional[ImageConfig] = None
-        workdir, labels = "/", {}
+        workdir, labels, lowers = "/", {}, []
         if image is not None:
             if rootfs is not None:
                 raise InvalidArgument("a pool runs on an image or a rootfs, not both")
@@ -119,11 +119,13 @@ class Pool:
             env.update(settled.env)
             workdir, labels, user = settled.workdir or "/", settled.labels, settled.user
             options = dict(options, **settled.bundle)
-            accounts: Any = tuple(lowers)
-        else:
+        accounts: Any = rootfs
+        if image is not None and lowers:
+            accounts = tuple(lowers)
+        elif rootfs is None:  # the busybox tree, also the built-in image's
             from .rootfs import busybox_rootfs
 
-            accounts = rootfs if rootfs is not None else busybox_rootfs(os.path.join(self._files_root, "rootfs"))
+            accounts = busybox_rootfs(os.path.join(self._files_root, "rootfs"))
         uid = parse_user(check_text(user, "user"), accounts)["uid"] if user is not None else 0
         env["HOME"] = home_of(uid, accounts)  # runc's HOME is the pool's: each job gets its own from its env
         mounts = [*options.pop("mounts", ()), (STUB, STUB_TARGET, "ro")]
@@ -155,8 +157,8 @@ class Pool:
         c, sock = self._take()
         try:
             self._assign(c, name, labels, limits)
-            started = lambda: _send(sock, job)  # noqa: E731
-            result = drive(c, self._rt.dirs.sockets, data, limit, remove=lambda force: self._rt.delete_later(c), check=check, started=started)
+            rest = _send_ahead(sock, job)
+            result = drive(c, self._rt.dirs.sockets, data, limit, remove=lambda force: self._rt.delete_later(c), check=check, started=rest)
         finally:
             sock.close()
         assert isinstance(result, RunResult)
@@ -178,7 +180,7 @@ class Pool:
         c, sock = self._take()
         try:
             self._assign(c, name, labels, limits)
-            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=lambda: _send(sock, job))
+            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=_send_ahead(sock, job))
         finally:
             sock.close()
         assert isinstance(started, Container)
@@ -278,15 +280,27 @@ class Pool:
                 log.warning("the pool cannot make a container: %s (jobs create theirs cold)", e)
                 with self._cond:
                     self._making -= 1
+                    self._workers.remove(threading.current_thread())
+                    self._cond.notify_all()
                 return
             with self._cond:
                 self._making -= 1
                 self._made += 1
                 if not self._closed:
                     self._ready.append(made)
+                    self._cond.notify_all()  # for wait_ready
                     continue
             made[1].close()
             _delete(made[0])
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait until `size` containers are ready (or the pool is closed, or
+        its background gave up making them); whether they are, after at most
+        `timeout` seconds (None: no limit)."""
+        limit = check_timeout(timeout)
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or len(self._ready) >= self._size or not self._workers, limit)
+            return len(self._ready) >= self._size
 
     def stats(self) -> PoolStats:
         with self._cond:
@@ -298,7 +312,8 @@ class Pool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        for worker in self._workers:
+            workers = list(self._workers)
+        for worker in workers:
             worker.join()
         while self._ready:
             c, sock = self._ready.popleft()
@@ -324,14 +339,27 @@ def orphaned(c: Container) -> bool:
         return True  # not ours to keep: a label nobody could have made
 
 
-def _send(sock: socket.socket, job: bytes) -> None:
-    """The job to the stub (it reads as it comes: a job beyond the socket's buffer is fine)."""
+def _send_ahead(sock: socket.socket, job: bytes) -> Callable[[], None]:
+    """Put what of `job` the socket's buffer takes now, before the start (the
+    stub finds it there as it runs); the rest goes by the returned call,
+    made once the container is started (the stub reads as it comes)."""
+    sock.setblocking(False)
     try:
-        sock.sendall(job)
-    except OSError as e:  # the stub is gone (the container was killed): its exit says the rest
-        log.debug("the job did not reach its container: %s", e)
+        sent = sock.send(job)
+    except BlockingIOError:
+        sent = 0
     finally:
-        sock.close()
+        sock.setblocking(True)
+
+    def rest() -> None:
+        try:
+            sock.sendall(job[sent:])
+        except OSError as e:  # the stub is gone (the container was killed): its exit says the rest
+            log.debug("the job did not reach its container: %s", e)
+        finally:
+            sock.close()
+
+    return rest
 
 
 def _delete(c: Container) -> None:

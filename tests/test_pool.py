@@ -19,7 +19,6 @@ from ocirt.pool import JOB_MAX, STUB, Pool
 
 from .cli_support import reap_orphans
 from .image_support import busybox_files, tar_layer, write_layout
-from .observe import until
 
 pytestmark = pytest.mark.skipif(not os.access(STUB, os.X_OK), reason="the stub is not built (pip install -e . builds it)")
 
@@ -39,6 +38,17 @@ def test_a_job_runs_with_its_own_argv_env_and_workdir_and_its_exit_code(runtime)
         assert stats.taken == 5 and stats.made >= 5 - stats.fell_back
     runtime.finish_deletes()
     assert runtime.list() == []  # every job's container deleted, every ready one too
+
+
+def test_a_job_sees_only_its_own_fds_files_and_memory_limit(runtime):
+    listing = ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"]
+    with runtime.pool(size=2) as pool:
+        assert pool.run(listing).stdout == runtime.run(listing).stdout  # fd 3, the job's socket, closed before the exec
+        assert pool.run(["sh", "-c", "echo mine > /root/marker"]).exit_code == 0
+        assert pool.run(["cat", "/root/marker"]).exit_code == 1  # another container: the last job's files are not here
+        hog = pool.run(["sh", "-c", "head -c 300000000 /dev/zero | tail"], limits=Limits(memory=32 << 20))
+        assert hog.oom_killed and hog.exit_code == 137
+    runtime.finish_deletes()
 
 
 def test_a_job_larger_than_a_socket_buffer_and_stdin_reach_the_container(runtime):
@@ -74,7 +84,7 @@ def test_a_job_that_finds_the_pool_empty_creates_its_container_cold(runtime, mon
 
 def test_the_pool_refills_in_the_background_and_close_deletes_what_is_ready(runtime):
     pool = runtime.pool(size=3)
-    until(lambda: pool.stats().ready == 3)
+    assert pool.wait_ready(60)
     assert len(runtime.list(status="created")) == 3
     pool.close()
     assert runtime.list() == []
@@ -116,11 +126,10 @@ def test_bad_input_makes_nothing(runtime, size, options, words):
 def test_a_crashed_owners_pooled_containers_go_when_the_store_is_opened(tmp_path):
     root = str(tmp_path / "root")
     script = textwrap.dedent(f"""
-        import sys, time, ocirt
+        import sys, ocirt
         rt = ocirt.Runtime.open({root!r})
         pool = rt.pool(size=2)
-        while pool.stats().ready < 2:
-            time.sleep(0.001)
+        assert pool.wait_ready(60)
         print("ready", flush=True)
         sys.stdin.read()
     """)

@@ -1,0 +1,57 @@
+"""The warm pool's speed targets (see ocirt/pool.py), against floors measured in the same run.
+
+- A job: `Pool.run(["true"])` on the rootfs the floor uses, the pool
+  refilled and the last job's container deleted before each (what a test's
+  own work between its containers gives the pool). Its median at most
+  POOL_RATIO times the bare runtime's own create/start/delete of the same
+  container (alternated with it) and at most POOL_JOB_MS; its 90th
+  percentile at most POOL_P90_MS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+import ocirt
+from ocirt.pool import STUB
+
+from .support import SHORT, Target, abba, report, runc_lifecycle, within
+
+ROUNDS = 24 if SHORT else 60
+POOL_RATIO = Target(goal=1 / 8, bound=1 / 4)
+POOL_JOB_MS = Target(goal=5.0, bound=10.0)
+POOL_P90_MS = Target(goal=10.0, bound=20.0)
+
+pytestmark = pytest.mark.skipif(not os.access(STUB, os.X_OK), reason="the stub is not built (pip install -e . builds it)")
+
+
+def test_a_pooled_job_costs_a_fraction_of_the_runtimes_own_lifecycle(benchmark, bundle, rootfs, tmp_path):
+    rt = ocirt.Runtime(str(tmp_path / "ocirt"))
+    pool = rt.pool(size=2, rootfs=rootfs)
+    try:
+
+        def job() -> float:
+            assert pool.wait_ready(60)  # refilled, the last job's container gone: a test's own work gives the pool that time
+            rt.finish_deletes()
+            t0 = time.perf_counter()
+            assert pool.run(["true"]).exit_code == 0
+            return time.perf_counter() - t0
+
+        floor, ours = abba(benchmark, lambda: runc_lifecycle(bundle, str(tmp_path)), job, ROUNDS)
+    finally:
+        pool.close()
+        rt.finish_deletes()
+        rt.close()
+    median, p90 = statistics.median(ours) * 1000, sorted(ours)[int(len(ours) * 0.9)] * 1000
+    ratio = median / (statistics.median(floor) * 1000)
+    report(
+        benchmark, f"pooled job: median {median:.2f} ms, p90 {p90:.2f} ms; the runtime's own lifecycle "
+        f"{statistics.median(floor) * 1000:.1f} ms: {ratio:.3f}x", POOL_RATIO, ratio=ratio, median_ms=median, p90_ms=p90,
+    )  # fmt: skip
+    print(f"(median goal {POOL_JOB_MS.goal:g} ms, CI bound {POOL_JOB_MS.bound:g}; p90 goal {POOL_P90_MS.goal:g} ms, CI bound {POOL_P90_MS.bound:g})")
+    assert within(ratio, POOL_RATIO.bound)
+    assert within(median, POOL_JOB_MS.bound) and within(p90, POOL_P90_MS.bound)
