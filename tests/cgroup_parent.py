@@ -8,7 +8,10 @@ import errno
 import os
 from typing import List, Optional
 
+from ocirt import native as _native
 from ocirt.cgroups import Hierarchy, hierarchies
+
+SETTLE_TIMEOUT = 30  # seconds an engine's last processes get to leave (its conmons run their exit commands)
 
 
 def own_cgroup() -> str:
@@ -29,6 +32,20 @@ class CgroupParent:
         self.path = os.path.join(own_cgroup(), f"{tag}-{os.getpid()}")
         self._levels = [level for level in map(self._first_missing, hierarchies()) if level is not None]
 
+    @staticmethod
+    def _pids(tops: List[str]) -> List[int]:
+        """The processes in the cgroups at and below `tops`."""
+        found = set()
+        for top in tops:
+            for root, _, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(root, "cgroup.procs")) as f:
+                            found.update(int(line) for line in f if line.strip())
+                    except OSError:
+                        pass
+        return sorted(found)
+
     def _first_missing(self, h: Hierarchy) -> Optional[str]:
         path = h.mountpoint
         for part in filter(None, self.path.split("/")):
@@ -38,11 +55,13 @@ class CgroupParent:
         return None
 
     def remove(self) -> List[str]:
-        """rmdir what the engine made, deepest first; what could not go, as
-        messages. A shared level above the parent that another process is
-        using is theirs now, and no error."""
+        """rmdir what the engine made, deepest first, once the processes still
+        in it have exited (an engine's `rm -f` can return before its conmon
+        does); what could not go, as messages. A shared level above the
+        parent that another process is using is theirs now, and no error."""
         left = []
         tops = [os.path.join(h.mountpoint, self.path.lstrip("/")) for h in hierarchies()]
+        _native.wait_pids(self._pids(tops), SETTLE_TIMEOUT)
         for top in self._levels:
             for root, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
                 try:
