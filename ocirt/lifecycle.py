@@ -29,11 +29,13 @@ log = logging.getLogger("ocirt")
 DEFAULT_CREATE_TIMEOUT = 240.0  # seconds conmon and the runtime get to create a container (Runtime.create's default)
 
 
-def start(c: ContainerCore) -> Steps[None]:
+def start(c: ContainerCore, await_exec: bool = True) -> Steps[None]:
+    """See Container.start_steps; without `await_exec`, for a caller that
+    sends no signal but SIGKILL, it returns before the process is exec'd."""
     with (yield from c._locking()):
         c._require(CREATED, verb="start")
         started = now()  # before: a quick process may finish before start returns
-        yield from c._svc.oci.start_steps(c.id, c._monitor.init, hooks=specs.has_poststart_hooks(c.spec))
+        yield from c._svc.oci.start_steps(c.id, c._monitor.init, hooks=specs.has_poststart_hooks(c.spec), await_exec=await_exec)
         c.state.status, c.state.started_at = RUNNING, started
         c.timings.started = time.monotonic()
 

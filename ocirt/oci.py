@@ -101,7 +101,7 @@ class OCIRuntime:
 
     # verbs, as steps (see ocirt.steps); the few used outside any verb also blocking
 
-    def start_steps(self, cid: str, init: Optional[ProcessHandle] = None, *, hooks: bool = False) -> Steps[None]:
+    def start_steps(self, cid: str, init: Optional[ProcessHandle] = None, *, hooks: bool = False, await_exec: bool = True) -> Steps[None]:
         """Start a created container; with runc, return once its process runs.
 
         What `runc start` does is read the container's exec.fifo, which lets
@@ -111,7 +111,9 @@ class OCIRuntime:
         poststart `hooks` (which `runc start` runs), goes through the runtime.
         Either way runc init execs the process a few ms after the fifo ends
         (`runc start` returns before that about half the time): a signal
-        sent in between would reach runc init, so this waits for the exec.
+        sent in between would reach runc init, so this waits for the exec
+        (unless not `await_exec`: a caller that sends no signal but SIGKILL,
+        which ends runc init as surely).
         """
         init_fd = init.fd if init is not None and self.name == "runc" else None
         if init is None or init_fd is None:
@@ -119,7 +121,8 @@ class OCIRuntime:
             return
         if hooks or not (yield from _read_exec_fifo(os.path.join(self.state_dir, cid, "exec.fifo"), init_fd)):
             yield from self.run_steps(self.start_args(cid))
-        yield from _await_exec(init.pid, init_fd)
+        if await_exec:
+            yield from _await_exec(init.pid, init_fd)
 
     def delete(self, cid: str, force: bool = False) -> None:
         block(self.run_steps(self.delete_args(cid, force)))

@@ -178,20 +178,21 @@ def drive(
     remove: Optional[Callable[..., None]] = None,
     check: bool = False,
     started: Optional[Callable[[], None]] = None,
+    start: Optional[Callable[[], None]] = None,
 ) -> "RunResult | Container":
     """Start a created container and see it to its end: `data` sent as its
     stdin (connected before the start: nothing is missed), `started()`
     called once it runs, its RunResult once it exited within `limit`
     seconds (else it is removed and Timeout raised), then `remove(force=True)`
-    if given. With `detach`, the started container. On any failure the
-    container is removed."""
+    if given. With `detach`, the started container. `start()` starts it
+    (default: container.start). On any failure the container is removed."""
     cid = container.id
     feeder: Optional[threading.Thread] = None
     try:
         if data is not None:
             sock = attach.connect(os.path.join(sockets, cid), send_input=True)
             feeder = attach.feeding(sock, data, name=f"ocirt-stdin-{cid[:12]}")
-        container.start()
+        (start or container.start)()
         if started is not None:
             started()
         if detach:
