@@ -6,7 +6,8 @@ its per-test latency or better. A file of FILE_TESTS tests, each running
 busybox `true` in a container of its own, is written twice:
 
 - ocirt: `assert ocirt_run(["true"]).exit_code == 0`, under an
-  `--ocirt-root` of the benchmark's own;
+  `--ocirt-root` of the benchmark's own, with a warm pool of 2 per worker
+  (`--ocirt-pool 2`: the runtime's create is off each test's path);
 - testcontainers: `with DockerContainer(IMAGE)...as c:` and the
   container's exit code through `c.get_wrapped_container().wait()`, against a
   private Docker daemon (tests/docker_support.py) holding IMAGE, imported
@@ -120,7 +121,7 @@ def test_plugin_against_testcontainers(benchmark, docker, tmp_path, workers):
         extra = (*extra, f"--basetemp={tmp_path / ('basetemp-' + name)}")
         return lambda count, filename: pytest_run(write_file(tmp_path / name, filename, header, test, count), workers, env, count, extra)
 
-    ocirt = tool("ocirt", "", OCIRT_TEST, env, f"--ocirt-root={tmp_path / 'ocirt-root'}")
+    ocirt = tool("ocirt", "", OCIRT_TEST, env, f"--ocirt-root={tmp_path / 'ocirt-root'}", "--ocirt-pool", "2")
     testcontainers = tool("testcontainers", TESTCONTAINERS_HEADER, TESTCONTAINERS_TEST,
                           dict(env, DOCKER_HOST=docker.host, TESTCONTAINERS_RYUK_DISABLED="true"))  # fmt: skip
     nothing = tool("nothing", "", EMPTY_TEST, env)

@@ -45,6 +45,8 @@ from .validate import check_argv, check_input, check_sequence
 
 if TYPE_CHECKING:
     from .images.store import Image
+    from .pool import Pool, PoolStats
+    from .run import RunResult
 
 log = logging.getLogger("ocirt")
 
@@ -157,6 +159,11 @@ class AsyncRuntime:
     def list(self) -> List["AsyncContainer"]:
         """Runtime.list (it does not wait on other containers' verbs: see there)."""
         return [AsyncContainer(c) for c in self.runtime.list()]
+
+    async def pool(self, size: int, **options: Any) -> "AsyncPool":
+        """Runtime.pool, for asyncio: made (its first container created) in a thread."""
+        made: "Pool" = await asyncio.to_thread(lambda: self.runtime.pool(size, **options))
+        return AsyncPool(made)
 
     async def pull(self, ref: str, *, policy: str = "missing", tls_verify: bool = True, authfile: Optional[str] = None) -> "Image":
         """Runtime.pull, in a thread: skopeo's copy and the unpack never block the loop."""
@@ -273,6 +280,39 @@ def awaited(steps: "Callable[Concatenate[Container, P], Steps[T]]") -> "Callable
     verb.__name__ = steps.__name__.removesuffix("_steps")
     verb.__qualname__ = "AsyncContainer." + verb.__name__
     return verb
+
+
+class AsyncPool:
+    """A Pool (see ocirt.pool) whose jobs are awaited: each runs in a thread
+    of the loop's executor, so the loop never waits for a start or an exit;
+    `async with` closes it."""
+
+    def __init__(self, pool: "Pool") -> None:
+        self.pool = pool
+
+    async def run(self, cmd: Sequence[str] = (), **job: Any) -> "RunResult":
+        """Pool.run, awaited."""
+        return await asyncio.to_thread(self.pool.run, cmd, **job)
+
+    async def start(self, cmd: Sequence[str] = (), **job: Any) -> "AsyncContainer":
+        """Pool.start, awaited."""
+        return AsyncContainer(await asyncio.to_thread(self.pool.start, cmd, **job))
+
+    async def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        return await asyncio.to_thread(self.pool.wait_ready, timeout)
+
+    def stats(self) -> "PoolStats":
+        return self.pool.stats()
+
+    async def aclose(self) -> None:
+        """Pool.close, in a thread (it deletes what is ready)."""
+        await asyncio.to_thread(self.pool.close)
+
+    async def __aenter__(self) -> "AsyncPool":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class AsyncContainer:

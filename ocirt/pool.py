@@ -23,6 +23,7 @@ whose owner process is gone is removed when a Runtime.open recovers the store.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import shutil
@@ -30,13 +31,14 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import layout, lifecycle, process, specgen
 from .cgroups.limits import Limits, reset_peak
 from .container import Container
 from .errors import ContainerNotFound, InvalidArgument, InvalidState, OcirtError
 from .images.config import ImageConfig
+from .layout import read_small, write_private
 from .run import RunResult, drive
 from .spec import POOL_OWNER_LABEL as OWNER_LABEL, home_of, parse_user
 from .state import ContainerStatus
@@ -53,8 +55,26 @@ AT_CREATE = frozenset(
     ("image", "rootfs", "user", "cap_add", "cap_drop", "mounts", "network", "read_only", "hostname", "ulimits", "tmpfs", "log_size_max", "stdin")
 )
 PER_JOB = frozenset(("cmd", "env", "workdir", "limits", "timeout", "check", "name", "labels"))
+JOB_OPTIONS = frozenset(("env", "workdir", "limits", "stdin", "timeout", "check", "name", "labels"))  # Pool.run's keywords
 
 log = logging.getLogger("ocirt")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A job, checked: what the stub execs, and what ocirt does around it."""
+
+    argv: List[str]
+    env: List[str]  # "K=V"
+    cwd: str
+    data: Optional[bytes]  # stdin
+    limit: Optional[float]  # seconds it may run
+
+    def encoded(self) -> bytes:
+        """The job as the stub reads it (csrc/stub/stub.c)."""
+        fields = [*(a.encode() + b"\0" for a in self.argv), b"\0", *(e.encode() + b"\0" for e in self.env), b"\0", self.cwd.encode() + b"\0"]
+        payload = b"".join(fields)
+        return struct.pack("<I", len(payload)) + payload
 
 
 @dataclass(frozen=True)
@@ -154,14 +174,14 @@ class Pool:
         start, `stdin` (data) needs a pool made with stdin=True. Bad input
         raises InvalidArgument before a container is taken; InvalidState
         once the pool is closed."""
-        job, data, limit = self._job(cmd, env, workdir, stdin, timeout, limits, name, labels)
+        job = self._job(cmd, env, workdir, stdin, timeout, limits, name, labels)
         c, sock = self._take()
         try:
-            self._assign(c, name, labels, limits)
-            rest = _send_ahead(sock, job)
+            self._assign(c, job, name, labels, limits)
+            rest = _send_ahead(sock, job.encoded())
             start = lambda: block(lifecycle.start(c, await_exec=False))  # noqa: E731  (the stub needs no wait: only a timeout's SIGKILL follows)
             remove = lambda force: self._rt.delete_later(c)  # noqa: E731
-            result = drive(c, self._rt.dirs.sockets, data, limit, remove=remove, check=check, started=rest, start=start)
+            result = drive(c, self._rt.dirs.sockets, job.data, job.limit, remove=remove, check=check, started=rest, start=start)
         finally:
             sock.close()
         assert isinstance(result, RunResult)
@@ -179,11 +199,11 @@ class Pool:
     ) -> Container:
         """Start `cmd` in a ready container and return it, running (`with`
         deletes it); see run."""
-        job, _, _ = self._job(cmd, env, workdir, None, None, limits, name, labels)
+        job = self._job(cmd, env, workdir, None, None, limits, name, labels)
         c, sock = self._take()
         try:
-            self._assign(c, name, labels, limits)
-            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=_send_ahead(sock, job))
+            self._assign(c, job, name, labels, limits)
+            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=_send_ahead(sock, job.encoded()))
         finally:
             sock.close()
         assert isinstance(started, Container)
@@ -192,8 +212,8 @@ class Pool:
     def _job(
         self, cmd: Sequence[str], env: Optional[Mapping[str, str]], workdir: Optional[str], stdin: "bytes | str | None",
         timeout: Optional[float], limits: Optional[Limits], name: Optional[str], labels: Optional[Mapping[str, str]],
-    ) -> Tuple[bytes, Optional[bytes], Optional[float]]:  # fmt: skip
-        """The job's bytes for the stub, its stdin data and time limit; InvalidArgument for bad input."""
+    ) -> "_Job":  # fmt: skip
+        """The job, checked: InvalidArgument for bad input."""
         argv = list(check_argv(cmd, "cmd", empty_ok=self._config is not None))
         if self._config is not None:  # as podman: a command replaces the image's Cmd, after its Entrypoint
             argv = self._config.args(argv or None)
@@ -209,17 +229,21 @@ class Pool:
         if name is not None:
             check_name(name)
         check_labels(labels)
-        payload = b"".join(
-            [*(a.encode() + b"\0" for a in argv), b"\0", *(f"{k}={v}".encode() + b"\0" for k, v in variables.items()), b"\0", cwd.encode() + b"\0"]
-        )
-        if len(payload) > JOB_MAX:
-            raise InvalidArgument(f"the job is {len(payload)} bytes (argv, env and workdir): a pooled container takes at most {JOB_MAX}")
-        return struct.pack("<I", len(payload)) + payload, data, check_timeout(timeout)
+        job = _Job(argv, [f"{k}={v}" for k, v in variables.items()], cwd, data, check_timeout(timeout))
+        size = len(job.encoded()) - 4
+        if size > JOB_MAX:
+            raise InvalidArgument(f"the job is {size} bytes (argv, env and workdir): a pooled container takes at most {JOB_MAX}")
+        return job
 
-    def _assign(self, c: Container, name: Optional[str], labels: Optional[Mapping[str, str]], limits: Optional[Limits]) -> None:
-        """Make a taken container the job's: its name and labels recorded, its limits written; deleted on failure."""
+    def _assign(self, c: Container, job: "_Job", name: Optional[str], labels: Optional[Mapping[str, str]], limits: Optional[Limits]) -> None:
+        """Make a taken container the job's: its process (what exec and inspect
+        start from), name and labels recorded, its limits written; deleted on failure."""
         try:
             with c._record.locked():
+                process = dict(c.spec["process"], args=job.argv, env=job.env, cwd=job.cwd)
+                c.spec = dict(c.spec, process=process)
+                config = json.loads(read_small(c._files.config, 1 << 24))
+                write_private(c._files.config, json.dumps(dict(config, process=dict(config["process"], **process))).encode())
                 c.name = name if name is not None else c.name
                 c.labels = {**{k: v for k, v in c.labels.items() if k != OWNER_LABEL}, **(labels or {})}
             if limits is not None:

@@ -12,6 +12,12 @@ Fixtures:
 - `ocirt_run`: `ocirt_run(cmd, **options)` runs one to its end and returns
   its RunResult (exit code, stdout, stderr, timings).
 
+With `--ocirt-pool N`, each worker keeps a warm pool of N busybox
+containers (see ocirt.pool): `ocirt_run` and `ocirt_container` calls that
+give only a job's options (env, workdir, limits, stdin, timeout, check,
+name, labels) take one of them, and skip the runtime's create; others are
+made as without a pool.
+
 Every container a test made is deleted at its teardown, pass or fail;
 with `--ocirt-keep-failed`, those of failed tests stay (until the next
 run starts) and the report says how to look at them. With `--ocirt-leak-check`, a test whose containers
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Set
 
 import pytest
 
@@ -35,6 +41,9 @@ from .container import Container
 from .errors import ContainerNotFound, OcirtError
 from .run import RunResult
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from .pool import Pool
 
 NODE_LABEL = "pytest.node"  # each container's test, as a label
 _REPORT = pytest.StashKey[Dict[str, pytest.TestReport]]()
@@ -46,6 +55,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ocirt-root", default=None, help="where the tests' containers are kept (default: a temporary directory per project)")
     group.addoption("--ocirt-keep-failed", action="store_true", help="keep the containers of failed tests, and say how to inspect them")
     group.addoption("--ocirt-leak-check", action="store_true", help="fail a test whose containers leave anything behind")
+    group.addoption("--ocirt-pool", type=int, default=0, metavar="N", help="keep N busybox containers created ahead for each worker's jobs")
+
+
+@pytest.fixture(scope="session")
+def ocirt_pool(ocirt_runtime: Runtime, pytestconfig: pytest.Config) -> "Iterator[Optional[Pool]]":
+    """This worker's warm pool (--ocirt-pool N), or None."""
+    size = pytestconfig.getoption("ocirt_pool")
+    if size < 0:
+        raise pytest.UsageError(f"ocirt: --ocirt-pool takes a number of containers from 0, not {size}")
+    if not size:
+        yield None
+        return
+    with ocirt_runtime.pool(size=size, stdin=True) as pool:
+        yield pool
+
+
+def _pooled(pool: "Optional[Pool]", options: Dict[str, Any]) -> "Optional[Pool]":
+    """`pool`, if `options` are all a pooled job's; else None (a container of its own)."""
+    if pool is None:
+        return None
+    from .pool import JOB_OPTIONS
+
+    return pool if set(options) <= JOB_OPTIONS else None
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -95,6 +127,7 @@ class _Made:
         self.runtime = runtime
         self.request = request
         self.ids: List[str] = []
+        self.pooled: List[str] = []  # ids of pooled jobs' containers, which their pool deletes in the background
 
     def labels(self, extra: Optional[Dict[str, str]]) -> Dict[str, str]:
         return {**(extra or {}), NODE_LABEL: self.request.node.nodeid}
@@ -115,20 +148,24 @@ class _Made:
                 _delete(self.runtime.get(cid))
             except ContainerNotFound:
                 pass
-        if config.getoption("ocirt_leak_check") and self.ids:
-            left = {k: v for k, v in self.runtime.traces(self.ids).items() if v}
+        if config.getoption("ocirt_leak_check") and (self.ids or self.pooled):
+            self.runtime.finish_deletes()  # the pooled ones' deletes, which otherwise overlap the next test
+            left = {k: v for k, v in self.runtime.traces(self.ids + self.pooled).items() if v}
             if left:
                 pytest.fail(f"ocirt: the test's containers left {left} behind", pytrace=False)
 
 
 @pytest.fixture
-def ocirt_container(ocirt_runtime: Runtime, request: pytest.FixtureRequest) -> Iterator[Callable[..., Container]]:
+def ocirt_container(
+    ocirt_runtime: Runtime, ocirt_pool: "Optional[Pool]", request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Container]]:
     """`ocirt_container(cmd, **options)`: a started container for this test
     (Runtime.run's options), deleted at the test's end."""
     made = _Made(ocirt_runtime, request)
 
     def make(cmd: Sequence[str], labels: Optional[Dict[str, str]] = None, **options: Any) -> Container:
-        c = ocirt_runtime.run(cmd, detach=True, labels=made.labels(labels), **options)
+        pool = _pooled(ocirt_pool, options)
+        c = ocirt_runtime.run(cmd, detach=True, labels=made.labels(labels), pool=pool, **options)
         made.ids.append(c.id)
         return c
 
@@ -137,15 +174,16 @@ def ocirt_container(ocirt_runtime: Runtime, request: pytest.FixtureRequest) -> I
 
 
 @pytest.fixture
-def ocirt_run(ocirt_runtime: Runtime, request: pytest.FixtureRequest) -> Iterator[Callable[..., RunResult]]:
+def ocirt_run(ocirt_runtime: Runtime, ocirt_pool: "Optional[Pool]", request: pytest.FixtureRequest) -> Iterator[Callable[..., RunResult]]:
     """`ocirt_run(cmd, **options)`: run a container to its end; its RunResult
     (exit code, stdout, stderr, timings). With remove=False it stays until
     the test's end."""
     made = _Made(ocirt_runtime, request)
 
     def run(cmd: Sequence[str], labels: Optional[Dict[str, str]] = None, **options: Any) -> RunResult:
-        result: RunResult = ocirt_runtime.run(cmd, labels=made.labels(labels), detach=False, **options)
-        made.ids.append(result.container_id)
+        pool = _pooled(ocirt_pool, options)
+        result: RunResult = ocirt_runtime.run(cmd, labels=made.labels(labels), detach=False, pool=pool, **options)
+        (made.pooled if pool is not None else made.ids).append(result.container_id)
         return result
 
     yield run

@@ -261,6 +261,9 @@ class Runtime:
         (exit code, stdout and stderr, timings) once it exits; with
         `detach`, return the started Container at once (`with` deletes it).
 
+        With `pool` (a Pool, see Runtime.pool), the job runs in one of its
+        ready containers and takes only a job's options (see Pool.run).
+
         Options: container_id (default: a random one), name, image (a
         reference: see pull; its config gives the command, env, workdir,
         user, stop signal and labels, each overridden by the caller's;
@@ -281,6 +284,11 @@ class Runtime:
         """
         from .run import run  # the high-level layer sits on this one
 
+        pool = options.pop("pool", None)
+        if pool is not None:  # a job for a warm pool (see ocirt.pool): its options are the job's
+            if detach:
+                return pool.start(cmd, **options)  # type: ignore[no-any-return]
+            return pool.run(cmd, **options)  # type: ignore[no-any-return]
         policy = options.pop("pull", "missing")
         options["pull_image"] = functools.partial(self._pulled, policy=policy)
         return run(self.create, self.root or self.tmp_dir, self.dirs.sockets, cmd, detach=detach, **options)

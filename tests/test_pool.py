@@ -4,6 +4,7 @@ and limits; the fallback to a cold create; bad input; a crashed owner."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import textwrap
 import pytest
 
 import ocirt
-from ocirt import InvalidArgument, InvalidState, Limits
+from ocirt import InvalidArgument, InvalidState, Limits, aio
 from ocirt.pool import JOB_MAX, STUB, Pool
 
 from .cli_support import reap_orphans
@@ -41,7 +42,7 @@ def test_a_job_runs_with_its_own_argv_env_and_workdir_and_its_exit_code(runtime)
 
 
 def test_a_job_sees_only_its_own_fds_files_and_memory_limit(runtime):
-    listing = ["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"]
+    listing = ["ls", "/proc/self/fd"]  # the job's own fds (and ls's directory); a pipe would add the shell's, for a moment
     with runtime.pool(size=2) as pool:
         assert pool.run(listing).stdout == runtime.run(listing).stdout  # fd 3, the job's socket, closed before the exec
         assert pool.run(["sh", "-c", "echo mine > /root/marker"]).exit_code == 0
@@ -65,12 +66,14 @@ def test_a_job_larger_than_a_socket_buffer_and_stdin_reach_the_container(runtime
 
 def test_a_started_job_takes_its_name_labels_and_limits(runtime):
     with runtime.pool(size=1) as pool:
-        c = pool.start(["sleep", "1000"], name="job-a", labels={"suite": "api"}, limits=Limits(pids_limit=64))
+        c = pool.start(["sleep", "1000"], name="job-a", labels={"suite": "api"}, limits=Limits(pids_limit=64), env={"J": "1"}, workdir="/tmp")
         with c:
             assert runtime.get("job-a") is c and c.labels == {"suite": "api"}  # the pool's own label gone
             assert c.state.status is ocirt.ContainerStatus.RUNNING
             assert c.exec_run(["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"])[1] == "sleep 1000 \n"  # the stub became the job
             assert c.stats().pids_limit == 64
+            assert c.exec_run(["sh", "-c", "echo $J; pwd"])[1] == "1\n/tmp\n"  # an exec starts from the job's process, as podman's
+            assert c.spec["process"]["args"] == ["sleep", "1000"]
     runtime.finish_deletes()
 
 
@@ -151,3 +154,25 @@ def test_the_stub_is_built_static():
     if shutil.which("file"):
         assert "statically linked" in subprocess.run(["file", STUB], capture_output=True, text=True).stdout
     json.dumps({})
+
+
+def test_run_takes_a_pool_and_asyncio_awaits_one(runtime):
+    with runtime.pool(size=1) as pool:
+        assert runtime.run(["echo", "pooled"], pool=pool).stdout == "pooled\n"
+        with runtime.run(["sleep", "1000"], pool=pool, detach=True, name="via-run") as c:
+            assert runtime.get("via-run") is c
+        assert pool.stats().taken == 2
+
+    async def on_a_loop() -> None:
+        rt = aio.AsyncRuntime(runtime=runtime)
+        async with await rt.pool(2) as pool:
+            assert await pool.wait_ready(60)
+            results = await asyncio.gather(*(pool.run(["echo", str(i)]) for i in range(3)))
+            assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+            c = await pool.start(["sleep", "1000"])
+            await c.delete(force=True)
+        await rt.finish_deletes()
+
+    asyncio.run(on_a_loop())
+    runtime.finish_deletes()
+    assert runtime.list() == []

@@ -62,6 +62,19 @@ def test_fixtures_run_and_remove_every_container(pytester, root):
     assert containers_under(root) == []
 
 
+def test_a_warm_pool_serves_the_fixtures_and_goes_with_the_session(pytester, root):
+    pytester.makepyfile(USES + """
+def test_pooled(ocirt_run, ocirt_pool):
+    assert ocirt_pool is not None
+    before = ocirt_pool.stats().taken
+    assert ocirt_run(["sh", "-c", "echo $A"], env={"A": "pooled"}).stdout == "pooled\\n"
+    assert ocirt_pool.stats().taken == before + 1  # a job's options only: a pooled container
+""")  # fmt: skip
+    result = pytester.runpytest_subprocess(f"--ocirt-root={root}", "--ocirt-pool", "2", "--ocirt-leak-check", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    assert containers_under(root) == []  # the pool's ready containers too
+
+
 def test_a_failed_tests_containers_are_removed_or_kept_as_asked(pytester, root):
     pytester.makepyfile("""
         def test_fails(ocirt_container):
