@@ -13,5 +13,7 @@ autodoc_typehints = "signature"
 autodoc_mock_imports = ["distributed"]  # ocirt.dask's optional dependency, not needed to read its docstrings
 autodoc_default_options = {"members": True, "show-inheritance": True}
 myst_heading_anchors = 3
-suppress_warnings = ["myst.xref_missing"]  # the README links files of the repository, not pages
+# myst: the README links files of the repository, not pages; ref.python: a name that
+# two documented paths lead to (ocirt.RunResult is ocirt.run.RunResult) is one class.
+suppress_warnings = ["myst.xref_missing", "ref.python"]
 exclude_patterns = ["_build"]
