@@ -29,14 +29,16 @@ def encode(
 ) -> Tuple[bytes, List[bytes], Optional[List[bytes]], Optional[bytes]]:
     """(path, argv, env as KEY=VALUE, cwd) as bytes; ValueError for what exec would misread.
 
-    env None stays None: the child gets this process's environment as C
-    sees it (which os.environ's changes keep up to date), unencoded.
+    env None is this process's environment, copied now: the vfork child
+    must not read C's `environ`, which another thread's os.environ change
+    (pytest sets one at each test) may reallocate under it (EFAULT).
     """
     bargv = [_encode(a, "argv") for a in argv]
     if not bargv:
         raise ValueError("argv must not be empty")
     if env is None:
-        return _encode(path, "path"), bargv, None, None if cwd is None else _encode(cwd, "cwd")
+        benv = [key + b"=" + value for key, value in os.environb.items()]
+        return _encode(path, "path"), bargv, benv, None if cwd is None else _encode(cwd, "cwd")
     benv = []
     for key, value in env.items():
         bkey = _encode(key, "an environment variable name")
