@@ -117,6 +117,24 @@ def test_an_uncompressed_layer_and_a_later_entry_replacing_an_earlier_one(tmp_pa
     assert (outside / "keep").read_text() == "kept"
 
 
+def test_a_layer_inflating_far_past_its_blob_lands_byte_for_byte(tmp_path):
+    """A file of zeros (its blob a thousandth of its size), a random one
+    larger than the reader's chunk and many small ones after: what the
+    reader holds back and the gzip input it has not yet used both carry over."""
+    random_bytes = os.urandom(300_000)
+    small = {f"s/{i}": os.urandom(i * 37 % 5000) for i in range(200)}
+    blob, digest, diff_id = layer(
+        tmp_path, [entry("zeros", data=bytes(8 << 20)), entry("random", data=random_bytes), entry("s", tarfile.DIRTYPE)]
+        + [entry(name, data=data) for name, data in small.items()],
+    )  # fmt: skip
+    assert os.path.getsize(blob) < 1 << 20
+    dest = tmp_path / "l"
+    unpack(blob, str(dest), digest=digest, diff_id=diff_id)
+    assert (dest / "zeros").read_bytes() == bytes(8 << 20)
+    assert (dest / "random").read_bytes() == random_bytes
+    assert {f"s/{name}": (dest / "s" / name).read_bytes() for name in os.listdir(dest / "s")} == small
+
+
 def up(outside) -> Callable[[tarfile.TarFile], None]:
     """A symlink `up` to the directory outside."""
     return entry("up", tarfile.SYMTYPE, linkname=str(outside))

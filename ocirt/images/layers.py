@@ -35,7 +35,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KEPT_XATTRS = ("user.", "security.capability")  # others (security.selinux, ...) belong to the host that made the layer
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10  # under malloc's mmap threshold: no mapping made and unmade per chunk
 
 
 def unpack(blob: str, dest: str, *, digest: str, diff_id: str) -> None:
@@ -75,38 +75,48 @@ class _Checked:
             raise ImageError("a zstd-compressed layer: ocirt unpacks tar and gzip layers (pull through skopeo to have it recompressed)")
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if head.startswith(GZIP_MAGIC) else None
         self._pending = b""
+        self._at = 0  # how much of _pending was read
         self._eof = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._pending) < size):
+        while not self._eof and (size < 0 or len(self._pending) - self._at < size):
             self._fill()
-        if size < 0:
-            size = len(self._pending)
-        out, self._pending = self._pending[:size], self._pending[size:]
+        end = len(self._pending) if size < 0 else self._at + size
+        out = self._pending[self._at : end]
+        self._at += len(out)
         return out
 
     def _fill(self) -> None:
-        data = self._f.read(_CHUNK)
-        self._blob_hash.update(data)
+        """Add at most _CHUNK bytes of tar to what is pending. What was
+        read is dropped here, not on each read: the tar reader asks for a
+        record at a time, and copying the rest of the buffer on each would
+        move every byte many times over (each copy its own mapping where
+        malloc's thresholds are fixed, as in a Dask worker)."""
+        if self._inflate is not None and self._inflate.unconsumed_tail:
+            data = self._inflate.unconsumed_tail
+        else:
+            data = self._f.read(_CHUNK)
+            self._blob_hash.update(data)
         if self._inflate is None:
             out = data
         else:
             try:
-                out = self._inflate.decompress(data) if data else self._inflate.flush()
+                out = self._inflate.decompress(data, _CHUNK) if data else self._inflate.flush()
             except zlib.error as e:
                 raise ImageError(f"layer {self._digest} is not valid gzip: {e}") from e
             if self._inflate.eof and self._inflate.unused_data.strip(b"\0"):
                 raise ImageError(f"layer {self._digest} has data after its gzip stream")
         self._tar_hash.update(out)
-        self._pending += out
+        self._pending = self._pending[self._at :] + out
+        self._at = 0
         if not data:
             self._eof = True
 
     def finish(self) -> None:
         """Read what the tar reader left (its end blocks) and check both digests."""
         while not self._eof:
+            self._at = len(self._pending)
             self._fill()
-            self._pending = b""
         if self._inflate is not None and not self._inflate.eof:
             raise ImageError(f"layer {self._digest} ends inside its gzip stream")
         for what, want, got in (("blob", self._digest, self._blob_hash), ("uncompressed layer", self._diff_id, self._tar_hash)):
