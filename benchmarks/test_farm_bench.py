@@ -44,6 +44,7 @@ from ocirt import native as _native
 from ocirt.aio import AsyncRuntime, run_jobs as arun_jobs
 from ocirt.churn import Job, run_jobs
 from tests.cli_support import reap_orphans
+from tests.dask_support import local_cluster
 from tests.podman_support import PODMAN, Podman
 
 from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, next_id, report, runc_lifecycle, within
@@ -356,7 +357,7 @@ def test_dask_against_the_churn_helper(benchmark, bundle, tmp_path, resource_tra
         return BATCH / elapsed
 
     try:
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True, resources={"ocirt": 4},
+        with local_cluster(n_workers=1, threads_per_worker=4, processes=True, resources={"ocirt": 4},
                                       dashboard_address=":0", silence_logs=40) as cluster, distributed.Client(cluster) as client:  # fmt: skip
             client.register_plugin(OcirtPlugin(base=str(tmp_path / "dask")))
 

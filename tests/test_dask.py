@@ -18,6 +18,7 @@ from ocirt import claims
 from ocirt.churn import Job
 
 from .cli_support import reap_orphans
+from .dask_support import local_cluster
 from .image_support import busybox_files, tar_layer, write_layout
 from .observe import until
 
@@ -41,7 +42,7 @@ def resource_tracker() -> None:
 def cluster(tmp_path: Any) -> Iterator[Any]:
     """A client of a LocalCluster whose workers (processes) each have an ocirt runtime under tmp_path/dask."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a killed worker fails its job at once
-        with distributed.LocalCluster(
+        with local_cluster(
             n_workers=WORKERS,
             threads_per_worker=PER_WORKER,
             processes=True,
