@@ -30,7 +30,7 @@ import shutil
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import layout, lifecycle, process, specgen
@@ -61,14 +61,17 @@ log = logging.getLogger("ocirt")
 
 
 @dataclass(frozen=True)
-class _Job:
-    """A job, checked: what the stub execs, and what ocirt does around it."""
+class Job:
+    """A job, checked (see Recipe.job): what the stub execs, and what ocirt does around it."""
 
     argv: List[str]
     env: List[str]  # "K=V"
     cwd: str
     data: Optional[bytes]  # stdin
     limit: Optional[float]  # seconds it may run
+    name: Optional[str] = None
+    labels: Dict[str, str] = field(default_factory=dict)
+    limits: Optional[Limits] = None
 
     def encoded(self) -> bytes:
         """The job as the stub reads it (csrc/stub/stub.c)."""
@@ -89,13 +92,19 @@ class PoolStats:
     fell_back: int
 
 
-class Pool:
-    """Created containers kept ready for one job each; a context manager
-    (`close()` on leaving). Make one with Runtime.pool."""
+def check_size(size: object) -> int:
+    """`size`, a pool's: InvalidArgument unless it is a positive whole number."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidArgument(f"a pool's size is a positive whole number, not {size!r}")
+    return size
 
-    def __init__(self, runtime: "Runtime", size: int, **options: Any) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidArgument(f"a pool's size is a positive whole number, not {size!r}")
+
+class Recipe:
+    """What a pool's containers are made from (`options`: the AT_CREATE
+    keywords, checked here, an image pulled as `pull` says), and how a job
+    is checked and given to one of them."""
+
+    def __init__(self, runtime: "Runtime", options: Mapping[str, Any], pull: str = "missing") -> None:
         for key in options:
             if key in PER_JOB:
                 raise InvalidArgument(f"{key} is a job's (give it to Pool.run or Pool.start), not the pool's")
@@ -103,26 +112,16 @@ class Pool:
                 raise InvalidArgument(f"a pool takes no option {key!r} (it takes {', '.join(sorted(AT_CREATE))})")
         if not os.access(STUB, os.X_OK):
             raise OcirtError(f"the pool's stub {STUB} is missing: ocirt was installed without it")
+        options = dict(options)
         self._rt = runtime
-        self._size = size
-        self._stdin = options.pop("stdin", False)
-        if not isinstance(self._stdin, bool):
-            raise InvalidArgument(f"a pool's stdin is True (its jobs may send stdin) or False, not {self._stdin!r}")
+        self.stdin = options.pop("stdin", False)
+        if not isinstance(self.stdin, bool):
+            raise InvalidArgument(f"a pool's stdin is True (its jobs may send stdin) or False, not {self.stdin!r}")
         self._log_size_max = options.pop("log_size_max", None)
         self._files_root = runtime.root or runtime.tmp_dir
-        self._bundle_options, self._config, self._env, self._workdir, self._labels = self._made_from(options)
-        self._owner = f"{os.getpid()}:{process.start_time(os.getpid())}"
-        self._ready: Deque[Tuple[Container, socket.socket]] = collections.deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._making = self._taken = self._made = self._fell_back = 0
-        self._ready.append(self._make())  # the first one now: a pool that cannot make one says why here
-        self._made = 1
-        self._workers = [threading.Thread(target=self._refill, name="ocirt-pool", daemon=True) for _ in range(min(size, os.cpu_count() or 1))]
-        for worker in self._workers:
-            worker.start()
+        self._bundle_options, self._config, self._env, self._workdir, self._labels = self._made_from(options, pull)
 
-    def _made_from(self, options: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[ImageConfig], Dict[str, str], str, Dict[str, str]]:
+    def _made_from(self, options: Dict[str, Any], pull: str) -> Tuple[Dict[str, Any], Optional[ImageConfig], Dict[str, str], str, Dict[str, str]]:
         """(write_bundle's options, the image's config, the base env, the default workdir, labels) of `options`."""
         image, rootfs, user = options.pop("image", None), options.pop("rootfs", None), options.get("user")
         env = dict(item.split("=", 1) for item in specgen.DEFAULT_ENV)
@@ -133,7 +132,7 @@ class Pool:
                 raise InvalidArgument("a pool runs on an image or a rootfs, not both")
             from .images.config import settle
 
-            pulled = self._rt.pull(image)
+            pulled = self._rt.pull(image, policy=pull)
             lowers = self._rt.image_store.lower_dirs(pulled)
             config = pulled.config
             settled = settle(pulled, lowers, command=["-"], user=user)  # the command is each job's
@@ -151,6 +150,97 @@ class Pool:
         env["HOME"] = home_of(uid, accounts)  # runc's HOME is the pool's: each job gets its own from its env
         mounts = [*options.pop("mounts", ()), (STUB, STUB_TARGET, "ro")]
         return dict(options, rootfs=rootfs, user=user, mounts=mounts), config, env, workdir, labels
+
+    def make(self, channel: socket.socket, labels: Mapping[str, str], before: Optional[Callable[[str], None]] = None) -> Container:
+        """A new container, created, its process the stub, which finds its job
+        on `channel` (passed as its fd 3); labelled with `labels` besides the
+        image's. `before(bundle)` runs once its bundle is written, before the
+        create (what it makes there goes with the bundle)."""
+        cid = os.urandom(32).hex()
+        bundle = self.bundle_of(cid)
+        with layout.making(bundle):
+            specgen.write_bundle(bundle, [STUB_TARGET], cache_dir=os.path.join(self._files_root, "rootfs"), **self._bundle_options)
+            try:
+                if before is not None:
+                    before(bundle)
+                return self._rt.create(
+                    cid, bundle, name=cid[:12], owned_bundle=True, listen_fds=(channel.fileno(),), stdin=self.stdin,
+                    labels={**self._labels, **labels}, log_size_max=self._log_size_max,
+                )  # fmt: skip
+            except BaseException:
+                shutil.rmtree(bundle, ignore_errors=True)
+                raise
+
+    def bundle_of(self, cid: str) -> str:
+        """The bundle directory a container `cid` of this recipe is made in."""
+        return os.path.join(self._files_root, "bundles", cid)
+
+    def job(
+        self, cmd: Sequence[str], env: Optional[Mapping[str, str]], workdir: Optional[str], stdin: "bytes | str | None",
+        timeout: Optional[float], limits: Optional[Limits], name: Optional[str], labels: Optional[Mapping[str, str]],
+    ) -> "Job":  # fmt: skip
+        """The job, checked: InvalidArgument for bad input."""
+        argv = list(check_argv(cmd, "cmd", empty_ok=self._config is not None))
+        if self._config is not None:  # as podman: a command replaces the image's Cmd, after its Entrypoint
+            argv = self._config.args(argv or None)
+        variables = {**self._env, **check_env(env)}
+        cwd = check_text(workdir, "workdir") if workdir is not None else self._workdir
+        if not cwd.startswith("/"):
+            raise InvalidArgument(f"workdir must be absolute, not {cwd!r}")
+        data = check_input(stdin)
+        if data is not None and not self.stdin:
+            raise InvalidArgument("stdin data needs a pool made with stdin=True")
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(limits).__name__}")
+        if name is not None:
+            check_name(name)
+        check_labels(labels)
+        job = Job(argv, [f"{k}={v}" for k, v in variables.items()], cwd, data, check_timeout(timeout), name, dict(labels or {}), limits)
+        size = len(job.encoded()) - 4
+        if size > JOB_MAX:
+            raise InvalidArgument(f"the job is {size} bytes (argv, env and workdir): a pooled container takes at most {JOB_MAX}")
+        return job
+
+    @staticmethod
+    def assign(c: Container, job: "Job", dropped: Sequence[str]) -> None:
+        """Make a taken container the job's: its process (what exec and inspect
+        start from), name and labels recorded (the `dropped` labels, the
+        pool's own, taken away), its limits written; deleted on failure."""
+        try:
+            with c._record.locked():
+                process = dict(c.spec["process"], args=job.argv, env=job.env, cwd=job.cwd)
+                c.spec = dict(c.spec, process=process)
+                config = json.loads(read_small(c._files.config, 1 << 24))
+                write_private(c._files.config, json.dumps(dict(config, process=dict(config["process"], **process))).encode())
+                c.name = job.name if job.name is not None else c.name
+                c.labels = {**{k: v for k, v in c.labels.items() if k not in dropped}, **job.labels}
+            if job.limits is not None:
+                c.update(job.limits)
+            reset_peak(c._container_cgroup("reset the memory peak of"))
+        except BaseException:
+            delete_quietly(c)
+            raise
+
+
+class Pool:
+    """Created containers kept ready for one job each; a context manager
+    (`close()` on leaving). Make one with Runtime.pool."""
+
+    def __init__(self, runtime: "Runtime", size: int, **options: Any) -> None:
+        check_size(size)
+        self._rt = runtime
+        self._size = size
+        self._recipe = Recipe(runtime, options)
+        self._owner = f"{os.getpid()}:{process.start_time(os.getpid())}"
+        self._ready: Deque[Tuple[Container, socket.socket]] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._making = self._taken = self._made = self._fell_back = 0
+        self._ready.append(self._make())  # the first one now: a pool that cannot make one says why here
+        self._made = 1
+        self._workers = [threading.Thread(target=self._refill, name="ocirt-pool", daemon=True) for _ in range(min(size, os.cpu_count() or 1))]
+        for worker in self._workers:
+            worker.start()
 
     # -- jobs -------------------------------------------------------------------
 
@@ -174,11 +264,9 @@ class Pool:
         start, `stdin` (data) needs a pool made with stdin=True. Bad input
         raises InvalidArgument before a container is taken; InvalidState
         once the pool is closed."""
-        job = self._job(cmd, env, workdir, stdin, timeout, limits, name, labels)
-        c, sock = self._take()
+        job = self._recipe.job(cmd, env, workdir, stdin, timeout, limits, name, labels)
+        c, sock, rest = self.take(job)
         try:
-            self._assign(c, job, name, labels, limits)
-            rest = _send_ahead(sock, job.encoded())
             start = lambda: block(lifecycle.start(c, await_exec=False))  # noqa: E731  (the stub needs no wait: only a timeout's SIGKILL follows)
             remove = lambda force: self._rt.delete_later(c)  # noqa: E731
             result = drive(c, self._rt.dirs.sockets, job.data, job.limit, remove=remove, check=check, started=rest, start=start)
@@ -199,58 +287,41 @@ class Pool:
     ) -> Container:
         """Start `cmd` in a ready container and return it, running (`with`
         deletes it); see run."""
-        job = self._job(cmd, env, workdir, None, None, limits, name, labels)
-        c, sock = self._take()
+        job = self._recipe.job(cmd, env, workdir, None, None, limits, name, labels)
+        c, sock, rest = self.take(job)
         try:
-            self._assign(c, job, name, labels, limits)
-            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=_send_ahead(sock, job.encoded()))
+            started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=rest)
         finally:
             sock.close()
         assert isinstance(started, Container)
         return started
 
-    def _job(
-        self, cmd: Sequence[str], env: Optional[Mapping[str, str]], workdir: Optional[str], stdin: "bytes | str | None",
-        timeout: Optional[float], limits: Optional[Limits], name: Optional[str], labels: Optional[Mapping[str, str]],
-    ) -> "_Job":  # fmt: skip
-        """The job, checked: InvalidArgument for bad input."""
-        argv = list(check_argv(cmd, "cmd", empty_ok=self._config is not None))
-        if self._config is not None:  # as podman: a command replaces the image's Cmd, after its Entrypoint
-            argv = self._config.args(argv or None)
-        variables = {**self._env, **check_env(env)}
-        cwd = check_text(workdir, "workdir") if workdir is not None else self._workdir
-        if not cwd.startswith("/"):
-            raise InvalidArgument(f"workdir must be absolute, not {cwd!r}")
-        data = check_input(stdin)
-        if data is not None and not self._stdin:
-            raise InvalidArgument("stdin data needs a pool made with stdin=True")
-        if limits is not None and not isinstance(limits, Limits):
-            raise InvalidArgument(f"limits must be an ocirt.Limits, not {type(limits).__name__}")
-        if name is not None:
-            check_name(name)
-        check_labels(labels)
-        job = _Job(argv, [f"{k}={v}" for k, v in variables.items()], cwd, data, check_timeout(timeout))
-        size = len(job.encoded()) - 4
-        if size > JOB_MAX:
-            raise InvalidArgument(f"the job is {size} bytes (argv, env and workdir): a pooled container takes at most {JOB_MAX}")
-        return job
+    def job(
+        self,
+        cmd: Sequence[str] = (),
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        limits: Optional[Limits] = None,
+        stdin: "bytes | str | None" = None,
+        timeout: Optional[float] = None,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Job:
+        """The job, checked as run checks it (InvalidArgument), for take."""
+        return self._recipe.job(cmd, env, workdir, stdin, timeout, limits, name, labels)
 
-    def _assign(self, c: Container, job: "_Job", name: Optional[str], labels: Optional[Mapping[str, str]], limits: Optional[Limits]) -> None:
-        """Make a taken container the job's: its process (what exec and inspect
-        start from), name and labels recorded, its limits written; deleted on failure."""
+    def take(self, job: Job) -> Tuple[Container, socket.socket, Callable[[], None]]:
+        """A container made `job`'s (ready, or created cold when none is), the
+        socket its job goes on, and the call that sends the rest of the job
+        once the container is started (see send_ahead); close the socket on
+        every way out. InvalidState once the pool is closed."""
+        c, sock = self._take()
         try:
-            with c._record.locked():
-                process = dict(c.spec["process"], args=job.argv, env=job.env, cwd=job.cwd)
-                c.spec = dict(c.spec, process=process)
-                config = json.loads(read_small(c._files.config, 1 << 24))
-                write_private(c._files.config, json.dumps(dict(config, process=dict(config["process"], **process))).encode())
-                c.name = name if name is not None else c.name
-                c.labels = {**{k: v for k, v in c.labels.items() if k != OWNER_LABEL}, **(labels or {})}
-            if limits is not None:
-                c.update(limits)
-            reset_peak(c._container_cgroup("reset the memory peak of"))
+            Recipe.assign(c, job, (OWNER_LABEL,))
+            return c, sock, send_ahead(sock, job.encoded())
         except BaseException:
-            _delete(c)
+            sock.close()
             raise
 
     def _take(self) -> Tuple[Container, socket.socket]:
@@ -269,26 +340,14 @@ class Pool:
 
     def _make(self) -> Tuple[Container, socket.socket]:
         """A new pooled container, created, its process the stub; and our end of its job socket."""
-        cid = os.urandom(32).hex()
-        bundle = os.path.join(self._files_root, "bundles", cid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with layout.making(bundle):
-                specgen.write_bundle(bundle, [STUB_TARGET], cache_dir=os.path.join(self._files_root, "rootfs"), **self._bundle_options)
-                try:
-                    c = self._rt.create(
-                        cid, bundle, name=cid[:12], owned_bundle=True, listen_fds=(theirs.fileno(),), stdin=self._stdin,
-                        labels={**self._labels, OWNER_LABEL: self._owner}, log_size_max=self._log_size_max,
-                    )  # fmt: skip
-                except BaseException:
-                    shutil.rmtree(bundle, ignore_errors=True)
-                    raise
+            return self._recipe.make(theirs, {OWNER_LABEL: self._owner}), ours
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
-        return c, ours
 
     def _refill(self) -> None:
         """Keep `size` containers ready (or being made) until closed. A create
@@ -318,7 +377,7 @@ class Pool:
                     self._cond.notify_all()  # for wait_ready
                     continue
             made[1].close()
-            _delete(made[0])
+            delete_quietly(made[0])
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Wait until `size` containers are ready (or the pool is closed, or
@@ -345,7 +404,7 @@ class Pool:
         while self._ready:
             c, sock = self._ready.popleft()
             sock.close()
-            _delete(c)
+            delete_quietly(c)
 
     def __enter__(self) -> "Pool":
         return self
@@ -366,7 +425,7 @@ def orphaned(c: Container) -> bool:
         return True  # not ours to keep: a label nobody could have made
 
 
-def _send_ahead(sock: socket.socket, job: bytes) -> Callable[[], None]:
+def send_ahead(sock: socket.socket, job: bytes) -> Callable[[], None]:
     """Put what of `job` the socket's buffer takes now, before the start (the
     stub finds it there as it runs); the rest goes by the returned call,
     made once the container is started (the stub reads as it comes)."""
@@ -389,7 +448,8 @@ def _send_ahead(sock: socket.socket, job: bytes) -> Callable[[], None]:
     return rest
 
 
-def _delete(c: Container) -> None:
+def delete_quietly(c: Container) -> None:
+    """Delete `c`, whatever its state; a failure is logged, never raised."""
     try:
         c.delete(force=True)
     except ContainerNotFound:

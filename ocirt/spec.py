@@ -19,6 +19,7 @@ Spec = Dict[str, Any]
 STOP_SIGNAL_ANNOTATION = "org.opencontainers.image.stopSignal"
 IMAGE_ANNOTATION = "io.ocirt.image.name"  # the image a container was made from, by name
 IMAGE_ID_ANNOTATION = "io.ocirt.image.id"  # and by id: its config digest
+POOL_NAME_LABEL = "io.ocirt.pool"  # the named pool a ready container waits in (see named_pools.py)
 POOL_OWNER_LABEL = "io.ocirt.pool.owner"  # "<pid>:<start time>" of the process whose pool made the container (see pool.py)
 STOP_TIMEOUT_ANNOTATION = "io.ocirt.stop-timeout"  # seconds `ocirt stop` waits before SIGKILL, when not told
 DEFAULT_STOP_TIMEOUT = 10.0

@@ -9,6 +9,10 @@
  *     env strings ("K=V"), each NUL-ended, then an empty string;
  *     the working directory, NUL-ended.
  *
+ * fd 3 is either a connected socket or a listening one (a pool kept under
+ * a name, whose jobs connect to it by path): then the job is read from the
+ * first connection accepted.
+ *
  * It closes fd 3, changes directory and execs argv[0], searched in the
  * job's PATH when it has no '/'. Exit codes as podman's: 125 for a
  * malformed job or a bad working directory, 126 for a command that cannot
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define JOB_FD 3
@@ -107,10 +112,28 @@ static void exec_in_path(const char *name, char **argv, char **env, const char *
     errno = refused ? refused : ENOENT;
 }
 
+/* The fd the job comes on: JOB_FD, or the first connection to it when it listens. */
+static int job_channel(void)
+{
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (getsockopt(JOB_FD, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) < 0 || !listening)
+        return JOB_FD;
+    int fd;
+    do
+        fd = accept4(JOB_FD, NULL, NULL, SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        fail(125, "no job came", strerror(errno));
+    close(JOB_FD);
+    return fd;
+}
+
 int main(void)
 {
+    int job = job_channel();
     unsigned char head[4];
-    if (read_all(JOB_FD, (char *)head, sizeof head) < 0)
+    if (read_all(job, (char *)head, sizeof head) < 0)
         fail(125, "no job came", NULL);
     uint32_t length = head[0] | head[1] << 8 | head[2] << 16 | (uint32_t)head[3] << 24;
     if (length == 0 || length > JOB_MAX)
@@ -118,9 +141,9 @@ int main(void)
     char *buf = malloc(length);
     if (buf == NULL)
         fail(125, "out of memory", NULL);
-    if (read_all(JOB_FD, buf, length) < 0)
+    if (read_all(job, buf, length) < 0)
         fail(125, "a malformed job", "it ended early");
-    close(JOB_FD);
+    close(job);
 
     size_t at = 0;
     char **argv = strings(buf, &at, length);

@@ -8,7 +8,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import conmon, layout, specgen
 from ..container import Container
@@ -23,14 +23,10 @@ from .attached import DETACHED, attached_session, check_terminal, detach_keys_op
 from .common import STOP_TIMEOUT, Out, Usage, Verb, attending, log
 
 
-def _container_options(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--name", help="a name for the container (default: from its id)")
-    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
+def made_options(sp: argparse.ArgumentParser) -> None:
+    """What a container is made with that a pool fixes for its jobs (`pool create` takes these)."""
     sp.add_argument("-u", "--user", help="uid[:gid] or a user name of the image (default: the image's)")
-    sp.add_argument("-w", "--workdir", help="working directory inside the container (default: the image's, else /)")
     sp.add_argument("--hostname", help="the container's host name (default: ocirt)")
-    sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
-    values.limit_options(sp)
     sp.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="a capability to add (repeatable)")
     sp.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="a capability to take away (repeatable)")
     sp.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
@@ -41,20 +37,29 @@ def _container_options(sp: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     sp.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="mount a tmpfs at DST")
     sp.add_argument("--network", default="none", help="none (loopback only, the default), host, or ns:PATH (a network namespace)")
+    sp.add_argument("--log-opt", action="append", default=[], metavar="max-size=SIZE", help="max-size: the log's size before conmon rotates it")
+    sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
+    sp.add_argument("--pull", choices=PULL_POLICIES, default="missing", help="pull the image: if it is missing, always, or never")
+    sp.add_argument("--tls-verify", type=values.truth, default=True, metavar="BOOL", help="require HTTPS and a verified certificate to pull")
+    sp.add_argument("--authfile", help="credentials for the registry (podman's auth.json)")
+
+
+def _container_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--name", help="a name for the container (default: from its id)")
+    sp.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="an environment variable (repeatable)")
+    sp.add_argument("-w", "--workdir", help="working directory inside the container (default: the image's, else /)")
+    sp.add_argument("-l", "--label", action="append", default=[], metavar="K[=V]", help="a label kept with the container (ps --filter label=)")
+    values.limit_options(sp)
+    made_options(sp)
     sp.add_argument("--env-file", action="append", default=[], metavar="FILE", help="K=V lines (# comments; K alone: from this environment)")
     sp.add_argument("--annotation", action="append", default=[], metavar="K=V", help="an OCI annotation for the runtime")
     sp.add_argument("--entrypoint", help="the command to run, before the arguments given (a string, or a JSON array)")
     sp.add_argument("--stop-signal", help="the signal stop sends first (default SIGTERM)")
     sp.add_argument("--stop-timeout", type=values.non_negative_float, help="seconds stop waits before SIGKILL (default 10)")
-    sp.add_argument("--log-opt", action="append", default=[], metavar="max-size=SIZE", help="max-size: the log's size before conmon rotates it")
-    sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
     sp.add_argument("--cidfile", help="write the container's id to this file (which must not exist)")
     src = sp.add_mutually_exclusive_group()
     src.add_argument("--rootfs", help="a root filesystem directory instead of an image: the first argument is then the command")
     src.add_argument("--bundle", help="an existing OCI bundle, run as is, instead of an image")
-    sp.add_argument("--pull", choices=PULL_POLICIES, default="missing", help="pull the image: if it is missing, always, or never")
-    sp.add_argument("--tls-verify", type=values.truth, default=True, metavar="BOOL", help="require HTTPS and a verified certificate to pull")
-    sp.add_argument("--authfile", help="credentials for the registry (podman's auth.json)")
     sp.add_argument("--timeout", type=values.positive_int, help="seconds the container may run before it is killed (default: no limit)")
     sp.add_argument("--create-timeout", type=values.positive_float, default=240, help="seconds the create may take (default 240)")
     sp.add_argument("--rm", action="store_true", help="remove the container once it exits")
@@ -74,6 +79,7 @@ def _run_options(sp: argparse.ArgumentParser) -> None:
         help="pass SIGINT/SIGTERM/SIGHUP on to the container while attached (default true)",
     )  # fmt: skip
     detach_keys_option(sp)
+    sp.add_argument("--pool", help="take a ready container of this pool (see `ocirt pool create`): every argument is then the command")
 
 
 def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
@@ -191,24 +197,35 @@ def cmd_run(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
         raise Usage("ocirt: -i sends this stdin while the container runs in the foreground: not with -d")
     if not args.detach:
         check_terminal(args.tty, args.interactive)
+    if args.pool is not None:
+        from .pools import run_pooled
+
+        return run_pooled(rt, args, out, _run_options)
     c = cmd_create(rt, args, out)
     if args.detach:
         try:
             c.start()
         except BaseException:
-            _undo_run(c, args.rm)
+            undo_run(c, args.rm)
             raise
         out(c.id)
         return 0
+    return foreground(c, args, c.start)
+
+
+def foreground(c: Container, args: argparse.Namespace, start: Callable[[], None]) -> int:
+    """run's foreground session on `c`, created: attach, `start()`, stream
+    until it exits (the container's code) or the detach keys (0); on any
+    other way out it is stopped, and with --rm removed."""
     ended = False
     with attending(c):
         try:
             sock = c.connect(stdin=args.interactive)  # before the start: nothing is missed
-            code = attached_session(c, sock, args, start=c.start)
+            code = attached_session(c, sock, args, start=start)
             ended = True
         finally:
             if not ended:
-                _undo_run(c, args.rm)
+                undo_run(c, args.rm)
         if args.rm and code is not DETACHED:
             try:
                 c.delete()
@@ -233,7 +250,7 @@ def _cleanup_command(rt: Runtime, cid: str) -> List[str]:
     return ["/bin/sh", "-c", '"$0" -n -x "$1" true 2>/dev/null || exit 0; shift; exec "$@"', flock, attended, *cleanup]
 
 
-def _undo_run(c: Container, remove: bool) -> None:
+def undo_run(c: Container, remove: bool) -> None:
     """Stop a container whose run went wrong, and remove it with --rm; report, never raise."""
     try:
         c.stop(STOP_TIMEOUT)

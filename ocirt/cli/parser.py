@@ -66,6 +66,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "info": ("show what ocirt runs with: versions, cgroups, directories", "show"),
     "top": ("show the processes of a running container (from its cgroup)", "show"),
     "container": ("container subcommands: prune (remove every stopped container)", "manage"),
+    "pool": ("pool subcommands: create, ls, rm, fill (containers kept ready for run --pool)", "pools"),
     "completion": ("print a completion script for bash, zsh or fish", "tools"),
     "cleanup": ("", "tools"),  # conmon's exit command for `run -d --rm`; not for people
 }

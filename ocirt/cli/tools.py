@@ -21,6 +21,7 @@ def _bench_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-c", "--concurrency", type=values.positive_int, default=4, help="at once (default 4)")
     sp.add_argument("--rootfs", help="a root filesystem directory (default: a busybox one)")
     sp.add_argument("--timeout", type=values.positive_float, help="seconds each container may run")
+    sp.add_argument("--pool", action="store_true", help="run them in a warm pool's containers, created ahead (--concurrency of them)")
     sp.add_argument("--format", choices=["table", "json"], default="table", help="a table for people, or JSON")
     sp.add_argument("--plot", metavar="FILE.png", help="draw each phase's latencies (needs matplotlib)")
     sp.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
@@ -43,7 +44,7 @@ def cmd_bench(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     bench.check_plot(args.plot)
     report, samples = bench.bench(
         rt, args.cmd, count=args.count, concurrency=args.concurrency, rootfs=args.rootfs, timeout=args.timeout,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), pool=args.pool,
     )  # fmt: skip
     if args.plot:
         bench.plot(samples, args.plot, f"ocirt bench: {args.count} x {' '.join(args.cmd)}, {args.concurrency} at a time")
