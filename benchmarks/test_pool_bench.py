@@ -6,25 +6,32 @@
   POOL_RATIO times the bare runtime's own create/start/delete of the same
   container (alternated with it) and at most POOL_JOB_MS; its 90th
   percentile at most POOL_P90_MS.
+- Sustained churn: 4 threads running jobs back to back, through a pool of
+  4 (refilled to full before each batch ends, so that it does no work for
+  the next one) at least POOL_THROUGHPUT times the same jobs without one.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
+from typing import Callable
 
 import pytest
 
 import ocirt
 from ocirt.pool import STUB
 
-from .support import SHORT, Target, abba, report, runc_lifecycle, within
+from .support import MARGIN, SHORT, Target, abba, at_least, report, runc_lifecycle, within
 
 ROUNDS = 24 if SHORT else 60
 POOL_RATIO = Target(goal=1 / 8, bound=1 / 4)
 POOL_JOB_MS = Target(goal=5.0, bound=10.0)
 POOL_P90_MS = Target(goal=10.0, bound=20.0)
+POOL_THROUGHPUT = Target(goal=0.95, bound=0.95)
+BATCH = 32 if SHORT else 80
 
 pytestmark = pytest.mark.skipif(not os.access(STUB, os.X_OK), reason="the stub is not built (pip install -e . builds it)")
 
@@ -55,3 +62,46 @@ def test_a_pooled_job_costs_a_fraction_of_the_runtimes_own_lifecycle(benchmark, 
     print(f"(median goal {POOL_JOB_MS.goal:g} ms, CI bound {POOL_JOB_MS.bound:g}; p90 goal {POOL_P90_MS.goal:g} ms, CI bound {POOL_P90_MS.bound:g})")
     assert within(ratio, POOL_RATIO.bound)
     assert within(median, POOL_JOB_MS.bound) and within(p90, POOL_P90_MS.bound)
+
+
+def test_back_to_back_jobs_through_a_pool_keep_the_throughput_of_jobs_without_one(benchmark, rootfs, tmp_path):
+    rt = ocirt.Runtime(str(tmp_path / "ocirt"))
+    pool = rt.pool(size=4, rootfs=rootfs)
+
+    def rate(run: Callable[[], int], settle: Callable[[], object] = lambda: None) -> float:
+        jobs = iter(range(BATCH))
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if next(jobs, None) is None:
+                        return
+                assert run() == 0
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rt.finish_deletes()
+        settle()  # the pool full again: its refills are this batch's work, not the next one's
+        return BATCH / (time.perf_counter() - t0)
+
+    try:
+        assert pool.wait_ready(60)
+        plain, pooled = abba(
+            benchmark, lambda: rate(lambda: rt.run(["true"], rootfs=rootfs).exit_code),
+            lambda: rate(lambda: pool.run(["true"]).exit_code, lambda: pool.wait_ready(60)), max(4, ROUNDS // 4),
+        )  # fmt: skip
+    finally:
+        pool.close()
+        rt.finish_deletes()
+        rt.close()
+    ratio = statistics.median(pooled) / statistics.median(plain)
+    report(
+        benchmark, f"back to back, 4 threads: through a pool {statistics.median(pooled):.1f}/s, without {statistics.median(plain):.1f}/s: "
+        f"{ratio:.2f}", POOL_THROUGHPUT, ratio=ratio,
+    )  # fmt: skip
+    assert at_least(ratio, POOL_THROUGHPUT.bound), f"{ratio:.2f} of the jobs without a pool misses {POOL_THROUGHPUT.bound} by more than {MARGIN:.0%}"

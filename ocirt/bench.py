@@ -48,14 +48,16 @@ def bench(
     rootfs: Optional[str] = None,
     timeout: Optional[float] = None,
     progress: bool = True,
+    pool: bool = False,
 ) -> Tuple[Dict[str, Any], Dict[str, List[float]]]:
-    """Run `cmd` `count` times, `concurrency` at once: the report (see `summary`)
-    and the milliseconds each phase took (see `phase_samples`)."""
+    """Run `cmd` `count` times, `concurrency` at once (with `pool`, in a warm
+    pool's containers: see run_jobs): the report (see `summary`) and the
+    milliseconds each phase took (see `phase_samples`)."""
     jobs = [Job(cmd, rootfs=rootfs, timeout=timeout) for _ in range(count)]
     bar = _progress_bar(count) if progress else None
     started = time.perf_counter()
     try:
-        results = run_jobs(rt, jobs, concurrency=concurrency, on_result=(lambda r: bar.update(1)) if bar is not None else None)
+        results = run_jobs(rt, jobs, concurrency=concurrency, on_result=(lambda r: bar.update(1)) if bar is not None else None, pool=pool)
     finally:
         if bar is not None:
             bar.close()

@@ -23,9 +23,9 @@ import shutil
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from . import layout, specgen
+from . import layout, lifecycle, specgen
 from .container import Container
 from .errors import ContainerNotFound, InvalidArgument, OcirtError, Timeout, raise_terminated
 from .images.config import settle
@@ -36,6 +36,9 @@ from .runtime import Runtime
 from .state import Timings
 from .steps import Cancelled, Steps, block
 from .validate import check_timeout
+
+if TYPE_CHECKING:
+    from .pool import Pool
 
 OnResult = Callable[["Result"], None]
 log = logging.getLogger("ocirt")
@@ -110,42 +113,27 @@ class Result:
         return "".join(r.text + "\n" for r in self.output if r.stream == "stderr")
 
 
-def job_steps(runtime: Runtime, job: Job, result: Result, exited: Callable[[Container], None]) -> Steps[None]:
+def job_steps(
+    runtime: Runtime, job: Job, result: Result, exited: Callable[[Container], None], pool: "Optional[Pool]" = None
+) -> Steps[None]:
     """Run `job` to its end, filling `result`; steps (see ocirt.steps).
 
-    The exited container goes to `exited` (a background delete). A job that
-    fails is deleted here and its error put in `result`; steps closed early
-    (cancelled, interrupted) delete the container before they end.
+    With `pool` (one made for the job's image or rootfs), a job with no
+    bundle takes a ready container of it. The exited container goes to
+    `exited` (a background delete). A job that fails is deleted here and its
+    error put in `result`; steps closed early (cancelled, interrupted)
+    delete the container before they end.
     """
-    cid = os.urandom(16).hex()
-    result.container_id = cid
-    bundle, owned = job.bundle, False
     container: Optional[Container] = None
     try:
-        if bundle is None:
-            root = runtime.root or runtime.tmp_dir
-            bundle, owned = os.path.join(root, "bundles", cid), True
-        with layout.making(bundle) if owned else contextlib.nullcontext():
-            labels = {}
-            if owned and job.image is not None:
-                image = runtime.pull(job.image)  # held already, as a rule: see pull_images
-                settled = settle(image, runtime.image_store.lower_dirs(image), command=job.cmd, env=job.env)
-                labels = settled.labels
-                specgen.write_bundle(
-                    bundle, settled.argv, rootfs=None, cache_dir=os.path.join(root, "rootfs"), env=settled.env,
-                    user=settled.user, cwd=settled.workdir or "/", **settled.bundle,
-                )  # fmt: skip
-            elif owned:
-                specgen.write_bundle(bundle, job.cmd, rootfs=job.rootfs, cache_dir=os.path.join(root, "rootfs"), env=job.env)
-            try:
-                options = CreateOptions(name=cid[:12], owned_bundle=owned, labels=labels)
-                container = yield from runtime._create_steps(cid, bundle, options)
-            except BaseException:
-                if owned:
-                    shutil.rmtree(bundle, ignore_errors=True)
-                raise
+        if pool is not None and job.bundle is None:
+            container, start = _taken(pool, job)
+        else:
+            container = yield from _created(runtime, job, result)
+            start = container.start_steps
+        result.container_id = container.id
         result.timings = container.timings
-        yield from container.start_steps()
+        yield from start()
         try:
             result.exit_code = yield from container.wait_steps(job.timeout)
         except Timeout as e:
@@ -161,6 +149,78 @@ def job_steps(runtime: Runtime, job: Job, result: Result, exited: Callable[[Cont
             _delete_now(container)
         raise
     exited(container)
+
+
+def _created(runtime: Runtime, job: Job, result: Result) -> Steps[Container]:
+    """The job's own container, created cold (its bundle written, unless it brought one)."""
+    cid = os.urandom(16).hex()
+    result.container_id = cid
+    bundle, owned = job.bundle, False
+    if bundle is None:
+        root = runtime.root or runtime.tmp_dir
+        bundle, owned = os.path.join(root, "bundles", cid), True
+    with layout.making(bundle) if owned else contextlib.nullcontext():
+        labels = {}
+        if owned and job.image is not None:
+            image = runtime.pull(job.image)  # held already, as a rule: see pull_images
+            settled = settle(image, runtime.image_store.lower_dirs(image), command=job.cmd, env=job.env)
+            labels = settled.labels
+            specgen.write_bundle(
+                bundle, settled.argv, rootfs=None, cache_dir=os.path.join(root, "rootfs"), env=settled.env,
+                user=settled.user, cwd=settled.workdir or "/", **settled.bundle,
+            )  # fmt: skip
+        elif owned:
+            specgen.write_bundle(bundle, job.cmd, rootfs=job.rootfs, cache_dir=os.path.join(root, "rootfs"), env=job.env)
+        try:
+            options = CreateOptions(name=cid[:12], owned_bundle=owned, labels=labels)
+            return (yield from runtime._create_steps(cid, bundle, options))
+        except BaseException:
+            if owned:
+                shutil.rmtree(bundle, ignore_errors=True)
+            raise
+
+
+def _taken(pool: "Pool", job: Job) -> "tuple[Container, Callable[[], Steps[None]]]":
+    """A container of `pool` made the job's, and the steps that start it and send the rest of the job."""
+    container, sock, rest = pool.take(pool.job(job.cmd, env=job.env))
+
+    def start() -> Steps[None]:
+        try:
+            yield from lifecycle.start(container, await_exec=False)  # the stub needs no wait
+            rest()
+        finally:
+            sock.close()
+
+    return container, start
+
+
+PoolKey = Tuple[Optional[str], Optional[str]]  # (image, rootfs): what a pool for a job is made on
+
+
+def pool_key(job: Job) -> Optional[PoolKey]:
+    """The key of the pool `job` can run in; None for a job with a bundle (it runs its own)."""
+    return None if job.bundle is not None else (job.image, job.rootfs)
+
+
+def make_pool(runtime: Runtime, key: PoolKey, size: int) -> "Pool":
+    """A pool of `size` on the image or rootfs `key` names (see pool_key)."""
+    image, rootfs = key
+    return runtime.pool(size, **{k: v for k, v in (("image", image), ("rootfs", rootfs)) if v is not None})
+
+
+@contextlib.contextmanager
+def _pools(runtime: Runtime, jobs: Sequence[Job], size: int) -> "Iterator[Dict[PoolKey, Pool]]":
+    """With `size`, a pool of that size for each key (see pool_key) of
+    `jobs`, closed on leaving; none without."""
+    pools: "Dict[PoolKey, Pool]" = {}
+    try:
+        for key in dict.fromkeys(pool_key(job) for job in jobs) if size else ():
+            if key is not None:
+                pools[key] = make_pool(runtime, key, size)
+        yield pools
+    finally:
+        for pool in pools.values():
+            pool.close()
 
 
 def pull_images(runtime: Runtime, jobs: Sequence[Job]) -> None:
@@ -179,15 +239,27 @@ def _delete_now(container: Container) -> None:
         log.warning("cannot delete the container %s of a failed job: %s", container.id, e)
 
 
-def run_jobs(runtime: Runtime, jobs: Iterable[Job], concurrency: int = 4, on_result: Optional[OnResult] = None) -> List[Result]:
+def run_jobs(
+    runtime: Runtime, jobs: Iterable[Job], concurrency: int = 4, on_result: Optional[OnResult] = None, pool: bool = False
+) -> List[Result]:
     """Run `jobs`, at most `concurrency` at once, from threads; their results in the order given.
 
     `on_result(result)` is called from a worker thread as each result is in
-    hand (before the container's delete). Returns once every container is
-    deleted; an OcirtError then if a background delete failed.
+    hand (before the container's delete). With `pool`, jobs without a
+    bundle take ready containers of a warm pool (see Runtime.pool) of
+    `concurrency` per image or rootfs, closed before this returns. Returns
+    once every container is deleted; an OcirtError then if a background
+    delete failed.
     """
     jobs, results = _check(jobs, concurrency)
     pull_images(runtime, jobs)
+    with _pools(runtime, jobs, concurrency if pool else 0) as pools:
+        return _run_threads(runtime, jobs, results, concurrency, on_result, pools)
+
+
+def _run_threads(
+    runtime: Runtime, jobs: List[Job], results: List[Result], concurrency: int, on_result: Optional[OnResult], pools: "Mapping[Any, Pool]"
+) -> List[Result]:
     cancel_r, cancel_w = os.pipe2(os.O_CLOEXEC)
     claim = iter(range(len(jobs)))
     claim_lock = threading.Lock()
@@ -208,7 +280,8 @@ def run_jobs(runtime: Runtime, jobs: Iterable[Job], concurrency: int = 4, on_res
                     i = None if aborts else next(claim, None)
                 if i is None:
                     return
-                block(job_steps(runtime, jobs[i], results[i], runtime.delete_later), cancel=cancel_r)
+                pool = pools.get(pool_key(jobs[i]))
+                block(job_steps(runtime, jobs[i], results[i], runtime.delete_later, pool), cancel=cancel_r)
                 if on_result is not None:
                     on_result(results[i])
         except Cancelled:

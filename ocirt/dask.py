@@ -31,14 +31,16 @@ import logging
 import os
 import shutil
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional
 
 from distributed import Client, WorkerPlugin, as_completed, get_worker
 
 from . import claims, native
-from .churn import Job, Result, job_steps
+from .churn import Job, PoolKey, Result, job_steps, make_pool, pool_key
 from .errors import ContainerNotFound, OcirtError
+from .pool import Pool, check_size
 from .runtime import Runtime
 from .steps import block
 
@@ -78,12 +80,17 @@ class OcirtPlugin(WorkerPlugin):
 
     `base` is the directory on each worker's host under which the roots
     go (default: default_base()); `runtime_options` go to Runtime.open.
+    With `pool` N, each worker keeps a warm pool (see Runtime.pool) of N
+    for each image or rootfs its jobs run on, made with the first such job.
     """
 
     name = PLUGIN_NAME
 
-    def __init__(self, base: Optional[str] = None, **runtime_options: Any) -> None:
+    def __init__(self, base: Optional[str] = None, pool: int = 0, **runtime_options: Any) -> None:
+        if pool:
+            check_size(pool)
         self.base = base
+        self.pool = pool
         self.runtime_options = runtime_options
         self.runtime: Optional[Runtime] = None
         self.root = ""
@@ -91,6 +98,8 @@ class OcirtPlugin(WorkerPlugin):
         self._address = ""
 
     def setup(self, worker: Any) -> None:
+        self._pools: Dict[PoolKey, Pool] = {}  # made here, on the worker: the plugin is pickled to reach it
+        self._pools_lock = threading.Lock()
         native.set_subreaper(True)  # conmon double-forks: the worker reaps what it started
         base = os.path.abspath(self.base or default_base())
         for root, lock in claims.unclaimed(base):  # dead workers' roots on this host
@@ -111,6 +120,8 @@ class OcirtPlugin(WorkerPlugin):
         try:
             if self.runtime is not None:
                 try:
+                    for pool in self._pools.values():
+                        pool.close()
                     emptied = _delete_all(self.runtime)
                 finally:
                     self.runtime.close()
@@ -127,7 +138,12 @@ class OcirtPlugin(WorkerPlugin):
         if self.runtime is None:
             raise OcirtError("the ocirt worker plugin is not set up on this worker")
         result = Result(index, job)
-        block(job_steps(self.runtime, job, result, self.runtime.delete_later))
+        try:
+            pool = self._pool_for(job)
+        except (OcirtError, OSError) as e:
+            result.error = e
+        else:
+            block(job_steps(self.runtime, job, result, self.runtime.delete_later, pool))
         return JobResult(
             index=index,
             exit_code=result.exit_code,
@@ -139,6 +155,18 @@ class OcirtPlugin(WorkerPlugin):
             container_id=result.container_id,
             error=None if result.error is None else _describe(result.error),
         )
+
+
+    def _pool_for(self, job: Job) -> Optional[Pool]:
+        """The worker's pool for `job`, made now if it is the first of its kind; None without pools."""
+        key = pool_key(job)
+        if not self.pool or key is None:
+            return None
+        with self._pools_lock:
+            if key not in self._pools:
+                assert self.runtime is not None
+                self._pools[key] = make_pool(self.runtime, key, self.pool)
+            return self._pools[key]
 
 
 def run_job(index: int, job: Job) -> JobResult:

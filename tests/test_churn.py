@@ -18,6 +18,7 @@ from ocirt.aio import AsyncRuntime, run_jobs as arun_jobs
 from ocirt.churn import Job, run_jobs
 
 from .cli_support import reap_orphans
+from .observe import until
 
 
 def started(gate, count: int, timeout: float = 60) -> None:
@@ -109,6 +110,32 @@ def test_ctrl_c_removes_every_container(runtime, gated_bundle, gate):
     try:
         with pytest.raises(KeyboardInterrupt):
             run_jobs(runtime, [Job(bundle=gated_bundle) for _ in range(3)], concurrency=2)
+    finally:
+        helper.join()
+    assert runtime.containers() == {}
+
+
+def test_pooled_jobs_run_in_a_pool_per_root_and_leave_nothing(runtime, rootfs):
+    jobs = [Job(["sh", "-c", f"echo out {i}; exit {i % 3}"], env={"I": str(i)}) for i in range(5)]
+    jobs += [Job(["sh", "-c", "echo $I"], rootfs=rootfs, env={"I": "on a rootfs"}), Job(["sleep", "1000"], timeout=0.2)]
+    results = run_jobs(runtime, jobs, concurrency=2, pool=True)
+    assert [r.exit_code for r in results[:5]] == [i % 3 for i in range(5)] and [r.stdout for r in results[:5]] == [f"out {i}\n" for i in range(5)]
+    assert results[5].stdout == "on a rootfs\n"
+    assert isinstance(results[6].error, ocirt.Timeout)
+    assert len({r.container_id for r in results}) == 7 and all(r.timings.started for r in results)
+    assert runtime.containers() == {}  # the jobs' containers and both pools' ready ones
+
+
+def test_ctrl_c_removes_every_pooled_container(runtime):
+    def interrupt_when_running():
+        until(lambda: len(runtime.list(status="running")) >= 2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt_when_running)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_jobs(runtime, [Job(["sleep", "1000"]) for _ in range(3)], concurrency=2, pool=True)
     finally:
         helper.join()
     assert runtime.containers() == {}

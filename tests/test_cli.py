@@ -428,6 +428,13 @@ def test_bench_reports_every_phase_and_no_leaks(ocirt):
     assert names(ocirt) == []
 
 
+def test_bench_in_a_warm_pool(ocirt):
+    report = json.loads(ocirt.ok("bench", "--pool", "-n", "6", "-c", "2", "--format", "json", "--", "sh", "-c", "exit 3"))
+    assert report["count"] == 6 and report["failed"] == 0 and report["exit_codes"] == {"3": 6}
+    assert report["leaks"] == {"runtime_state": 0, "run_files": 0, "cgroups": 0, "conmons": 0}
+    assert names(ocirt) == []  # the pool's ready containers went with it
+
+
 def test_bench_table_and_plot(ocirt, tmp_path):
     out = ocirt.ok("bench", "-n", "3", "--plot", str(tmp_path / "phases.png"), "--", "true")
     assert "3 containers, 4 at a time" in out and "exit codes: 0: 3" in out and "leaks: none" in out

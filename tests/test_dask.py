@@ -55,6 +55,18 @@ def cluster(tmp_path: Any) -> Iterator[Any]:
     reap_orphans()  # conmons of a killed worker end as this subreaper's children
 
 
+def test_a_worker_keeps_a_warm_pool_for_its_jobs(tmp_path):
+    options = dict(n_workers=1, threads_per_worker=2, processes=True, resources={"ocirt": 2}, dashboard_address=":0", silence_logs=40)
+    with local_cluster(**options) as lc, distributed.Client(lc) as client:
+        client.register_plugin(OcirtPlugin(base=str(tmp_path / "dask"), pool=2))
+        results = sorted(map_jobs(client, [Job(["sh", "-c", f"echo {i}; exit {i % 2}"]) for i in range(6)]), key=lambda r: r.index)
+        assert [(r.exit_code, r.stdout, r.error) for r in results] == [(i % 2, f"{i}\n", None) for i in range(6)]
+        taken = client.run(lambda dask_worker: [p.stats().taken for p in dask_worker.plugins["ocirt"]._pools.values()])
+        assert list(taken.values()) == [[6]]  # one pool (busybox), every job through it
+    reap_orphans()
+    assert not os.path.exists(tmp_path / "dask" / "worker")  # the worker's root, emptied and removed with its pool
+
+
 def live_containers(client: Any) -> Dict[str, List[str]]:
     """{worker address: ids of the containers its runtime holds}."""
     return client.run(lambda dask_worker: [c.id for c in dask_worker.plugins["ocirt"].runtime.list()])
