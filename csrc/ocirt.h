@@ -118,6 +118,15 @@ int ocirt_watch_open(const char *dir, int *wd);
 int ocirt_watch_seen(int fd, const char *name);
 void ocirt_watch_close(int fd, int wd);
 
+/*
+ * A network namespace of its own, kept by a bind mount on `path` (a new
+ * file: EEXIST if it is there), made by a child process so that no thread
+ * here changes namespace; ocirt_netns_remove unmounts and unlinks it (what
+ * is already gone is not an error).
+ */
+int ocirt_netns_make(const char *path);
+int ocirt_netns_remove(const char *path);
+
 /* Idle inotify instances kept for reuse by ocirt_wait_file (at most 8). */
 int ocirt_inotify_pool_size(void);
 

@@ -33,6 +33,8 @@ ffibuilder.cdef(
     int ocirt_wait_change(const char *path, long long known_size, int timeout_ms, int guard_pid, int guard_fd, int flags);
     int ocirt_inotify_pool_size(void);
     int ocirt_open_in_root(int dirfd, const char *path);
+    int ocirt_netns_make(const char *path);
+    int ocirt_netns_remove(const char *path);
     int ocirt_watch_open(const char *dir, int *wd);
     int ocirt_watch_seen(int fd, const char *name);
     void ocirt_watch_close(int fd, int wd);

@@ -38,6 +38,8 @@ cdef extern from "ocirt.h" nogil:
                         int guard_pid, int guard_fd, int flags)
     int ocirt_inotify_pool_size()
     int ocirt_open_in_root(int dirfd, const char *path)
+    int ocirt_netns_make(const char *path)
+    int ocirt_netns_remove(const char *path)
     int ocirt_watch_open(const char *dir, int *wd)
     int ocirt_watch_seen(int fd, const char *name)
     void ocirt_watch_close(int fd, int wd)
@@ -263,6 +265,26 @@ def open_in_root(int dirfd, path):
     if fd < 0:
         raise_errno(errno, path)
     return fd
+
+
+def netns_make(path):
+    """Make a network namespace of its own, kept by a bind mount on the new file `path`."""
+    cdef bytes bpath = _nativeargs._encode(path, "path")
+    cdef const char *cpath = bpath
+    cdef int ret, err = 0
+    with nogil:
+        ret = ocirt_netns_make(cpath)
+        if ret < 0:
+            err = errno
+    if ret < 0:
+        raise_errno(err, path)
+
+
+def netns_remove(path):
+    """Unmount and remove the namespace file `path` (what is gone already is no error)."""
+    cdef bytes bpath = _nativeargs._encode(path, "path")
+    if ocirt_netns_remove(bpath) < 0:
+        raise_errno(errno, path)
 
 
 def watch_open(directory):

@@ -176,6 +176,18 @@ def open_in_root(dirfd: int, path: _Path) -> int:
     return int(fd)
 
 
+def netns_make(path: _Path) -> None:
+    """See ocirt._native.netns_make."""
+    if lib.ocirt_netns_make(_nativeargs._encode(path, "path")) < 0:
+        _raise(path)
+
+
+def netns_remove(path: _Path) -> None:
+    """See ocirt._native.netns_remove."""
+    if lib.ocirt_netns_remove(_nativeargs._encode(path, "path")) < 0:
+        _raise(path)
+
+
 def watch_open(directory: _Path) -> Tuple[int, int]:
     """See ocirt._native.watch_open."""
     wd = ffi.new("int *")

@@ -29,6 +29,8 @@ PUBLIC = (
     "wait_change",
     "inotify_pool_size",
     "open_in_root",
+    "netns_make",
+    "netns_remove",
     "watch_open",
     "watch_seen",
     "watch_close",

@@ -5,6 +5,8 @@ from ._native import (
     PIDFD_DEFAULT as PIDFD_DEFAULT,
     SPAWN_MAX_FDS as SPAWN_MAX_FDS,
     inotify_pool_size as inotify_pool_size,
+    netns_make as netns_make,
+    netns_remove as netns_remove,
     open_in_root as open_in_root,
     pidfd_open as pidfd_open,
     pidfd_send_signal as pidfd_send_signal,
