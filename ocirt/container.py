@@ -10,9 +10,11 @@ container is made of is core.py.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -20,7 +22,7 @@ from . import attach, exec as execs, exec_verbs, lifecycle, logs as logfile, ter
 from .cgroups import limits as cgroup_limits
 from .cgroups.limits import Limits, Stats
 from .core import CREATED, PAUSED, RUNNING, ContainerCore
-from .errors import ContainerNotFound, ExecSessionNotFound, InvalidArgument, InvalidState
+from .errors import ContainerNotFound, ExecSessionNotFound, InvalidArgument, InvalidState, Timeout
 from .exec import ExecSession
 from .logs import LogRecord
 from .state import ContainerState, ContainerStatus
@@ -282,6 +284,52 @@ class Container(ContainerCore):
         without writing one."""
         self._require_exists()
         return logfile.wait_for(self.id, self._files.log, self._files.exit_file, self._monitor.conmon, match, timeout)
+
+    # -- its network -----------------------------------------------------------
+
+    @property
+    def ip(self) -> Optional[str]:
+        """Its address on its bridge network (None on none or host)."""
+        address = self.network.get("address")
+        return str(address) if address else None
+
+    def ports(self) -> List[Tuple[int, str, str, int]]:
+        """Its published ports: (container port, protocol, host address ("" for all), host port) each."""
+        return [(int(p["container_port"]), str(p["protocol"]), str(p["host_ip"]), int(p["host_port"])) for p in self.network.get("ports") or []]
+
+    def host_port(self, port: int, protocol: str = "tcp") -> int:
+        """The host port its `port` is published on (InvalidArgument if it is not)."""
+        for inner, proto, _, outer in self.ports():
+            if (inner, proto) == (port, protocol):
+                return outer
+        raise InvalidArgument(f"container {self.name} publishes no {port}/{protocol} (see ports())")
+
+    def wait_for_port(self, port: int, timeout: Optional[float] = 30) -> Tuple[str, int]:
+        """Return once a TCP connection to its `port` is accepted: through the
+        host port it is published on (at 127.0.0.1, or the one address it is
+        published on), else at its own address; the (host, port) that
+        answered. No event says a port listens: it tries every few
+        milliseconds, at most `timeout` seconds (Timeout), and gives up with
+        InvalidState if the container exits first or is on no network."""
+        limit = check_timeout(timeout)
+        published = [(host or "127.0.0.1", outer) for inner, proto, host, outer in self.ports() if (inner, proto) == (port, "tcp")]
+        if not published and self.ip is None:
+            raise InvalidState(f"container {self.name} is on no bridge network: give it network='bridge' to reach its ports")
+        target = published[0] if published else (str(self.ip), port)
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = 0.001
+        while True:
+            try:
+                with socket.create_connection(target, timeout=1):
+                    return target
+            except OSError:
+                pass
+            if os.path.exists(self._files.exit_file):
+                raise InvalidState(f"container {self.name} exited before its port {port} answered")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"port {port} of container {self.name} did not answer within {limit:g}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def connect(self, stdin: bool = False) -> socket.socket:
         """conmon's attach socket for the container, connected: its live

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, Mapping, Optional, Type, TypeVar, Union
+from typing import Any, Callable, ContextManager, Dict, Mapping, Optional, Type, TypeVar, Union
 
 from . import conmon, exec as execs, spec as specs
 from .cgroups import Cgroup, Manager as CgroupManager, limits as cgroup_limits
@@ -40,6 +40,7 @@ class Services:
     cgroups: CgroupManager
     store: Optional[Store]
     forget: Callable[["ContainerCore"], None]  # called once the container is deleted
+    network_dir: str = ""  # the host's ocirt networks (see networks.py)
 
 
 class ContainerCore:
@@ -67,6 +68,7 @@ class ContainerCore:
         self.auto_remove = False
         self.stdin = False  # created with stdin: conmon takes input on the attach socket
         self.labels: Dict[str, str] = {}  # the caller's, kept with the record (see Runtime.list)
+        self.network: Dict[str, Any] = {}  # on a bridge network: networks.Attachment.to_dict()
         self.launch_options = LaunchOptions()  # how conmon runs it, again on a restart
         self.note = ""  # why the status is what it is, when that is not obvious
         self._svc = services
@@ -124,6 +126,7 @@ class ContainerCore:
             note=self.note,
             labels=dict(self.labels),
             launch=self.launch_options.to_dict(),
+            network=dict(self.network),
             **self.state.fields(),
         )
 
@@ -140,6 +143,7 @@ class ContainerCore:
         self.owned_bundle, self.auto_remove, self.stdin, self.note = record.owned_bundle, record.auto_remove, record.stdin, record.note
         self.labels = dict(record.labels)
         self.launch_options = LaunchOptions.from_dict(record.launch)
+        self.network = dict(record.network)
         self._sessions.take_recorded(record.exec_sessions)
         if self.state.status is STOPPED:
             m.close_init()

@@ -233,7 +233,7 @@ class Launcher:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        _remove_run_dir(files.root, keep=(files.log, files.config) if relaunching else ())
+        _remove_run_dir(files.root, keep=(files.log, files.config, files.netns) if relaunching else ())
         return errors
 
 

@@ -4,6 +4,7 @@
     tmp_dir/socket/<id>             conmon's attach-socket link (to the run dir)
     tmp_dir/containers/<id>/        the container's run dir: conmon's bundle and cwd
         config.json                 the caller's spec, made bundle-independent
+        netns                       a bridged container's network namespace, bind-mounted (networks.py)
         pidfile, conmon.pid         the container's and conmon's pids
         ctr.log                     the container's output (k8s-file format)
         oom                         created by conmon on an OOM kill
@@ -28,6 +29,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from .errors import InvalidArgument
 
+NETWORK_DIR = "/var/lib/ocirt/networks"  # the bridge networks' state, the host's (see networks.py)
 PRIVATE_DIR = 0o700  # ocirt's directories: specs and env inside, nobody else's business
 PRIVATE_FILE = 0o600
 
@@ -249,6 +251,7 @@ class ContainerDir:
         self.sockets = dirs.sockets
         self.root = os.path.join(dirs.containers, cid)
         self.config = os.path.join(self.root, "config.json")
+        self.netns = os.path.join(self.root, "netns")  # a bridged container's network namespace (see networks.py)
         self.pidfile = os.path.join(self.root, "pidfile")
         self.conmon_pidfile = os.path.join(self.root, "conmon.pid")
         self.log = os.path.join(self.root, "ctr.log")

@@ -241,7 +241,7 @@ def undo_launch(c: ContainerCore, *, delete_from_runtime: bool) -> None:
     c._monitor.close()
     daemon = conmon.open_conmon(conmon.read_pid(files.conmon_pidfile), c.id)
     try:
-        errors = c._svc.launcher.teardown(files, c._cgroup, [daemon] if daemon else [])
+        errors = leave_network(c) + c._svc.launcher.teardown(files, c._cgroup, [daemon] if daemon else [])
     except (OcirtError, OSError) as e:
         errors = [str(e)]
     finally:
@@ -259,10 +259,24 @@ def end_run(c: ContainerCore, *, relaunching: bool) -> Steps[List[str]]:
     c._monitor.close_init()
     conmons = [h for h in (*c._sessions.conmons(), c._monitor.conmon) if h is not None]
     sessions = {*c.state.exec_sessions, *c._sessions.foreign}
-    errors = yield from c._svc.launcher.teardown_steps(c._files, c._cgroup, conmons, sessions, relaunching=relaunching)
+    errors = [] if relaunching else leave_network(c)  # a restart keeps its namespace, its address and its ports
+    errors += yield from c._svc.launcher.teardown_steps(c._files, c._cgroup, conmons, sessions, relaunching=relaunching)
     c._monitor.close()
     c._sessions.close()
     return errors
+
+
+def leave_network(c: ContainerCore) -> List[str]:
+    """Take a container whose processes are gone off its bridge network (see
+    networks.Networks.detach), found by its namespace file; what failed."""
+    if not os.path.lexists(c._files.netns):
+        return []
+    from .networks import Networks
+
+    try:
+        return Networks(c._svc.network_dir).detach(c.id, c.name, c._files.netns)
+    except (OcirtError, OSError) as e:
+        return [f"cannot take it off its network: {e}"]
 
 
 def release(c: ContainerCore) -> Steps[None]:

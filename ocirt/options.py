@@ -31,6 +31,8 @@ class CreateOptions:
     labels: Optional[Mapping[str, str]] = None
     kill_after: Optional[float] = None
     log_size_max: Optional[int] = None
+    network: Optional[str] = None  # a bridge network to join ("bridge": the default one); see ocirt.networks
+    publish: Tuple[str, ...] = ()  # ports published on the host, as -p takes them (with a network)
 
     def __post_init__(self) -> None:
         check_timeout(self.timeout)
@@ -46,6 +48,13 @@ class CreateOptions:
         whole_seconds(self.kill_after)
         if self.log_size_max is not None:
             check_log_size_max(self.log_size_max)
+        if self.network is not None and not isinstance(self.network, str):
+            raise InvalidArgument(f"network must be a network's name (e.g. 'bridge'), not {self.network!r}")
+        for port in check_sequence(self.publish, "publish"):
+            if not isinstance(port, str):
+                raise InvalidArgument(f"a published port is a string as -p takes it ('8080:80'), not {port!r}")
+        if self.publish and self.network is None:
+            raise InvalidArgument("publishing a port needs a bridge network: give network='bridge' (or another network's name)")
 
 
 def whole_seconds(value: Optional[float]) -> int:

@@ -52,7 +52,8 @@ STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ocirt-stub")
 STUB_TARGET = "/dev/.ocirt-stub"  # on the container's own /dev: nothing is made in its root filesystem
 JOB_MAX = 4 << 20  # the stub's own bound (csrc/stub/stub.c)
 AT_CREATE = frozenset(
-    ("image", "rootfs", "user", "cap_add", "cap_drop", "mounts", "network", "read_only", "hostname", "ulimits", "tmpfs", "log_size_max", "stdin")
+    ("image", "rootfs", "user", "cap_add", "cap_drop", "mounts", "network", "publish", "read_only", "hostname", "ulimits", "tmpfs",
+     "log_size_max", "stdin")
 )
 PER_JOB = frozenset(("cmd", "env", "workdir", "limits", "timeout", "check", "name", "labels"))
 JOB_OPTIONS = frozenset(("env", "workdir", "limits", "stdin", "timeout", "check", "name", "labels"))  # Pool.run's keywords
@@ -118,6 +119,9 @@ class Recipe:
         if not isinstance(self.stdin, bool):
             raise InvalidArgument(f"a pool's stdin is True (its jobs may send stdin) or False, not {self.stdin!r}")
         self._log_size_max = options.pop("log_size_max", None)
+        spec_network, self._bridge = specgen.network_mode(options.pop("network", None))
+        self._publish = tuple(options.pop("publish", ()))
+        options["network"] = spec_network
         self._files_root = runtime.root or runtime.tmp_dir
         self._bundle_options, self._config, self._env, self._workdir, self._labels = self._made_from(options, pull)
 
@@ -165,7 +169,7 @@ class Recipe:
                     before(bundle)
                 return self._rt.create(
                     cid, bundle, name=cid[:12], owned_bundle=True, listen_fds=(channel.fileno(),), stdin=self.stdin,
-                    labels={**self._labels, **labels}, log_size_max=self._log_size_max,
+                    labels={**self._labels, **labels}, log_size_max=self._log_size_max, network=self._bridge, publish=self._publish,
                 )  # fmt: skip
             except BaseException:
                 shutil.rmtree(bundle, ignore_errors=True)

@@ -120,9 +120,27 @@ def ps_view(c: Container, now: float, no_trunc: bool = False) -> Dict[str, Any]:
         RunningFor=record["CreatedAt"],
         State=record["Status"],
         Labels=dict(c.labels),
-        Networks="",
-        Ports="",
+        Networks=c.network.get("network", ""),
+        Ports=ports_text(c),
     )
+
+
+def ports_text(c: Container) -> str:
+    """Its published ports as podman's ps shows them: 0.0.0.0:8080->80/tcp, ..."""
+    return ", ".join(f"{host or '0.0.0.0'}:{outer}->{inner}/{proto}" for inner, proto, host, outer in c.ports())
+
+
+def network_settings(c: Container) -> Dict[str, Any]:
+    """inspect's NetworkSettings, in podman's shape (empty values off a bridge)."""
+    ports: Dict[str, List[Dict[str, str]]] = {}
+    for inner, proto, host, outer in c.ports():
+        ports.setdefault(f"{inner}/{proto}", []).append({"HostIp": host, "HostPort": str(outer)})
+    n = c.network
+    return {
+        "IPAddress": n.get("address", ""), "IPPrefixLen": n.get("prefix", 0), "Gateway": n.get("gateway", ""),
+        "MacAddress": n.get("mac", ""), "Ports": ports, "SandboxKey": n.get("netns", ""),
+        "Networks": {n["network"]: {"IPAddress": n["address"], "Gateway": n["gateway"], "MacAddress": n["mac"]}} if n else {},
+    }  # fmt: skip
 
 
 def inspect_record(c: Container, sessions: Sequence[Any], live_limits: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -197,6 +215,7 @@ def inspect_record(c: Container, sessions: Sequence[Any], live_limits: Optional[
             "ReadonlyRootfs": bool((spec.get("root") or {}).get("readonly")),
             "AutoRemove": c.auto_remove,
         },
+        "NetworkSettings": network_settings(c),
         "Limits": live_limits,
     }
 

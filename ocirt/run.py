@@ -77,6 +77,7 @@ def run(
     workdir: Optional[str] = None,
     mounts: Sequence[Sequence[str]] = (),
     network: Optional[str] = None,
+    publish: Sequence[str] = (),
     memory: Optional[int] = None,
     pids_limit: Optional[int] = None,
     cpus: Optional[float] = None,
@@ -104,6 +105,9 @@ def run(
     for what, value in (("user", user), ("workdir", workdir), ("network", network)):
         if value is not None:
             check_text(value, what)
+    spec_network, bridge = specgen.network_mode(network)
+    if bridge is not None or publish:
+        common.update(network=bridge, publish=tuple(publish))
     from_image: Dict[str, Any] = {}
     if entrypoint is not None and image is None:
         raise InvalidArgument("entrypoint replaces an image's: it goes with image=")
@@ -129,7 +133,7 @@ def run(
         options: Any = dict(env=variables, cwd=workdir or "/", user=user, memory=memory, pids_limit=pids_limit, cpus=cpus, mounts=mounts)
         with layout.making(made):
             specgen.write_bundle(
-                made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=network or "none", **options, **from_image
+                made, argv, rootfs=rootfs, cache_dir=os.path.join(files_root, "rootfs"), network=spec_network, **options, **from_image
             )
             try:
                 container = create(cid, made, owned_bundle=True, limits=limits, **common)

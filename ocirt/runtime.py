@@ -28,7 +28,7 @@ from .errors import (
     StoreError,
 )
 from .launcher import Launcher, LaunchOptions
-from .layout import RuntimeDirs
+from .layout import NETWORK_DIR, RuntimeDirs
 from .lifecycle import DEFAULT_CREATE_TIMEOUT
 from .oci import OCIRuntime
 from .options import CreateOptions, check_log_size_max, whole_seconds
@@ -40,6 +40,7 @@ from .validate import check_argv, check_id, check_labels, check_path, check_sequ
 
 if TYPE_CHECKING:
     from .images.store import Image, ImageStore
+    from .networks import Networks, PortMapping
     from .pool import Pool
     from .run import RunResult
 
@@ -59,7 +60,8 @@ class Runtime:
     (default: directly) under this process's own cgroup (on pure cgroup v2,
     beside it: see ocirt.cgroups.cgroupfs), or absolute. `log_size_max`
     caps each log file in bytes (-1: no cap); `no_pivot` asks the runtime
-    not to use pivot_root.
+    not to use pivot_root. `network_dir` holds the bridge networks' state
+    (see ocirt.networks): the host's, shared by every root.
     `sync_log` has conmon fsync a container's log when it exits, so that the
     log survives a host crash; it delays noticing the exit by the fsync
     (about 1 ms on this machine's disk), so it is off by default.
@@ -81,6 +83,7 @@ class Runtime:
         no_pivot: bool = False,
         sync_log: bool = False,
         store: Optional[Store] = None,
+        network_dir: str = NETWORK_DIR,
     ) -> None:
         if cgroup_manager not in cgroups.MANAGERS:
             raise InvalidArgument(
@@ -109,7 +112,8 @@ class Runtime:
             sync_log=sync_log,
         )
         self.store = store
-        self._services = Services(self.oci, self.launcher, self._cgroups, store, self._forget)
+        self.network_dir = check_path(network_dir, "network_dir")
+        self._services = Services(self.oci, self.launcher, self._cgroups, store, self._forget, self.network_dir)
         self.root: Optional[str] = None
         self._containers: Dict[str, Container] = {}
         self._lock = threading.Lock()
@@ -211,6 +215,8 @@ class Runtime:
         kill_after: Optional[float] = None,
         log_size_max: Optional[int] = None,
         image: Optional[str] = None,
+        network: Optional[str] = None,
+        publish: Sequence[str] = (),
     ) -> Container:
         """Create (not start) a container from the OCI bundle `bundle`, or
         from `spec` (an OCI runtime spec as a dict) on the root filesystem
@@ -235,12 +241,16 @@ class Runtime:
         `timeout` bounds the create; `kill_after` (whole seconds, None: no
         limit) is how long the container may run before conmon kills it.
         `log_size_max` (bytes; -1: none) replaces the Runtime's for this
-        container's log.
+        container's log. `network` puts it on a bridge network ("bridge":
+        the default one, see ocirt.networks) with an address of its own, and
+        `publish` ("[[IP:]HOSTPORT:]PORT[/udp]" each, as podman's -p) maps
+        host ports to its ports; the spec must give it a network namespace
+        of its own (a generated one does, with network "none").
         """
         options = CreateOptions(
             stdin, terminal, timeout, name, owned_bundle, auto_remove, check_argv(exit_command, "exit_command", empty_ok=True),
             check_sequence(listen_fds, "listen_fds"), limits, spec, check_path(rootfs, "rootfs") if rootfs is not None else None,
-            labels, kill_after, log_size_max,
+            labels, kill_after, log_size_max, network, tuple(check_sequence(publish, "publish")),
         )  # fmt: skip
         if image is not None:
             from .run import create_from_image
@@ -386,6 +396,7 @@ class Runtime:
                 f"{bool(spec['process'].get('terminal', False))}: they must agree"
             )
         self._cgroups.check()
+        joining = self._network_plan(spec, o)  # an unknown network or a bad port refused here, before anything is made
         files = self.dirs.container(cid)
         if os.path.exists(os.path.join(self.oci.state_dir, cid)):
             raise ContainerExists(f"the runtime already has a container {cid!r}")
@@ -409,10 +420,42 @@ class Runtime:
                 if self.store is not None:
                     self.store.delete(cid)
                 raise ContainerExists(f"container {cid!r} already exists") from None
+            if joining is not None:
+                self._join(container, *joining)
             yield from self._launch_steps(container, o, limit)
         with self._lock:
             self._containers[cid] = container
         return container
+
+    def _network_plan(self, spec: specs.Spec, o: "CreateOptions") -> "Optional[Tuple[Networks, str, List[PortMapping]]]":
+        """What joining o.network takes: (the networks, its name, the ports), checked; None without one."""
+        if o.network is None:
+            return None
+        from .networks import Networks, parse_publish
+
+        if not any(ns.get("type") == "network" and "path" not in ns for ns in (spec.get("linux") or {}).get("namespaces") or []):
+            raise InvalidArgument(f"network {o.network!r} needs a network namespace of the container's own: the spec shares one")
+        networks = Networks(self.network_dir)
+        networks.get(o.network)
+        return networks, o.network, [parse_publish(p) for p in o.publish]
+
+    def _join(self, container: Container, networks: "Networks", network: str, ports: "List[PortMapping]") -> None:
+        """Put a recorded container whose run dir was just made on `network`
+        (see Networks.attach), and record it; on failure the record and the run dir go."""
+        files = container._files
+        try:
+            attachment = networks.attach(container.id, container.name, network, ports, files.netns)
+        except BaseException:
+            if self.store is not None:
+                self.store.delete(container.id)
+                self.store.remove_lock(container.id)
+            shutil.rmtree(files.root, ignore_errors=True)
+            raise
+        container.network = attachment.to_dict()
+        namespaces = [ns if ns.get("type") != "network" else {"type": "network", "path": files.netns} for ns in container.spec["linux"]["namespaces"]]
+        container.spec = dict(container.spec, linux=dict(container.spec["linux"], namespaces=namespaces))
+        if self.store is not None:
+            self.store.save(container.to_record())
 
     def _store_lock(self, cid: str) -> "contextlib.AbstractContextManager[object]":
         return self.store.lock(cid) if self.store is not None else contextlib.nullcontext()

@@ -185,6 +185,16 @@ def generate(
     return spec
 
 
+def network_mode(network: Optional[str]) -> Tuple[str, Optional[str]]:
+    """(the spec's network: "none", "host" or "ns:PATH"; the bridge network
+    to join, or None) of `network` as run and create take it: one of those
+    three, or a bridge network's name ("bridge": the default one), whose
+    container has a namespace of its own, as with "none"."""
+    if network is None or network in ("none", "host") or network.startswith("ns:"):
+        return network or "none", None
+    return "none", network
+
+
 def write_bundle(
     bundle: str, args: Sequence[str], *, rootfs: Optional[str], cache_dir: str, image_layers: Sequence[str] = (), **options: Any
 ) -> None:

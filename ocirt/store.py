@@ -76,6 +76,7 @@ class Record:
     note: str = ""  # why the status is what it is, when not obvious (e.g. "conmon died")
     labels: Dict[str, str] = field(default_factory=dict)
     launch: Dict[str, Any] = field(default_factory=dict)  # launcher.LaunchOptions.to_dict(): how a restart launches it
+    network: Dict[str, Any] = field(default_factory=dict)  # networks.Attachment.to_dict() of a bridged container
 
     def to_json(self) -> str:
         # Field by field, not dataclasses.asdict: that deep-copies every list
@@ -179,7 +180,7 @@ _FIELD_CHECKS: Dict[str, Callable[[Any], bool]] = {
     "finished_at": _time, "cgroup_dirs": _strings, "cgroup_parents": _strings, "container_cgroup_dirs": _strings,
     "owned_bundle": lambda v: isinstance(v, bool), "auto_remove": lambda v: isinstance(v, bool),
     "stdin": lambda v: isinstance(v, bool), "exec_sessions": _sessions, "note": lambda v: isinstance(v, str),
-    "labels": _string_map, "launch": lambda v: isinstance(v, dict),
+    "labels": _string_map, "launch": lambda v: isinstance(v, dict), "network": lambda v: isinstance(v, dict),
 }  # fmt: skip
 _REQUIRED_FIELDS = tuple(f.name for f in fields(Record) if f.default is MISSING and f.default_factory is MISSING)
 _RECORD_FIELD_NAMES = tuple(f.name for f in fields(Record))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
 from typing import FrozenSet
 
@@ -10,8 +12,10 @@ import psutil
 
 from ocirt import native
 from ocirt.cgroups import Cgroupfs, hierarchies
+from ocirt.layout import NETWORK_DIR
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+_NETNS = re.compile(r"/containers/[^/]+/netns$")  # a container's namespace file in an ocirt run dir
 RUNC_ROOT = "/run/runc"
 
 
@@ -64,21 +68,43 @@ def _fds() -> FrozenSet[str]:
     return frozenset(out - inotify)
 
 
+def _network() -> FrozenSet[str]:
+    """What bridge networks leave: network namespace mounts, ocirt's bridges
+    and the veths on them, the leases of addresses and host ports."""
+    found = set()
+    with open("/proc/self/mountinfo") as f:
+        found.update(f"netns mount {line.split()[4]}" for line in f if _NETNS.search(line.split()[4]))
+    for iface in os.listdir("/sys/class/net"):
+        master = os.path.join("/sys/class/net", iface, "master")
+        if iface.startswith("ocirt") or (os.path.islink(master) and os.path.basename(os.readlink(master)).startswith("ocirt")):
+            found.add(f"interface {iface}")
+    try:
+        with open(os.path.join(NETWORK_DIR, "leases.json")) as f:
+            leases = json.load(f)
+    except FileNotFoundError:
+        leases = {}
+    for network, per in leases.items():
+        for kind, held in per.items():
+            found.update(f"lease {network or '(host)'} {kind} {key}: {holder.get('container')}" for key, holder in held.items())
+    return frozenset(found)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     cgroups: FrozenSet[str]
     runc: FrozenSet[str]
     conmons: FrozenSet[str]
     fds: FrozenSet[str]
+    network: FrozenSet[str]
 
     @classmethod
     def take(cls) -> "Snapshot":
-        return cls(_cgroup_dirs(), _runc_containers(), _conmons(), _fds())
+        return cls(_cgroup_dirs(), _runc_containers(), _conmons(), _fds(), _network())
 
     def leaks_since(self, before: "Snapshot") -> list[str]:
         """Human-readable lines for everything new since `before`."""
         lines = []
-        for name in ("cgroups", "runc", "conmons", "fds"):
+        for name in ("cgroups", "runc", "conmons", "fds", "network"):
             new = getattr(self, name) - getattr(before, name)
             lines += [f"{name}: {item}" for item in sorted(new)]
         return lines

@@ -573,7 +573,7 @@ def test_run_flags_scripts_bring_from_podman(ocirt, tmp_path):
     for args, words in [
         (["-v", "/nonexistent:/x"], "mount source '/nonexistent'"),
         (["--mount", "type=volume,target=/x"], "--mount 'type=volume,target=/x'"),
-        (["--network", "bridge"], "network must be 'none', 'host' or 'ns:PATH'"),
+        (["--network", "nosuch"], "no network named 'nosuch'"),
         (["--network", "ns:/nonexistent"], "network namespace '/nonexistent'"),
         (["--ulimit", "nofile=x"], "--ulimit 'nofile=x'"),
         (["--stop-signal", "SIGNOPE"], "SIGNOPE"),

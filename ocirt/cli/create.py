@@ -36,7 +36,14 @@ def made_options(sp: argparse.ArgumentParser) -> None:
         help="type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST",
     )  # fmt: skip
     sp.add_argument("--tmpfs", action="append", default=[], metavar="DST", help="mount a tmpfs at DST")
-    sp.add_argument("--network", default="none", help="none (loopback only, the default), host, or ns:PATH (a network namespace)")
+    sp.add_argument(
+        "--network", default="none",
+        help="none (loopback only, the default), host, bridge (an address of its own: ocirt's bridge), a network's name, or ns:PATH",
+    )  # fmt: skip
+    sp.add_argument(
+        "-p", "--publish", action="append", default=[], metavar="[[IP:]HOSTPORT:]PORT[/udp]",
+        help="publish a port of the container on the host (with a bridge network; no HOSTPORT: a free one)",
+    )  # fmt: skip
     sp.add_argument("--log-opt", action="append", default=[], metavar="max-size=SIZE", help="max-size: the log's size before conmon rotates it")
     sp.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048")
     sp.add_argument("--pull", choices=PULL_POLICIES, default="missing", help="pull the image: if it is missing, always, or never")
@@ -114,6 +121,9 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
         labels=values.labels(args.label),
         log_size_max=values.log_size_max(args.log_opt),
     )
+    spec_network, bridge = specgen.network_mode(args.network)
+    if bridge is not None or args.publish:
+        options.update(network=bridge, publish=tuple(args.publish))
     CreateOptions(**options)  # checks them now, before the bundle is written
     entrypoint = values.entrypoint(args.entrypoint)
     argv, user, workdir, stop_signal, layers = entrypoint + command, args.user, args.workdir, args.stop_signal, []
@@ -146,7 +156,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
                 tty=args.tty,
                 mounts=binds,
                 tmpfs=tmpfs + list(args.tmpfs),
-                network=args.network,
+                network=spec_network,
                 ulimits=values.ulimits(args.ulimit),
                 annotations=annotations,
                 stop_signal=stop_signal,

@@ -67,6 +67,8 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "top": ("show the processes of a running container (from its cgroup)", "show"),
     "container": ("container subcommands: prune (remove every stopped container)", "manage"),
     "pool": ("pool subcommands: create, ls, rm, fill (containers kept ready for run --pool)", "pools"),
+    "network": ("network subcommands: create, ls, rm (bridge networks)", "networks"),
+    "port": ("show the ports a container publishes", "networks"),
     "completion": ("print a completion script for bash, zsh or fish", "tools"),
     "cleanup": ("", "tools"),  # conmon's exit command for `run -d --rm`; not for people
 }

@@ -70,7 +70,7 @@ def _create(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     binds, tmpfs = values.mounts(args.volume, args.mount)
     options: Dict[str, Any] = dict(
         user=args.user, hostname=args.hostname, cap_add=args.cap_add, cap_drop=args.cap_drop, read_only=args.read_only,
-        mounts=binds, tmpfs=tmpfs + list(args.tmpfs), network=args.network, ulimits=values.ulimits(args.ulimit),
+        mounts=binds, tmpfs=tmpfs + list(args.tmpfs), network=args.network, publish=args.publish, ulimits=values.ulimits(args.ulimit),
         log_size_max=values.log_size_max(args.log_opt), stdin=args.interactive,
     )  # fmt: skip
     if args.rootfs is not None:
