@@ -13,9 +13,9 @@ with their output read the same way. A thousand waiting containers are a
 thousand registered descriptors, not a thousand threads. A cancelled verb
 closes its steps, which undo what the verb had begun: a cancelled create
 leaves nothing behind, a runtime command it was running is killed.
-
-Known limit: a container whose lock another *process* holds (a shared
-store) is waited for with flock(2), which blocks the loop meanwhile.
+A container whose lock another *process* holds (a shared store) is
+waited for by a thread of its own in flock(2), the loop reading a pipe it
+writes (see Store.lock_steps).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, Iterator, Optional
 
 from .steps import StepLock, Steps, block
@@ -43,8 +44,8 @@ class ContainerLock:
         """Take the lock, waiting as a step for other threads and tasks of this process.
 
         None only with `blocking=False` when another thread or task of this
-        process holds it. Waiting for another process's hold blocks (a lock
-        file has no descriptor to wait on).
+        process holds it. Another process's hold is waited for as a step too
+        (see Store.lock_steps): an event loop goes on meanwhile.
         """
         depth = yield from self._mutex.acquire(blocking)
         if not depth:
@@ -54,11 +55,13 @@ class ContainerLock:
         stack = contextlib.ExitStack()
         stack.callback(self._mutex.release)
         try:
-            got = stack.enter_context(self._store.lock(self._cid, blocking=blocking))
+            fd = yield from self._store.lock_steps(self._cid, blocking=blocking)
         except BaseException:
             stack.close()
             raise
-        return Hold(stack.close, outermost=got, contended=not got)
+        if fd is not None:
+            stack.callback(os.close, fd)
+        return Hold(stack.close, outermost=fd is not None, contended=fd is None)
 
     def hold_here(self) -> Optional[Hold]:
         """The lock among this process's threads and tasks only (no lock file),

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import ContainerExists, ContainerNotFound, InvalidArgument, StoreError, StoreFull
 from .layout import check_private_dir
+from .steps import Readable, Steps
 from .validate import ID_MAX_LENGTH, ID_PATTERN
 
 log = logging.getLogger("ocirt")
@@ -115,6 +117,45 @@ class Record:
         return cls(
             id=cid, name=name, bundle=owned_bundle, owned_bundle=bool(owned_bundle), note=f"{UNREADABLE} ({why}); rm -f removes it"
         )
+
+
+def _flock_in_thread(path: str) -> "Steps[int]":
+    """Store._flock(path) in a thread of its own, waited for as steps (see Store.lock_steps)."""
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    guard = threading.Lock()
+    got: Dict[str, Any] = {}
+
+    def wait() -> None:
+        try:
+            fd = Store._flock(path, blocking=True)
+        except BaseException as e:  # noqa: B036  (handed to the steps, which raise it)
+            got["error"] = e
+            fd = None
+        with guard:
+            if got.get("abandoned") and fd is not None:
+                os.close(fd)  # nobody waits for it any more
+            else:
+                got["fd"] = fd
+        try:
+            os.write(done_w, b"!")
+        except OSError:
+            pass  # the steps were closed: nobody reads
+        finally:
+            os.close(done_w)
+
+    threading.Thread(target=wait, name="ocirt-lock-wait", daemon=True).start()
+    try:
+        yield Readable((done_r,))
+    finally:
+        with guard:
+            if "fd" not in got and "error" not in got:
+                got["abandoned"] = True
+            elif sys.exc_info()[0] is not None and got.get("fd") is not None:
+                os.close(got.pop("fd"))
+        os.close(done_r)
+    if "error" in got:
+        raise got["error"]
+    return int(got["fd"])
 
 
 def _shown(value: object) -> str:
@@ -420,6 +461,19 @@ class Store:
             except FileNotFoundError:
                 pass
             os.close(fd)
+
+    def lock_steps(self, cid: str, *, blocking: bool = True) -> "Steps[Optional[int]]":
+        """The container's lock file, held: an fd to close to release it; None
+        if not blocking and taken. Steps (see ocirt.steps): while another
+        process holds it, a thread of its own waits in flock(2) and the steps
+        wait on a pipe it writes, so an event loop is never blocked. Closed
+        early (cancelled), they leave nothing held: a lock the thread gets
+        afterwards is released at once."""
+        path = os.path.join(self.lock_dir, cid)
+        fd = self._flock(path, blocking=False)
+        if fd is not None or not blocking:
+            return fd
+        return (yield from _flock_in_thread(path))
 
     def remove_lock(self, cid: str) -> None:
         try:

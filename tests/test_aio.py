@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -186,3 +187,35 @@ def test_attach_awaited_sends_input_and_hands_output_to_functions(aruntime, make
         return code, b"".join(out), b"".join(err)
 
     assert asyncio.run(main()) == (0, data, b"err\n")
+
+
+def test_a_lock_another_process_holds_is_waited_for_without_blocking_the_loop(tmp_path, make_bundle, new_id):
+    rt = AsyncRuntime.open(str(tmp_path / "root"))
+    holder = None
+    try:
+
+        async def main():
+            nonlocal holder
+            c = await rt.create(new_id(), make_bundle("sleep", "1000"))
+            lock_file = os.path.join(rt.runtime.store.lock_dir, c.id)
+            holder = subprocess.Popen(  # holds the container's lock file until its stdin closes
+                ["flock", lock_file, "sh", "-c", "echo held; read x"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert holder.stdout.readline() == "held\n"
+            start = asyncio.ensure_future(c.start())
+            ticks = 0
+            while ticks < 20:  # the loop goes on while the start waits for the lock
+                await asyncio.sleep(0)
+                ticks += 1
+            assert not start.done()
+            holder.stdin.close()  # the other process lets go: the start goes on
+            await start
+            assert c.state.status.value == "running"
+            await c.delete(force=True)
+
+        asyncio.run(main())
+    finally:
+        if holder is not None:
+            holder.wait(30)
+            holder.stdout.close()
+        rt.runtime.close()
