@@ -114,6 +114,15 @@ def test_cli_update_shows_in_inspect_and_stats(ocirt):
     ocirt.ok("rm", "-f", cid)
 
 
+def test_cli_memory_without_swap_allows_as_much_swap_again_as_podman(ocirt):
+    cid = ocirt.ok("run", "-d", "-m", "32m", "busybox", "sleep", "1000").strip()
+    assert json.loads(ocirt.ok("inspect", cid))[0]["Limits"]["memory_swap"] == 64 * MB  # podman 4.3: 64 MiB too
+    ocirt.ok("update", "--memory", "40m", cid)
+    limits = json.loads(ocirt.ok("inspect", cid))[0]["Limits"]
+    assert (limits["memory"], limits["memory_swap"]) == (40 * MB, 80 * MB)
+    ocirt.ok("rm", "-f", cid)
+
+
 def test_cli_limit_options_that_do_not_fit_are_named(ocirt):
     result = ocirt("run", "--memory", "64m", "--memory-swap", "32m", "busybox", "true")
     assert result.returncode == 125 and "--memory-swap" in result.stderr

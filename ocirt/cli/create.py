@@ -98,7 +98,7 @@ def cmd_create(rt: Runtime, args: argparse.Namespace, out: Out) -> Container:
             check_path(path, option)  # "" would be the current directory
     name = check_name(args.name) if args.name else None
     env = {**values.env_files(args.env_file), **values.env(args.env)}
-    limits = values.limits_from(args, swap_as_memory=True)
+    limits = values.limits_from(args)
     cid = os.urandom(32).hex()
     state_root = rt.root or rt.tmp_dir
     bundle = os.path.join(state_root, "bundles", cid)

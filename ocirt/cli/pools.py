@@ -115,7 +115,7 @@ def run_pooled(rt: Runtime, args: argparse.Namespace, out: Out, run_options: Cal
     if args.interactive and not recipe.stdin:
         raise Usage(f"ocirt run --pool: -i needs a pool made with -i ({args.pool} was not)")
     env = {**values.env_files(args.env_file), **values.env(args.env)}
-    limits = values.limits_from(args, swap_as_memory=True)
+    limits = values.limits_from(args)
     job = recipe.job(args.cmd, env, args.workdir, None, None, limits, args.name, values.labels(args.label))
     c, sock = pool.claim(job)
     _fill_in_background(rt, args)

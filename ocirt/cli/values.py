@@ -86,13 +86,14 @@ def limit_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--blkio-weight", type=positive_int, help="relative block I/O weight (10-1000)")
 
 
-def limits_from(args: argparse.Namespace, *, swap_as_memory: bool = False) -> Optional[Limits]:
+def limits_from(args: argparse.Namespace) -> Optional[Limits]:
     """The limit options given, as Limits (None if none); Usage naming the
-    options when they do not fit together. `swap_as_memory`: without
-    --memory-swap, a --memory limit allows no swap (as create always has)."""
+    options when they do not fit together. A --memory limit without
+    --memory-swap allows as much swap again, as podman's (memory plus swap
+    twice the memory) on run, create and update alike."""
     values = {f: getattr(args, f) for f in LIMIT_FIELDS}
-    if swap_as_memory and values["memory_swap"] is None and values["memory"] not in (None, -1):
-        values["memory_swap"] = values["memory"]
+    if values["memory_swap"] is None and values["memory"] not in (None, -1):
+        values["memory_swap"] = 2 * values["memory"]
     if all(v is None for v in values.values()):
         return None
     try:
