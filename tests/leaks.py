@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from typing import FrozenSet
 
@@ -87,6 +88,24 @@ def _network() -> FrozenSet[str]:
         for kind, held in per.items():
             found.update(f"lease {network or '(host)'} {kind} {key}: {holder.get('container')}" for key, holder in held.items())
     return frozenset(found)
+
+
+# netavark's own chains, made once and shared by every network (podman's too): never a container's
+NETAVARK_BASE = ("NETAVARK-HOSTPORT-DNAT", "NETAVARK-HOSTPORT-MASQ", "NETAVARK-HOSTPORT-SETMARK", "NETAVARK_FORWARD")
+
+
+def firewall_rules() -> FrozenSet[str]:
+    """The iptables rules and chains netavark made for networks and
+    containers: those naming a chain of its own other than its shared base
+    chains, or an address. Costs an iptables-save: the network tests look,
+    not every test."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    rules = set()
+    for line in out.splitlines():
+        chains = set(re.findall(r"NETAVARK[-_][A-Za-z0-9_-]+", line))
+        if chains - set(NETAVARK_BASE) or (chains and re.search(r"\b\d+\.\d+\.\d+\.\d+", line)):
+            rules.add(f"firewall: {line}")
+    return frozenset(rules)
 
 
 @dataclass(frozen=True)

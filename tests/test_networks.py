@@ -22,11 +22,19 @@ from ocirt import InvalidArgument, InvalidState
 from ocirt.networks import NETAVARK_PATHS, Networks, PortMapping, parse_publish
 
 from .cli_support import reap_orphans
-from .leaks import _network
+from .leaks import _network, firewall_rules
 
 pytestmark = pytest.mark.skipif(not any(os.access(p, os.X_OK) for p in NETAVARK_PATHS), reason="netavark is not installed (.ci/install installs it)")
 
 SERVER = ["nc", "-ll", "-p", "80", "-e", "echo", "hello"]  # answers every connection with one line
+
+
+@pytest.fixture(autouse=True)
+def no_firewall_rules_left():
+    """Every rule netavark made for these tests' containers and networks goes with them."""
+    before = firewall_rules()
+    yield
+    assert firewall_rules() - before == frozenset()
 
 
 def answer(host: str, port: int) -> bytes:
@@ -49,6 +57,17 @@ def test_a_server_is_reached_by_its_published_port_and_its_address_and_leaves_no
         with pytest.raises(InvalidArgument, match="publishes no 81/tcp"):
             c.host_port(81)
     assert _network() == frozenset()  # the namespaces, veths, bridge and leases went with them
+
+
+def test_a_pool_of_bridged_containers_gives_each_job_its_own_address_and_port(runtime):
+    with runtime.pool(size=2, network="bridge", publish=["80"]) as pool:
+        with pool.start(SERVER) as c:
+            host, port = c.wait_for_port(80, timeout=30)
+            assert answer(host, port) == b"hello\n"
+            other = pool.run(["sh", "-c", "ip -4 -o addr show eth0"])
+            assert other.exit_code == 0 and c.ip not in other.stdout and "10.213." in other.stdout
+    runtime.finish_deletes()
+    assert runtime.containers() == {} and _network() == frozenset()
 
 
 def test_published_ports_are_refused_when_taken(runtime):
