@@ -49,6 +49,7 @@ DEFAULT_SUBNET = "10.213.0.0/16"  # not podman's 10.88.0.0/16, nor the 10.89.x.0
 DEFAULT_INTERFACE = "ocirt0"
 DEFAULT_DIR = NETWORK_DIR
 NETAVARK_PATHS = ("/usr/libexec/podman/netavark", "/usr/lib/podman/netavark")
+AARDVARK_PATHS = ("/usr/libexec/podman/aardvark-dns", "/usr/lib/podman/aardvark-dns")  # netavark's default is the first
 PROTOCOLS = ("tcp", "udp")
 MAX_JSON = 4 << 20
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
@@ -61,13 +62,15 @@ class NetworkError(OcirtError):
 @dataclass(frozen=True)
 class Network:
     """A bridge network: `subnet` (IPv4, CIDR), its `gateway` on the host's
-    bridge `interface`."""
+    bridge `interface`; with `dns`, its containers find each other by name
+    (aardvark-dns, which netavark runs, answering at the gateway)."""
 
     name: str
     subnet: str
     gateway: str
     interface: str
     created_at: float = 0.0
+    dns: bool = False
 
     @property
     def id(self) -> str:
@@ -77,14 +80,17 @@ class Network:
         return {
             "name": self.name, "id": self.id, "driver": "bridge", "network_interface": self.interface,
             "subnets": [{"subnet": self.subnet, "gateway": self.gateway}], "ipv6_enabled": False, "internal": False,
-            "dns_enabled": False, "ipam_options": {"driver": "host-local"},
+            "dns_enabled": self.dns, "ipam_options": {"driver": "host-local"},
         }  # fmt: skip
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "subnet": self.subnet, "gateway": self.gateway, "interface": self.interface, "created_at": self.created_at}
+        return {
+            "name": self.name, "subnet": self.subnet, "gateway": self.gateway, "interface": self.interface,
+            "created_at": self.created_at, "dns": self.dns,
+        }  # fmt: skip
 
 
-def make_network(name: str, subnet: str, interface: str) -> Network:
+def make_network(name: str, subnet: str, interface: str, dns: bool = False) -> Network:
     """A Network, checked: InvalidArgument naming a bad name, subnet or interface."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidArgument(f"a network's name is letters, digits, '_', '.' and '-' (64 at most), not {name!r}")
@@ -96,7 +102,7 @@ def make_network(name: str, subnet: str, interface: str) -> Network:
         raise InvalidArgument(f"subnet {subnet} is too small: give a /29 or larger")
     if not re.match(r"^[a-zA-Z0-9_.-]{1,15}$", interface):
         raise InvalidArgument(f"bridge interface name {interface!r} is not one Linux takes (15 characters at most)")
-    return Network(name, str(net), str(net.network_address + 1), interface, time.time())
+    return Network(name, str(net), str(net.network_address + 1), interface, time.time(), dns)
 
 
 @dataclass(frozen=True)
@@ -164,19 +170,26 @@ class Attachment:
     mac: str
     netns: str
     ports: List[PortMapping] = field(default_factory=list)
+    dns: List[str] = field(default_factory=list)  # name servers that answer for the network's names
+    search: List[str] = field(default_factory=list)  # their domain
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "network": self.network, "address": self.address, "prefix": self.prefix, "gateway": self.gateway,
-            "mac": self.mac, "netns": self.netns, "ports": [p.to_dict() for p in self.ports],
+            "mac": self.mac, "netns": self.netns, "ports": [p.to_dict() for p in self.ports], "dns": self.dns, "search": self.search,
         }  # fmt: skip
+
+    def resolv_conf(self) -> bytes:
+        """/etc/resolv.conf for a container on a network with DNS."""
+        return "".join([f"search {' '.join(self.search)}\n" if self.search else "", *(f"nameserver {s}\n" for s in self.dns)]).encode()
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Attachment":
         try:
             return cls(
                 str(d["network"]), str(d["address"]), int(d["prefix"]), str(d["gateway"]), str(d["mac"]), str(d["netns"]),
-                [PortMapping.from_dict(p) for p in d.get("ports") or []],
+                [PortMapping.from_dict(p) for p in d.get("ports") or []], [str(s) for s in d.get("dns") or []],
+                [str(s) for s in d.get("search") or []],
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise NetworkError(f"a container's network record is not ocirt's: {e}") from e
@@ -207,10 +220,12 @@ class Networks:
                 return net
         raise InvalidArgument(f"no network named {name!r} (see `ocirt network ls`)")
 
-    def create(self, name: str, subnet: Optional[str] = None, interface: Optional[str] = None) -> Network:
+    def create(self, name: str, subnet: Optional[str] = None, interface: Optional[str] = None, dns: bool = True) -> Network:
         """Record the network `name`: `subnet` (default: the first free /24
-        of 10.214.0.0/16 up), its bridge `interface` (default: ocirt<N>).
-        InvalidArgument for a bad value, InvalidState for a name or subnet taken."""
+        of 10.214.0.0/16 up), its bridge `interface` (default: ocirt<N>),
+        with `dns` its containers named in it (as podman's networks are; the
+        default one, as podman's, has none). InvalidArgument for a bad
+        value, InvalidState for a name or subnet taken."""
         with self._locked():
             made = self._load("networks.json")
             nets = self.list()
@@ -222,7 +237,7 @@ class Networks:
                     str(c) for c in ipaddress.IPv4Network("10.214.0.0/15").subnets(new_prefix=24) if not any(c.overlaps(t) for t in taken)
                 )
             interface = interface or next(f"ocirt{i}" for i in range(1, 10_000) if f"ocirt{i}" not in {n.interface for n in nets})
-            net = make_network(name, subnet, interface)
+            net = make_network(name, subnet, interface, dns)
             for other in nets:
                 if ipaddress.IPv4Network(other.subnet).overlaps(ipaddress.IPv4Network(net.subnet)):
                     raise InvalidState(f"subnet {net.subnet} overlaps network {other.name}'s {other.subnet}")
@@ -268,13 +283,15 @@ class Networks:
             try:
                 native.netns_make(netns)
                 answer = self._netavark("setup", netns, self._options(cid, name, net, address, chosen))
-                mac = str(answer[net.name]["interfaces"]["eth0"]["mac_address"])
+                mine = answer[net.name]
+                mac = str(mine["interfaces"]["eth0"]["mac_address"])
+                dns, search = [str(s) for s in mine.get("dns_server_ips") or []], [str(s) for s in mine.get("dns_search_domains") or []]
             except BaseException as e:
                 self._undo(cid, name, netns, leases)
                 if isinstance(e, (KeyError, TypeError)):
                     raise NetworkError(f"netavark's setup answer is not what ocirt knows: {e!r}") from e
                 raise
-        return Attachment(net.name, address, ipaddress.IPv4Network(net.subnet).prefixlen, net.gateway, mac, netns, chosen)
+        return Attachment(net.name, address, ipaddress.IPv4Network(net.subnet).prefixlen, net.gateway, mac, netns, chosen, dns, search)
 
     def detach(self, cid: str, name: str, netns: str) -> List[str]:
         """Undo attach for container `cid` (called `name`), whose namespace
@@ -311,7 +328,7 @@ class Networks:
     def _options(self, cid: str, name: str, net: Network, address: str, ports: Sequence[PortMapping]) -> Dict[str, Any]:
         return {
             "container_id": cid, "container_name": name, "port_mappings": [p.netavark() for p in ports],
-            "networks": {net.name: {"static_ips": [address], "interface_name": "eth0"}},
+            "networks": {net.name: {"static_ips": [address], "interface_name": "eth0", **({"aliases": [name]} if net.dns else {})}},
             "network_info": {net.name: net.netavark_info()},
         }  # fmt: skip
 
@@ -321,9 +338,10 @@ class Networks:
             raise NetworkError("netavark is not installed (Debian's netavark package): bridge networks need it")
         config = os.path.join(self.dir, "netavark")
         os.makedirs(config, mode=PRIVATE_DIR, exist_ok=True)
+        aardvark = next((["--aardvark-binary", p] for p in AARDVARK_PATHS if os.access(p, os.X_OK)), [])
         try:
             proc = subprocess.run(
-                [binary, "--config", config, verb, netns], input=json.dumps(options), capture_output=True, text=True, timeout=60,
+                [binary, "--config", config, *aardvark, verb, netns], input=json.dumps(options), capture_output=True, text=True, timeout=60,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
             raise NetworkError(f"netavark {verb} could not run: {e}") from e

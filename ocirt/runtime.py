@@ -452,8 +452,16 @@ class Runtime:
             shutil.rmtree(files.root, ignore_errors=True)
             raise
         container.network = attachment.to_dict()
-        namespaces = [ns if ns.get("type") != "network" else {"type": "network", "path": files.netns} for ns in container.spec["linux"]["namespaces"]]
-        container.spec = dict(container.spec, linux=dict(container.spec["linux"], namespaces=namespaces))
+        spec = container.spec
+        namespaces = [ns if ns.get("type") != "network" else {"type": "network", "path": files.netns} for ns in spec["linux"]["namespaces"]]
+        spec = dict(spec, linux=dict(spec["linux"], namespaces=namespaces))
+        if attachment.dns and _may_mount_on(spec, "etc/resolv.conf"):
+            resolv = os.path.join(files.root, "resolv.conf")
+            with open(resolv, "wb") as f:  # no secret in it: the container's processes read it, whatever their user
+                f.write(attachment.resolv_conf())
+            mount = {"destination": "/etc/resolv.conf", "type": "bind", "source": resolv, "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}
+            spec = dict(spec, mounts=[*spec.get("mounts", []), mount])
+        container.spec = spec
         if self.store is not None:
             self.store.save(container.to_record())
 
@@ -615,6 +623,18 @@ def _filter(
         and (name is None or c.name == name)
         and all(k in c.labels and (v is None or c.labels[k] == v) for k, v in pairs.items())
     )
+
+
+def _may_mount_on(spec: specs.Spec, path: str) -> bool:
+    """Whether a file may be bind-mounted at `path` (relative to /) in `spec`'s
+    root: one ocirt made (an overlay at /, whose upper layer takes a missing
+    mount point), or one that has it already. A caller's root filesystem
+    is never written."""
+    mounts = spec.get("mounts") or []
+    if mounts and mounts[0].get("destination") == "/" and mounts[0].get("type") == "overlay":
+        return True
+    root = (spec.get("root") or {}).get("path", "")
+    return bool(root) and os.path.isfile(os.path.join(root, path)) and not os.path.islink(os.path.join(root, path))
 
 
 def _find_binary(path: Optional[str], default: str, what: str) -> str:

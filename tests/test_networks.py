@@ -131,6 +131,21 @@ def test_a_named_network_has_its_own_bridge_and_subnet(runtime, tmp_path):
         networks.remove("bridge")
 
 
+def test_containers_on_a_named_network_find_each_other_by_name(runtime):
+    networks = Networks()
+    networks.create("ocirt-test-dns", subnet="10.215.8.0/24")
+    try:
+        with runtime.run(SERVER, name="web", network="ocirt-test-dns", detach=True) as web:
+            web.wait_for_port(80, timeout=30)
+            asked = runtime.run(["sh", "-c", "nc web 80 </dev/null; nslookup web | grep -c 10.215.8.2"], network="ocirt-test-dns")
+            assert (asked.exit_code, asked.stdout) == (0, "hello\n1\n"), asked.stderr
+            plain = runtime.run(["sh", "-c", "nslookup web"], network="bridge")  # the default network, as podman's, names nobody
+            assert plain.exit_code != 0
+    finally:
+        networks.remove("ocirt-test-dns")
+        reap_orphans()  # aardvark-dns, which netavark started, ends as this subreaper's child
+
+
 def test_a_killed_manager_leaves_nothing_that_recovery_does_not_remove(tmp_path):
     root = str(tmp_path / "root")
     script = textwrap.dedent(f"""

@@ -19,6 +19,7 @@ def _network_options(sp: argparse.ArgumentParser) -> None:
     create = actions.add_parser("create", help="make a bridge network", description="Make a bridge network.")
     create.add_argument("--subnet", help="its IPv4 subnet, e.g. 10.214.3.0/24 (default: the first free /24 from 10.214.0.0)")
     create.add_argument("--interface-name", help="its bridge's name on the host (default: ocirt<N>)")
+    create.add_argument("--disable-dns", action="store_true", help="no names: its containers reach each other by address only")
     create.add_argument("name")
     ls = actions.add_parser("ls", help="list networks", description="List networks.")
     ls.add_argument("--format", choices=["table", "json"], default="table", help="how to print them")
@@ -30,7 +31,7 @@ def _network_options(sp: argparse.ArgumentParser) -> None:
 def cmd_network(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
     networks = Networks(rt.network_dir)
     if args.action == "create":
-        out(networks.create(args.name, args.subnet, args.interface_name).name)
+        out(networks.create(args.name, args.subnet, args.interface_name, dns=not args.disable_dns).name)
         return 0
     if args.action == "rm":
         code = 0
@@ -49,7 +50,10 @@ def cmd_network(rt: Runtime, args: argparse.Namespace, out: Out) -> int:
             out(n.name)
     elif args.format == "json":
         shown = [
-            {"name": n.name, "driver": "bridge", "network_interface": n.interface, "subnets": [{"subnet": n.subnet, "gateway": n.gateway}]}
+            {
+                "name": n.name, "driver": "bridge", "network_interface": n.interface, "dns_enabled": n.dns,
+                "subnets": [{"subnet": n.subnet, "gateway": n.gateway}],
+            }  # fmt: skip
             for n in nets
         ]
         out(json.dumps(shown, indent=2))
