@@ -183,17 +183,6 @@ class Attachment:
         """/etc/resolv.conf for a container on a network with DNS."""
         return "".join([f"search {' '.join(self.search)}\n" if self.search else "", *(f"nameserver {s}\n" for s in self.dns)]).encode()
 
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "Attachment":
-        try:
-            return cls(
-                str(d["network"]), str(d["address"]), int(d["prefix"]), str(d["gateway"]), str(d["mac"]), str(d["netns"]),
-                [PortMapping.from_dict(p) for p in d.get("ports") or []], [str(s) for s in d.get("dns") or []],
-                [str(s) for s in d.get("search") or []],
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as e:
-            raise NetworkError(f"a container's network record is not ocirt's: {e}") from e
-
 
 class Networks:
     """The host's ocirt networks (see the module docstring) under `directory`."""
@@ -207,7 +196,10 @@ class Networks:
     def list(self) -> List[Network]:
         """Every network: the default one first."""
         made = self._load("networks.json")
-        return [self.default(), *(Network(**made[name]) for name in sorted(made))]
+        try:
+            return [self.default(), *(Network(**made[name]) for name in sorted(made))]
+        except TypeError as e:
+            raise NetworkError(f"{os.path.join(self.dir, 'networks.json')} is not ocirt's: {e}") from e
 
     @staticmethod
     def default() -> Network:

@@ -240,11 +240,16 @@ class Pool:
         self._cond = threading.Condition()
         self._closed = False
         self._making = self._taken = self._made = self._fell_back = 0
-        self._ready.append(self._make())  # the first one now: a pool that cannot make one says why here
-        self._made = 1
-        self._workers = [threading.Thread(target=self._refill, name="ocirt-pool", daemon=True) for _ in range(min(size, os.cpu_count() or 1))]
-        for worker in self._workers:
-            worker.start()
+        self._workers: List[threading.Thread] = []
+        try:
+            self._ready.append(self._make())  # the first one now: a pool that cannot make one says why here
+            self._made = 1
+            self._workers = [threading.Thread(target=self._refill, name="ocirt-pool", daemon=True) for _ in range(min(size, os.cpu_count() or 1))]
+            for worker in self._workers:
+                worker.start()
+        except BaseException:  # a Ctrl-C among these, too: nobody else would delete what is made
+            self.close()
+            raise
 
     # -- jobs -------------------------------------------------------------------
 
@@ -404,7 +409,8 @@ class Pool:
             self._cond.notify_all()
             workers = list(self._workers)
         for worker in workers:
-            worker.join()
+            if worker.ident is not None:  # started (an interrupted __init__ may not have started them all)
+                worker.join()
         while self._ready:
             c, sock = self._ready.popleft()
             sock.close()

@@ -148,6 +148,22 @@ def test_containers_on_a_named_network_find_each_other_by_name(runtime):
         reap_orphans()  # aardvark-dns, which netavark started, ends as this subreaper's child
 
 
+def test_a_failed_create_leaves_no_network_behind(make_runtime, fakes_dir):
+    env = {"PATH": os.environ["PATH"], "OCIRT_FAKE_FAIL": "create"}
+    rt = make_runtime(runtime_path=os.path.join(fakes_dir, "runc-failing"), conmon_env=env)
+    with pytest.raises(ocirt.ConmonError, match="create failed on purpose"):
+        rt.run(["true"], network="bridge", publish=["80"])
+    assert rt.containers() == {} and _network() == frozenset()
+
+
+def test_a_forced_delete_after_conmon_died_takes_it_off_its_network(runtime):
+    c = runtime.run(["sleep", "1000"], network="bridge", publish=["80"], detach=True)
+    os.kill(c._monitor.conmon_pid, signal.SIGKILL)
+    reap_orphans()
+    c.delete(force=True)
+    assert _network() == frozenset()
+
+
 def test_a_killed_manager_leaves_nothing_that_recovery_does_not_remove(tmp_path):
     root = str(tmp_path / "root")
     script = textwrap.dedent(f"""

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -176,3 +177,17 @@ def test_run_takes_a_pool_and_asyncio_awaits_one(runtime):
     asyncio.run(on_a_loop())
     runtime.finish_deletes()
     assert runtime.list() == []
+
+
+def test_an_interrupt_while_a_pool_starts_leaves_no_container(runtime, monkeypatch):
+    start = threading.Thread.start
+
+    def interrupted(thread):
+        if thread.name == "ocirt-pool":
+            raise KeyboardInterrupt  # as a Ctrl-C between the first create and the refill threads
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.pool(size=2)
+    assert runtime.containers() == {}  # the first container, made before, is deleted
