@@ -56,7 +56,9 @@ def run_to_end(
     try:
         with start(cmd, **options) as session:  # a timeout ends the process on the way out
             if data is not None and session.attach is not None:
-                feeder = attach.feeding(session.attach, data, name=f"ocirt-exec-stdin-{session.id[:12]}")
+                # A socket of its own: leaving the `with` closes the session's, which must
+                # never pull the descriptor from under the feeder's poll (it then waited forever).
+                feeder = attach.feeding(session.attach.dup(), data, name=f"ocirt-exec-stdin-{session.id[:12]}")
                 feeder.start()
             code = session.wait(timeout)
             out = list(session.logs())

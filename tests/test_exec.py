@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import select
+import threading
 
 import pytest
 
 import ocirt
+from ocirt import attach
+from ocirt.exec import ExecSession
 
 from .observe import until
 
@@ -202,3 +205,30 @@ def test_only_the_newest_ended_sessions_are_kept_with_their_files(sleeper, monke
     assert [i.id for i in sleeper.exec_sessions()] == [s.id for s in sessions[2:]]
     exec_dir = os.path.join(os.path.dirname(sleeper.log_path), "exec")
     assert sorted(os.listdir(exec_dir)) == sorted(s.id for s in sessions[2:])
+
+
+def test_exec_run_stdin_has_a_socket_its_session_never_closes_under_it(runtime, monkeypatch):
+    """The feeder thread may only reach its socket once the session is left
+    (its process ignored stdin and exited): then the session's socket is
+    closed, and a feeder on it failed (or, a moment earlier, polled fd -1 forever)."""
+    left = threading.Event()
+    exit_session = ExecSession.__exit__
+
+    def exit_and_tell(session, *exc):
+        exit_session(session, *exc)
+        left.set()
+
+    real_feed, failures = attach.feed, []
+
+    def late_feed(sock, data):
+        assert left.wait(60)
+        try:
+            real_feed(sock, data)
+        except BaseException as e:
+            failures.append(e)
+
+    monkeypatch.setattr(ExecSession, "__exit__", exit_and_tell)
+    monkeypatch.setattr(attach, "feed", late_feed)
+    with runtime.run(["sleep", "1000"], detach=True) as c:
+        assert c.exec_run(["true"], stdin="ignored") == (0, "", "")
+    assert failures == []
