@@ -29,6 +29,13 @@ def test_run(ocirt_run):
 def test_container(ocirt_container):
     c = ocirt_container(["sleep", "1000"], env={"A": "1"})
     assert c.exec_run(["sh", "-c", "echo $A"])[1] == "1\\n"
+
+def test_a_server_on_a_published_port(ocirt_container):
+    import socket
+    c = ocirt_container(["nc", "-ll", "-p", "80", "-e", "echo", "up"], network="bridge", publish=["80"])
+    host, port = c.wait_for_port(80, timeout=30)
+    with socket.create_connection((host, port), timeout=10) as s:
+        assert s.makefile("rb").readline() == b"up\\n"
 """
 
 
@@ -58,7 +65,7 @@ def root(tmp_path):
 def test_fixtures_run_and_remove_every_container(pytester, root):
     pytester.makepyfile(USES)
     result = pytester.runpytest_subprocess(f"--ocirt-root={root}", "--ocirt-leak-check", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     assert containers_under(root) == []
 
 
@@ -71,7 +78,7 @@ def test_pooled(ocirt_run, ocirt_pool):
     assert ocirt_pool.stats().taken == before + 1  # a job's options only: a pooled container
 """)  # fmt: skip
     result = pytester.runpytest_subprocess(f"--ocirt-root={root}", "--ocirt-pool", "2", "--ocirt-leak-check", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     assert containers_under(root) == []  # the pool's ready containers too
 
 
@@ -150,7 +157,7 @@ def test_the_default_root_is_one_no_other_user_can_take(pytester):
     try:
         os.chown(squatted, 65534, 65534)  # by nobody
         pytester.makepyfile(USES)
-        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
         assert not others_can_take(base)
         assert sorted(os.listdir(base)) == ["main", "main.lock"]  # where the next run finds it
         assert containers_under(base) == []
