@@ -14,7 +14,7 @@ from .. import lifecycle
 from ..cgroups.limits import LIMIT_FIELDS
 from ..errors import ContainerNotFound, OcirtError
 from ..named_pools import NamedPool
-from ..pool import send_ahead
+from ..pool import delete_quietly, send_ahead
 from ..runtime import Runtime
 from ..steps import block
 from . import values
@@ -118,8 +118,13 @@ def run_pooled(rt: Runtime, args: argparse.Namespace, out: Out, run_options: Cal
     limits = values.limits_from(args)
     job = recipe.job(args.cmd, env, args.workdir, None, None, limits, args.name, values.labels(args.label))
     c, sock = pool.claim(job)
-    _fill_in_background(rt, args)
-    rest = send_ahead(sock, job.encoded())
+    try:
+        _fill_in_background(rt, args)
+        rest = send_ahead(sock, job.encoded())
+    except BaseException:  # a Ctrl-C, too: the claimed container is nobody's now, and never started
+        sock.close()
+        delete_quietly(c)
+        raise
 
     def start() -> None:
         block(lifecycle.start(c, await_exec=False))  # the stub needs no wait
