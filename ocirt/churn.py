@@ -120,13 +120,16 @@ def job_steps(
 
     With `pool` (one made for the job's image or rootfs), a job with no
     bundle takes a ready container of it. The exited container goes to
-    `exited` (a background delete). A job that fails is deleted here and its
+    `exited` (a background delete), or back to the pool that deletes it. A job that fails is deleted here and its
     error put in `result`; steps closed early (cancelled, interrupted)
     delete the container before they end.
     """
     container: Optional[Container] = None
+    taken = pool is not None and job.bundle is None
+    ended = False
     try:
-        if pool is not None and job.bundle is None:
+        if taken:
+            assert pool is not None
             container, start = _taken(pool, job)
         else:
             container = yield from _created(runtime, job, result)
@@ -139,16 +142,18 @@ def job_steps(
         except Timeout as e:
             raise Timeout(f"job {result.index} still running after {job.timeout:g}s: killed") from e
         result.output = list(container.logs())
+        ended = True
     except (OcirtError, OSError) as e:
         result.error = e
-        if container is not None:
+    finally:
+        if container is not None and not ended:
             _delete_now(container)
-        return
-    except BaseException:
-        if container is not None:
-            _delete_now(container)
-        raise
-    exited(container)
+        if taken and container is not None:
+            assert pool is not None
+            pool.finished(container, delete=ended)  # the pool's background deletes it
+    if ended and not taken:
+        assert container is not None
+        exited(container)
 
 
 def _created(runtime: Runtime, job: Job, result: Result) -> Steps[Container]:

@@ -257,6 +257,7 @@ def end_run(c: ContainerCore, *, relaunching: bool) -> Steps[List[str]]:
     its cgroup and run files (with `relaunching`, keep the log), close
     its fds. What could not be removed, as messages."""
     c._monitor.close_init()
+    c._monitor.drop_mounts()  # its mounts go now, before its files
     conmons = [h for h in (*c._sessions.conmons(), c._monitor.conmon) if h is not None]
     sessions = {*c.state.exec_sessions, *c._sessions.foreign}
     errors = [] if relaunching else leave_network(c)  # a restart keeps its namespace, its address and its ports

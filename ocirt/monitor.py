@@ -36,6 +36,7 @@ class Monitor:
         self.conmon_start: Optional[int] = None  # with the pid, conmon's identity
         self.conmon: Optional[ProcessHandle] = None
         self.init: Optional[ProcessHandle] = None
+        self.mounts: Optional[int] = None  # see hold_mounts
 
     def launched(self, launched: conmon.Launched) -> None:
         """conmon reported the container's pid."""
@@ -65,11 +66,30 @@ class Monitor:
     def open_root(self) -> Optional[int]:
         """An O_PATH fd of the root the running container sees (its init's
         /proc/<pid>/root), or None; opened while the init was proven alive."""
+        return self._open_of_init("root", os.O_PATH | os.O_DIRECTORY)
+
+    def hold_mounts(self) -> None:
+        """Hold the container's mount namespace until drop_mounts (or the
+        container's end: see lifecycle.end_run). The kernel then tears its
+        mounts down when the hold goes, not as the last process exits: that
+        teardown (an RCU grace period or more) leaves the exit's path, which
+        a pooled job's waiter is on. Nothing is held when the init is gone."""
+        if self.mounts is None:
+            self.mounts = self._open_of_init("ns/mnt", os.O_RDONLY)
+
+    def drop_mounts(self) -> None:
+        """Let the held mount namespace go (the teardown happens here if the container is gone)."""
+        if self.mounts is not None:
+            os.close(self.mounts)
+            self.mounts = None
+
+    def _open_of_init(self, name: str, flags: int) -> Optional[int]:
+        """An fd of the init's /proc/<pid>/`name`, or None; opened while the init was proven alive."""
         init = self.init
         if init is None or init.exited():
             return None
         try:
-            fd = os.open(f"/proc/{init.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(f"/proc/{init.pid}/{name}", flags | os.O_CLOEXEC)
         except OSError:
             return None
         if init.exited():  # the pid may have gone to another process before the open
@@ -187,6 +207,7 @@ class Monitor:
 
     def close(self) -> None:
         self.close_init()
+        self.drop_mounts()
         if self.conmon is not None:
             self.conmon.close()
             self.conmon = None

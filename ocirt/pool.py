@@ -16,7 +16,12 @@ start), stdin data, timeout (timed here: conmon's own timer counts from the
 create), name and labels. Each container runs one job and is deleted off
 the job's path; the pool refills in the background, one create per core at
 most, and a job that finds it empty creates its container cold rather than
-wait. A pooled container carries OWNER_LABEL until a job takes it: one
+wait. A job's replacement starts once the job has ended (or QUIET after
+it was taken, if it runs longer): a create beside a job takes the
+interpreter from it for up to its switch interval at each step, and a core
+from its processes. A ready container's mount namespace is held (see
+Monitor.hold_mounts) so that its mounts are torn down by its delete, not
+on its job's way out. A pooled container carries OWNER_LABEL until a job takes it: one
 whose owner process is gone is removed when a Runtime.open recovers the store.
 """
 
@@ -30,13 +35,14 @@ import shutil
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import layout, lifecycle, process, specgen
 from .cgroups.limits import Limits, reset_peak
 from .container import Container
-from .errors import ContainerNotFound, InvalidArgument, InvalidState, OcirtError
+from .errors import ContainerError, ContainerNotFound, InvalidArgument, InvalidState, OcirtError
 from .images.config import ImageConfig
 from .layout import read_small, write_private
 from .run import RunResult, drive
@@ -56,6 +62,7 @@ AT_CREATE = frozenset(
      "log_size_max", "stdin")
 )
 PER_JOB = frozenset(("cmd", "env", "workdir", "limits", "timeout", "check", "name", "labels"))
+QUIET = 0.1  # seconds a job's replacement waits for the job to end (see Pool.finished)
 JOB_OPTIONS = frozenset(("env", "workdir", "limits", "stdin", "timeout", "check", "name", "labels"))  # Pool.run's keywords
 
 log = logging.getLogger("ocirt")
@@ -206,24 +213,32 @@ class Recipe:
         return job
 
     @staticmethod
-    def assign(c: Container, job: "Job", dropped: Sequence[str]) -> None:
+    def assign(c: Container, job: "Job", dropped: Sequence[str], publish: bool = True) -> None:
         """Make a taken container the job's: its process (what exec and inspect
         start from), name and labels recorded (the `dropped` labels, the
-        pool's own, taken away), its limits written; deleted on failure."""
+        pool's own, taken away), its limits written; deleted on failure.
+        Without `publish`, the caller publishes the process (see publish)."""
         try:
             with c._record.locked():
-                process = dict(c.spec["process"], args=job.argv, env=job.env, cwd=job.cwd)
-                c.spec = dict(c.spec, process=process)
-                config = json.loads(read_small(c._files.config, 1 << 24))
-                write_private(c._files.config, json.dumps(dict(config, process=dict(config["process"], **process))).encode())
+                c.spec = dict(c.spec, process=dict(c.spec["process"], args=job.argv, env=job.env, cwd=job.cwd))
                 c.name = job.name if job.name is not None else c.name
                 c.labels = {**{k: v for k, v in c.labels.items() if k not in dropped}, **job.labels}
+                if publish:
+                    Recipe.publish(c)
             if job.limits is not None:
                 c.update(job.limits)
             reset_peak(c._container_cgroup("reset the memory peak of"))
         except BaseException:
             delete_quietly(c)
             raise
+
+    @staticmethod
+    def publish(c: Container) -> None:
+        """Write a taken container's process (see assign) where other processes
+        read it (its config.json)."""
+        config = json.loads(read_small(c._files.config, 1 << 24))
+        process = {key: c.spec["process"][key] for key in ("args", "env", "cwd")}
+        write_private(c._files.config, json.dumps(dict(config, process=dict(config["process"], **process))).encode())
 
 
 class Pool:
@@ -237,6 +252,9 @@ class Pool:
         self._recipe = Recipe(runtime, options)
         self._owner = f"{os.getpid()}:{process.start_time(os.getpid())}"
         self._ready: Deque[Tuple[Container, socket.socket]] = collections.deque()
+        self._due: Dict[str, float] = {}  # a taken container's id: when its replacement may start (see finished)
+        self._spent: Deque[Container] = collections.deque()  # finished jobs' containers, to delete
+        self._retiring = 0  # spent ones a worker is letting go of
         self._cond = threading.Condition()
         self._closed = False
         self._making = self._taken = self._made = self._fell_back = 0
@@ -275,13 +293,17 @@ class Pool:
         once the pool is closed."""
         job = self._recipe.job(cmd, env, workdir, stdin, timeout, limits, name, labels)
         c, sock, rest = self.take(job)
+        ended = False
         try:
             start = lambda: block(lifecycle.start(c, await_exec=False))  # noqa: E731  (the stub needs no wait: only a timeout's SIGKILL follows)
-            remove = lambda force: self._rt.delete_later(c)  # noqa: E731
-            result = drive(c, self._rt.dirs.sockets, job.data, job.limit, remove=remove, check=check, started=rest, start=start)
+            result = drive(c, self._rt.dirs.sockets, job.data, job.limit, started=rest, start=start)
+            ended = True
         finally:
             sock.close()
+            self.finished(c, delete=ended)  # (on a failure, drive deleted it)
         assert isinstance(result, RunResult)
+        if check and result.exit_code != 0:
+            raise ContainerError(c.id, result.exit_code, result.stderr)
         return result
 
     def start(
@@ -302,6 +324,7 @@ class Pool:
             started = drive(c, self._rt.dirs.sockets, None, None, detach=True, started=rest)
         finally:
             sock.close()
+            self.finished(c, delete=False)  # the caller's now
         assert isinstance(started, Container)
         return started
 
@@ -322,16 +345,42 @@ class Pool:
 
     def take(self, job: Job) -> Tuple[Container, socket.socket, Callable[[], None]]:
         """A container made `job`'s (ready, or created cold when none is), the
-        socket its job goes on, and the call that sends the rest of the job
-        once the container is started (see send_ahead); close the socket on
-        every way out. InvalidState once the pool is closed."""
+        socket its job goes on, and the call to make once the container is
+        started: it sends the rest of the job (see send_ahead) and publishes
+        the job's process (see Recipe.publish). Close the socket on every
+        way out, and call finished once the job has ended. InvalidState
+        once the pool is closed."""
         c, sock = self._take()
         try:
-            Recipe.assign(c, job, (OWNER_LABEL,))
-            return c, sock, send_ahead(sock, job.encoded())
+            Recipe.assign(c, job, (OWNER_LABEL,), publish=False)
+            send_rest = send_ahead(sock, job.encoded())
         except BaseException:
             sock.close()
+            self.finished(c, delete=False)  # (assign deleted it)
             raise
+
+        def started() -> None:
+            send_rest()
+            Recipe.publish(c)  # while the job runs: a write less before its start
+
+        return c, sock, started
+
+    def finished(self, c: Container, delete: bool = True) -> None:
+        """The job `take` gave `c` has ended (or runs on as the caller's): its
+        replacement starts now rather than QUIET after the take, the mount
+        namespace the pool held goes, and with `delete` the pool's
+        background deletes `c` (see Runtime.delete_later). Never blocks."""
+        if not delete:
+            c._monitor.drop_mounts()  # here: the caller may delete `c` next
+        with self._cond:
+            if c.id in self._due:
+                self._due[c.id] = 0.0
+            handed = delete and not self._closed and bool(self._workers)
+            if handed:
+                self._spent.append(c)
+            self._cond.notify_all()
+        if delete and not handed:
+            self._let_go(c)  # no worker is left to do it
 
     def _take(self) -> Tuple[Container, socket.socket]:
         with self._cond:
@@ -339,8 +388,10 @@ class Pool:
                 raise InvalidState("the pool is closed")
             self._taken += 1
             if self._ready:
-                self._cond.notify_all()  # a refill may start
-                return self._ready.popleft()
+                c, sock = self._ready.popleft()
+                self._due[c.id] = time.monotonic() + QUIET
+                self._cond.notify_all()  # a worker times the refill
+                return c, sock
             self._fell_back += 1
             self._made += 1
         return self._make()  # cold, rather than wait for the background
@@ -348,27 +399,60 @@ class Pool:
     # -- the containers ---------------------------------------------------------
 
     def _make(self) -> Tuple[Container, socket.socket]:
-        """A new pooled container, created, its process the stub; and our end of its job socket."""
+        """A new pooled container, created, its process the stub, its mounts
+        held; and our end of its job socket."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            return self._recipe.make(theirs, {OWNER_LABEL: self._owner}), ours
+            c = self._recipe.make(theirs, {OWNER_LABEL: self._owner})
+            c._monitor.hold_mounts()
+            return c, ours
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
 
+    def _next_work(self) -> Optional[Container]:
+        """Under the lock: wait until there is work; a spent container to
+        delete, or None to make one. Raises _Closed once closed."""
+        while not self._closed:
+            if self._spent:
+                self._retiring += 1
+                return self._spent.popleft()
+            wanted = self._size - len(self._ready) - self._making
+            if wanted > 0:
+                now = time.monotonic()
+                if wanted > len(self._due):  # not a taken one's replacement: the first fill, or after a failed create
+                    return None
+                cid, due = min(self._due.items(), key=lambda item: item[1])
+                if due <= now:
+                    del self._due[cid]
+                    return None
+                self._cond.wait(due - now)
+            else:
+                self._cond.wait()
+        raise _Closed
+
     def _refill(self) -> None:
-        """Keep `size` containers ready (or being made) until closed. A create
-        that fails stops this worker (logged): jobs then create cold, and
-        see the error themselves."""
+        """Keep `size` containers ready (or being made) and hand spent ones to
+        the runtime's delete until closed. A create that fails stops this
+        worker (logged): jobs then create cold, and see the error themselves."""
         while True:
             with self._cond:
-                while not self._closed and len(self._ready) + self._making >= self._size:
-                    self._cond.wait()
-                if self._closed:
+                try:
+                    spent = self._next_work()
+                except _Closed:
                     return
-                self._making += 1
+                if spent is None:
+                    self._making += 1
+            if spent is not None:
+                try:
+                    self._let_go(spent)
+                finally:
+                    with self._cond:
+                        self._retiring -= 1
+                        self._cond.notify_all()  # for wait_ready
+                continue
             try:
                 made = self._make()
             except (OcirtError, OSError) as e:
@@ -388,14 +472,25 @@ class Pool:
             made[1].close()
             delete_quietly(made[0])
 
+    def _let_go(self, c: Container) -> None:
+        """Delete a container whose job ended, in the background; its mounts
+        go first, here (their teardown is the slow part of its exit)."""
+        c._monitor.drop_mounts()
+        self._rt.delete_later(c)
+
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
-        """Wait until `size` containers are ready (or the pool is closed, or
-        its background gave up making them); whether they are, after at most
-        `timeout` seconds (None: no limit)."""
+        """Wait until `size` containers are ready and every finished job's
+        container is handed to the runtime's background delete (or the pool
+        is closed, or its background gave up making them); whether they are,
+        after at most `timeout` seconds (None: no limit)."""
         limit = check_timeout(timeout)
+
+        def ready() -> bool:
+            return len(self._ready) >= self._size and not self._spent and not self._retiring
+
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or len(self._ready) >= self._size or not self._workers, limit)
-            return len(self._ready) >= self._size
+            self._cond.wait_for(lambda: self._closed or ready() or not self._workers, limit)
+            return ready()
 
     def stats(self) -> PoolStats:
         with self._cond:
@@ -411,6 +506,8 @@ class Pool:
         for worker in workers:
             if worker.ident is not None:  # started (an interrupted __init__ may not have started them all)
                 worker.join()
+        while self._spent:
+            self._let_go(self._spent.popleft())
         while self._ready:
             c, sock = self._ready.popleft()
             sock.close()
@@ -421,6 +518,10 @@ class Pool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Closed(Exception):
+    """The pool closed while a worker waited for work."""
 
 
 def orphaned(c: Container) -> bool:

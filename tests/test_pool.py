@@ -96,6 +96,29 @@ def test_the_pool_refills_in_the_background_and_close_deletes_what_is_ready(runt
         pool.run(["true"])
 
 
+def _held_mount_namespaces() -> int:
+    """How many mount namespaces this process holds an fd of."""
+    links = (os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+    return sum(link.startswith("mnt:[") for link in links)
+
+
+def test_a_replacement_waits_for_the_jobs_end_or_quiet_and_mounts_are_held_until_the_delete(runtime):
+    before = _held_mount_namespaces()
+    with runtime.pool(size=1) as pool:
+        assert pool.wait_ready(60) and _held_mount_namespaces() == before + 1  # the ready container's
+        c, sock, _ = pool.take(pool.job(["true"]))  # a job that never tells its end, as one that runs long
+        sock.close()
+        assert pool.wait_ready(60) and pool.stats().made == 2  # replaced all the same, QUIET after the take
+        c.delete(force=True)
+        pool.finished(c, delete=False)
+        assert _held_mount_namespaces() == before + 1  # the taken one's went with its delete
+        ended = pool.run(["true"])  # its end starts its replacement, and the pool deletes its container
+        assert pool.wait_ready(60) and pool.stats().made == 3
+        runtime.finish_deletes()
+        assert ended.container_id not in runtime.containers()
+    assert _held_mount_namespaces() == before
+
+
 def test_a_pool_of_an_image_runs_its_command_user_and_env(runtime, tmp_path):
     path = str(tmp_path / "layout")
     config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo default"], "Env": ["A=1"], "WorkingDir": "/tmp", "User": "app"}
