@@ -30,17 +30,31 @@ class Deleter:
         self._running = False
         self._failures: List[Tuple[str, BaseException]] = []
 
-    def submit(self, container: "Container") -> None:
+    def submit(self, container: "Container", start: bool = True) -> None:
+        """Queue `container`'s delete. Without `start` the thread is left for
+        `kick` (or `finish`) to start: a caller on a short job's path does
+        not wait for a thread to start."""
         with self._cond:
             self._queue.append(container)
-            if not self._running:
-                self._running = True
-                threading.Thread(target=self._work, name="ocirt-delete").start()
+            if start:
+                self._start()
+
+    def kick(self) -> None:
+        """Start the thread for what is queued, unless it runs."""
+        with self._cond:
+            self._start()
+
+    def _start(self) -> None:
+        """Under the lock: start the thread, if there is work and it is not running."""
+        if self._queue and not self._running:
+            self._running = True
+            threading.Thread(target=self._work, name="ocirt-delete").start()
 
     def finish(self) -> List[Tuple[str, BaseException]]:
         """Wait until every submitted delete is done; the (container id, error) of
         those that failed since the last call."""
         with self._cond:
+            self._start()
             while self._running:
                 self._cond.wait()
             failures, self._failures = self._failures, []

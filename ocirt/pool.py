@@ -17,7 +17,8 @@ create), name and labels. Each container runs one job and is deleted off
 the job's path; the pool refills in the background, one create per core at
 most, and a job that finds it empty creates its container cold rather than
 wait. A job's replacement starts once the job has ended (or QUIET after
-it was taken, if it runs longer): a create beside a job takes the
+it was taken, if it runs longer), and the pool's thread, not the job's,
+starts the thread that deletes it: a create beside a job takes the
 interpreter from it for up to its switch interval at each step, and a core
 from its processes. A ready container's mount namespace is held (see
 Monitor.hold_mounts) so that its mounts are torn down by its delete, not
@@ -253,8 +254,7 @@ class Pool:
         self._owner = f"{os.getpid()}:{process.start_time(os.getpid())}"
         self._ready: Deque[Tuple[Container, socket.socket]] = collections.deque()
         self._due: Dict[str, float] = {}  # a taken container's id: when its replacement may start (see finished)
-        self._spent: Deque[Container] = collections.deque()  # finished jobs' containers, to delete
-        self._retiring = 0  # spent ones a worker is letting go of
+        self._deletes_queued = False  # finished jobs' containers wait for a worker to start the runtime's delete thread
         self._cond = threading.Condition()
         self._closed = False
         self._making = self._taken = self._made = self._fell_back = 0
@@ -368,19 +368,20 @@ class Pool:
     def finished(self, c: Container, delete: bool = True) -> None:
         """The job `take` gave `c` has ended (or runs on as the caller's): its
         replacement starts now rather than QUIET after the take, the mount
-        namespace the pool held goes, and with `delete` the pool's
-        background deletes `c` (see Runtime.delete_later). Never blocks."""
-        if not delete:
-            c._monitor.drop_mounts()  # here: the caller may delete `c` next
+        namespace the pool held goes, and with `delete` `c` is deleted in
+        the background (see Runtime.delete_later). Never waits."""
+        if delete:
+            self._rt._deleter.submit(c, start=False)  # queued: finish_deletes waits for it from now
+        else:
+            c._monitor.drop_mounts()  # here: the caller may delete `c` next (a delete drops them itself)
         with self._cond:
             if c.id in self._due:
                 self._due[c.id] = 0.0
-            handed = delete and not self._closed and bool(self._workers)
-            if handed:
-                self._spent.append(c)
+            by_worker = delete and not self._closed and bool(self._workers)
+            self._deletes_queued = self._deletes_queued or by_worker
             self._cond.notify_all()
-        if delete and not handed:
-            self._let_go(c)  # no worker is left to do it
+        if delete and not by_worker:
+            self._rt._deleter.kick()
 
     def _take(self) -> Tuple[Container, socket.socket]:
         with self._cond:
@@ -412,46 +413,42 @@ class Pool:
         finally:
             theirs.close()
 
-    def _next_work(self) -> Optional[Container]:
-        """Under the lock: wait until there is work; a spent container to
-        delete, or None to make one. Raises _Closed once closed."""
+    def _next_work(self) -> str:
+        """Under the lock: wait until there is work: "delete" (start the
+        runtime's delete thread) or "make". Raises _Closed once closed."""
         while not self._closed:
-            if self._spent:
-                self._retiring += 1
-                return self._spent.popleft()
+            if self._deletes_queued:
+                self._deletes_queued = False
+                return "delete"
             wanted = self._size - len(self._ready) - self._making
             if wanted > 0:
                 now = time.monotonic()
                 if wanted > len(self._due):  # not a taken one's replacement: the first fill, or after a failed create
-                    return None
+                    return "make"
                 cid, due = min(self._due.items(), key=lambda item: item[1])
                 if due <= now:
                     del self._due[cid]
-                    return None
+                    return "make"
                 self._cond.wait(due - now)
             else:
                 self._cond.wait()
         raise _Closed
 
     def _refill(self) -> None:
-        """Keep `size` containers ready (or being made) and hand spent ones to
-        the runtime's delete until closed. A create that fails stops this
-        worker (logged): jobs then create cold, and see the error themselves."""
+        """Keep `size` containers ready (or being made), and start the deletes
+        of finished jobs' containers, until closed. A create that fails
+        stops this worker (logged): jobs then create cold, and see the error
+        themselves."""
         while True:
             with self._cond:
                 try:
-                    spent = self._next_work()
+                    work = self._next_work()
                 except _Closed:
                     return
-                if spent is None:
+                if work == "make":
                     self._making += 1
-            if spent is not None:
-                try:
-                    self._let_go(spent)
-                finally:
-                    with self._cond:
-                        self._retiring -= 1
-                        self._cond.notify_all()  # for wait_ready
+            if work == "delete":
+                self._rt._deleter.kick()
                 continue
             try:
                 made = self._make()
@@ -472,25 +469,14 @@ class Pool:
             made[1].close()
             delete_quietly(made[0])
 
-    def _let_go(self, c: Container) -> None:
-        """Delete a container whose job ended, in the background; its mounts
-        go first, here (their teardown is the slow part of its exit)."""
-        c._monitor.drop_mounts()
-        self._rt.delete_later(c)
-
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
-        """Wait until `size` containers are ready and every finished job's
-        container is handed to the runtime's background delete (or the pool
-        is closed, or its background gave up making them); whether they are,
-        after at most `timeout` seconds (None: no limit)."""
+        """Wait until `size` containers are ready (or the pool is closed, or
+        its background gave up making them); whether they are, after at most
+        `timeout` seconds (None: no limit)."""
         limit = check_timeout(timeout)
-
-        def ready() -> bool:
-            return len(self._ready) >= self._size and not self._spent and not self._retiring
-
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or ready() or not self._workers, limit)
-            return ready()
+            self._cond.wait_for(lambda: self._closed or len(self._ready) >= self._size or not self._workers, limit)
+            return len(self._ready) >= self._size
 
     def stats(self) -> PoolStats:
         with self._cond:
@@ -506,8 +492,7 @@ class Pool:
         for worker in workers:
             if worker.ident is not None:  # started (an interrupted __init__ may not have started them all)
                 worker.join()
-        while self._spent:
-            self._let_go(self._spent.popleft())
+        self._rt._deleter.kick()  # finished jobs' containers no worker started the delete of
         while self._ready:
             c, sock = self._ready.popleft()
             sock.close()
