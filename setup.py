@@ -4,6 +4,7 @@ containers (ocirt/ocirt-stub, package data)."""
 
 import os
 import shlex
+import shutil
 from glob import glob
 
 from Cython.Build import cythonize
@@ -23,13 +24,16 @@ class build_py_without_build_scripts(build_py):
 
 class build_ext_and_stub(build_ext):
     """The extensions, then the stub: a static program (it runs inside
-    containers, whose root filesystems have no libc of ours)."""
+    containers, whose root filesystems have no libc of ours), linked with
+    musl where musl-gcc is installed: a static glibc program spends about
+    0.35 ms starting here (its CPU feature probes trap to the hypervisor),
+    on every pooled job's path. OCIRT_STUB_CC overrides the choice."""
 
     def run(self):
         super().run()
         out = "ocirt" if self.inplace else os.path.join(self.build_lib, "ocirt")
         self.mkpath(out)
-        cc = shlex.split(os.environ.get("CC", "gcc"))
+        cc = shlex.split(os.environ.get("OCIRT_STUB_CC") or ("musl-gcc" if shutil.which("musl-gcc") else os.environ.get("CC", "gcc")))
         self.spawn([*cc, "-static", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-o", os.path.join(out, STUB), "csrc/stub/stub.c"])
 
     def get_outputs(self):
