@@ -37,7 +37,7 @@ class Recorded(Protocol):
 
     def take_record(self, record: Record) -> None: ...
 
-    def reconcile(self, deep: bool) -> None: ...
+    def reconcile_steps(self, deep: bool) -> Steps[None]: ...
 
     def reconcile_would_change(self) -> bool: ...
 
@@ -61,7 +61,7 @@ class Recorder:
         assert hold is not None
         try:
             if hold.outermost:
-                self._load(deep=False)
+                yield from self._load(deep=False)
         except BaseException:
             hold.__exit__(None, None, None)
             raise
@@ -108,7 +108,7 @@ class Recorder:
         with hold:
             if hold.contended:
                 self._take_stored()
-            elif hold.outermost and self._load(deep=True):
+            elif hold.outermost and (yield from self._load(deep=True)):
                 try:
                     self.save()
                 except StoreError as e:
@@ -153,11 +153,11 @@ class Recorder:
         self._seen = record
         self._c.take_record(record)
 
-    def _load(self, deep: bool) -> bool:
+    def _load(self, deep: bool) -> Steps[bool]:
         """Take over the stored record and reconcile it; False if it is gone."""
         if not self._take_stored():
             return False
-        self._c.reconcile(deep)
+        yield from self._c.reconcile_steps(deep)
         self._keep_unreadable_note()
         return True
 

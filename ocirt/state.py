@@ -20,6 +20,7 @@ from .store import Record, from_timestamp
 
 if TYPE_CHECKING:
     from .exec import ExecSession
+    from .steps import Steps
 
 CONMON_DIED = "conmon died without recording an exit code"
 ORPHANED = "conmon died: the container runs on unmonitored (no log, no exit code); stop or rm -f ends it"
@@ -162,16 +163,18 @@ def read_exit(files: ContainerDir) -> Exit:
     return Exit(code, datetime.fromtimestamp(finished, timezone.utc), os.path.exists(files.oom), note)
 
 
-def reconcile(
+def reconcile_steps(
     state: ContainerState,
     files: ContainerDir,
     *,
     conmon_alive: Callable[[], bool],
-    runtime_status: Optional[Callable[[], str]] = None,
-    orphan_status: Callable[[], str],
-    wait_exit: Callable[[float], bool],
-) -> str:
-    """Bring a recorded state up to date with what conmon and the runtime know.
+    runtime_status: Optional[Callable[[], Steps[str]]] = None,
+    orphan_status: Callable[[], Steps[str]],
+    wait_exit: Callable[[float], Steps[bool]],
+) -> Steps[str]:
+    """Bring a recorded state up to date with what conmon and the runtime
+    know; steps (see ocirt.steps), so that asking the runtime and waiting
+    for an exit file never block an event loop.
 
     An exit file means the container exited. A dead conmon without one:
     the runtime is asked (`orphan_status`); a container that outlived its
@@ -190,7 +193,7 @@ def reconcile(
     if not conmon_alive():
         if os.path.exists(files.exit_file):
             return _stopped(state, files)  # written as conmon went
-        raw = orphan_status()
+        raw = yield from orphan_status()
         if raw in (s.value for s in LIVE):
             state.status = ContainerStatus(raw)
             return ORPHANED
@@ -198,9 +201,9 @@ def reconcile(
         return CONMON_DIED
     if runtime_status is None:
         return ""
-    raw = runtime_status()
+    raw = yield from runtime_status()
     if raw == ContainerStatus.STOPPED.value:
-        if not wait_exit(EXIT_GRACE):
+        if not (yield from wait_exit(EXIT_GRACE)):
             raise Timeout(f"no exit file from conmon for container {os.path.basename(files.exit_file)} after {EXIT_GRACE:g}s")
         return _stopped(state, files)
     if raw in (s.value for s in LIVE):

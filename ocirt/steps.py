@@ -55,6 +55,12 @@ def sleep(seconds: float) -> Generator[Readable, Set[int], None]:
     yield Readable((), time.monotonic() + seconds)
 
 
+def done(value: T) -> Steps[T]:
+    """Steps that end at once with `value` (where a step function is expected and nothing is to wait for)."""
+    return value
+    yield  # never reached: it makes this a generator
+
+
 def ms_left(deadline: Optional[float]) -> int:
     """poll's timeout for `deadline`: -1 for none, else milliseconds rounded up."""
     if deadline is None:

@@ -52,6 +52,10 @@ class Gate:
         """From now on gated runtimes pass through without stopping."""
         open(os.path.join(self.path, "open"), "w").close()
 
+    def shut(self) -> None:
+        """From now on gated runtimes stop again (undoes open)."""
+        os.unlink(os.path.join(self.path, "open"))
+
     def runtime(self, verb: str) -> str:
         """The gated runtime for `verb` (see the module's docstring)."""
         path = os.path.join(self.path, f"runc-gated-{verb}")

@@ -125,6 +125,37 @@ def test_exec_awaited(aruntime, make_bundle, new_id):
     assert asyncio.run(main()) == (5, ["in"])
 
 
+def test_a_deep_reconcile_asks_the_runtime_without_blocking_the_loop(tmp_path, gate, make_bundle, new_id):
+    root = str(tmp_path / "root")
+    made = ocirt.Runtime.open(root)
+    cid = made.create(new_id(), make_bundle("sleep", "1000")).id
+    made.get(cid).start()
+    made.close()
+    gate.open()  # the open's own recovery passes
+    rt = AsyncRuntime.open(root, runtime_path=gate.runtime("state"))
+    gate.shut()
+
+    async def main():
+        getting = asyncio.ensure_future(rt.get(cid))  # reconciled with the runtime's `state`, which waits at the gate
+        while not gate.has("reached.main"):  # the gated runtime runs in another process: the loop must run meanwhile
+            await asyncio.sleep(0.001)
+        assert not getting.done()
+        gate.open()
+        gate.release("main")
+        c = await getting
+        assert c.state.status.value == "running"
+        await c.delete(force=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.open()
+        gate.release_if_waiting("main")
+        if rt.runtime.store.get(cid) is not None:  # the test failed before its delete
+            rt.runtime.get(cid).delete(force=True)
+        rt.runtime.close()
+
+
 def test_a_cancelled_create_leaves_nothing(tmp_path, gate, make_bundle, new_id):
     rt = ocirt.Runtime(tmp_path / "ocirt", runtime_path=gate.runtime("create"))
 
