@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .. import conmon, layout, specgen
 from ..container import Container
 from ..errors import ContainerNotFound, OcirtError
+from ..images import PULL_POLICIES
 from ..images.config import settle
-from ..images.store import PULL_POLICIES
 from ..options import CreateOptions
 from ..runtime import Runtime
 from ..validate import check_name, check_path

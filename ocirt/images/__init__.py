@@ -6,4 +6,9 @@ writable layer, the image's config made the container's.
     store.py       ImageStore: pull, list, remove; the layout and the layers
     layers.py      layers unpacked safely, whiteouts made overlayfs's own
     config.py      the image's config made a container's process
+
+What the command line's parser needs lives here, so that a verb that
+pulls nothing imports none of the rest.
 """
+
+PULL_POLICIES = ("missing", "always", "never")

@@ -28,11 +28,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import ImageError, InvalidArgument
 from ..layout import PRIVATE_DIR, read_small, remove_tree, write_private
-from . import layers as layerfs
+from . import PULL_POLICIES, layers as layerfs
 from .config import ImageConfig
 from .reference import BUILTIN_NAMES, REF_NAME, Reference, parse
 
-PULL_POLICIES = ("missing", "always", "never")
 MAX_JSON = 4 << 20  # a manifest or config larger than this is not one
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",)
 
