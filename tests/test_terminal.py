@@ -106,6 +106,19 @@ def size_becomes(term: Tmux, rows: int, columns: int) -> None:
     raise AssertionError(f"the terminal never became {rows}x{columns} (asked {attempt} times)")
 
 
+def prompt_answered(term: Tmux) -> None:
+    """Wait for busybox's prompt and for the terminal's answer to the cursor
+    query the shell prints after it (ESC [6n) to be in the shell's input.
+    tmux answers as it reads the query; a key typed now echoes after
+    everything printed before it, so once its echo shows, the answer is
+    ahead of whatever is typed next (a detach, say: an answer still on its
+    way would reach the window's own shell instead)."""
+    term.expect("/ # ")
+    term.keys("x")
+    term.expect("x")
+    term.keys("BSpace")
+
+
 def test_a_shell_follows_resizes_detaches_with_ctrl_p_ctrl_q_and_attach_picks_it_up(tmux, ocirt):
     tmux.type('$ocirt run -it --rm --name shell busybox sh; echo "run-ended-$((1+$?))"')
     tmux.expect("/ # ")  # the container's prompt
@@ -114,7 +127,7 @@ def test_a_shell_follows_resizes_detaches_with_ctrl_p_ctrl_q_and_attach_picks_it
     size_becomes(tmux, 20, 80)
     tmux.type("sleep 1000")
     tmux.keys("C-c")  # raw mode: the key reaches the container's terminal, not ocirt
-    tmux.expect("/ # ")
+    prompt_answered(tmux)
     tmux.keys("C-p", "C-q")
     tmux.expect("run-ended-1")  # detached: 0
     assert json.loads(ocirt.ok("inspect", "shell"))[0]["State"]["Status"] == "running"
