@@ -41,7 +41,7 @@ POOL_RATIO = Target(goal=1 / 8, bound=1 / 4)
 POOL_JOB_MS = Target(goal=5.0, bound=10.0)
 POOL_P90_MS = Target(goal=10.0, bound=20.0)
 POOL_THROUGHPUT = Target(goal=0.95, bound=0.95)
-POOL_CLI = Target(goal=1.0, bound=5.0)  # measured 3.4-4.2: the interpreter and ocirt's imports (see issue 25) are most of it
+POOL_CLI = Target(goal=1.0, bound=5.0)  # measured 2.6-3.0: the interpreter and ocirt's imports (about 130 ms of 194) are most of it
 BATCH = 32 if SHORT else 80
 
 pytestmark = pytest.mark.skipif(not os.access(STUB, os.X_OK), reason="the stub is not built (pip install -e . builds it)")
