@@ -120,9 +120,10 @@ def job_steps(
 
     With `pool` (one made for the job's image or rootfs), a job with no
     bundle takes a ready container of it. The exited container goes to
-    `exited` (a background delete), or back to the pool that deletes it. A job that fails is deleted here and its
-    error put in `result`; steps closed early (cancelled, interrupted)
-    delete the container before they end.
+    `exited` (a background delete), or back to its pool, which deletes it.
+    A job that fails is deleted here and its error put in `result`; steps
+    closed early (cancelled, interrupted) delete the container before they
+    end.
     """
     container: Optional[Container] = None
     taken = pool is not None and job.bundle is None

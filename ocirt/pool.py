@@ -415,7 +415,7 @@ class Pool:
 
     def _next_work(self) -> str:
         """Under the lock: wait until there is work: "delete" (start the
-        runtime's delete thread) or "make". Raises _Closed once closed."""
+        runtime's delete thread), "make", or "closed"."""
         while not self._closed:
             if self._deletes_queued:
                 self._deletes_queued = False
@@ -432,7 +432,7 @@ class Pool:
                 self._cond.wait(due - now)
             else:
                 self._cond.wait()
-        raise _Closed
+        return "closed"
 
     def _refill(self) -> None:
         """Keep `size` containers ready (or being made), and start the deletes
@@ -441,9 +441,8 @@ class Pool:
         themselves."""
         while True:
             with self._cond:
-                try:
-                    work = self._next_work()
-                except _Closed:
+                work = self._next_work()
+                if work == "closed":
                     return
                 if work == "make":
                     self._making += 1
@@ -503,10 +502,6 @@ class Pool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Closed(Exception):
-    """The pool closed while a worker waited for work."""
 
 
 def orphaned(c: Container) -> bool:
