@@ -47,7 +47,7 @@ from tests.cli_support import reap_orphans
 from tests.dask_support import local_cluster
 from tests.podman_support import PODMAN, Podman
 
-from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, next_id, report, runc_lifecycle, within
+from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, next_id, report, runc_lifecycle, runc_run, within
 
 # 0.82-0.90 in the runs of 2026-12-02; 1.07-1.21 on 2026-12-03 with that code and this alike (the floor's
 # delete, which ours overlaps, took a smaller share of its lifecycle that hour).
@@ -236,14 +236,9 @@ def test_cli_run_rm_against_runc_run(benchmark, bundle, tmp_path):
         subprocess.run([*ocirt_command(), "run", "--rm", "busybox", "true"], env=env, **QUIET)
         return time.perf_counter() - t0
 
-    def runc_run() -> float:
-        t0 = time.perf_counter()
-        subprocess.run(["runc", "run", "--bundle", fs_bundle, next_id("run")], **QUIET)
-        return time.perf_counter() - t0
-
     try:
         ocirt_run()  # builds the rootfs cache once
-        floor, ours = abba(benchmark, runc_run, ocirt_run, ROUNDS)
+        floor, ours = abba(benchmark, lambda: runc_run(fs_bundle), ocirt_run, ROUNDS)
     finally:
         reap_orphans()  # the CLI's conmons end as this subreaper's children
     interpreter = min(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], **QUIET)) for _ in range(5))

@@ -34,7 +34,7 @@ from ocirt.pool import STUB
 from tests.cli_support import reap_orphans
 from tests.observe import until
 
-from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, debian_python, next_id, report, runc_lifecycle, within
+from .support import MARGIN, QUIET, SHORT, Target, abba, at_least, debian_python, report, runc_lifecycle, runc_run, within
 
 ROUNDS = 24 if SHORT else 60
 POOL_RATIO = Target(goal=1 / 8, bound=1 / 4)
@@ -132,13 +132,8 @@ def test_a_pooled_run_from_the_command_line_against_runc_run(benchmark, bundle, 
         assert subprocess.run([*command, "--root", root, "run", "--pool", "p", "--rm", "true"], **QUIET).returncode == 0
         return time.perf_counter() - t0
 
-    def runc_run() -> float:
-        t0 = time.perf_counter()
-        subprocess.run(["runc", "run", "--bundle", bundle, next_id("run")], **QUIET)
-        return time.perf_counter() - t0
-
     try:
-        floor, ours = abba(benchmark, runc_run, lambda: pooled(python), ROUNDS // 2)
+        floor, ours = abba(benchmark, lambda: runc_run(bundle), lambda: pooled(python), ROUNDS // 2)
         here = statistics.median(pooled([sys.executable, "-m", "ocirt"]) for _ in range(5))
     finally:
         cli("pool", "rm", "p")
